@@ -1,0 +1,238 @@
+"""Command line: `inspector run | demo | detect | config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("inspector")
+
+
+def _fail(msg: str, code: int = 2):
+    print(f"inspector: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _load(args):
+    from inspector.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        _fail(str(e))
+    return cfg
+
+
+def cmd_run(args) -> int:
+    from inspector.config import LlamaCppReasonerConfig
+    from inspector.prefilter import ModelError
+    from inspector.sources import SourceError
+
+    cfg = _load(args)
+    if args.test_vlm:
+        cfg.reasoner = LlamaCppReasonerConfig(type="llama_cpp", test_model=True)
+    if args.port:
+        cfg.web.port = args.port
+    if args.no_web:
+        cfg.web.enabled = False
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    for cam in cfg.cameras:
+        if args.exit_when_done and hasattr(cam.source, "loop"):
+            cam.source.loop = False  # a looping replay would never be done
+        if args.fast and hasattr(cam.source, "fps"):
+            cam.source.fps = None
+    if cfg.web.enabled:
+        _check_port(cfg.web.host, cfg.web.port)
+
+    from inspector.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline(cfg)
+    except (ModelError, SourceError, ValueError, OSError) as e:
+        _fail(f"cannot start: {e}")
+    server = _start_web(pipe, cfg) if cfg.web.enabled else None
+    mode = {"none": "detector only (no VLM configured)",
+            "test_model": "TEST VLM (random weights - its words mean nothing)",
+            "vlm": f"VLM {pipe.reasoner.model_id if pipe.reasoner else ''}"}[pipe.reasoner_mode]
+    print(f"inspector: {len(cfg.cameras)} camera(s), reasoner: {mode}, data in {cfg.data_dir}",
+          file=sys.stderr)
+    if server:
+        print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port}", file=sys.stderr)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    pipe.start()
+    try:
+        while not stopping.is_set():
+            if args.exit_when_done and pipe.done.is_set():
+                break
+            stopping.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    st = pipe.status()
+    pipe.stop()
+    if server:
+        server.should_exit = True
+    v = st["verdicts"]
+    summary = {"inspected": sum(c["frames_inspected"] for c in st["cameras"]),
+               "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
+               "vlm_crops": st["vlm_crops"], "processing_errors": st["processing_errors"],
+               "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"]}
+    print(json.dumps(summary))
+    return 0 if not (st["processing_errors"] or st["store_errors"]) else 1
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            _fail(f"cannot serve the dashboard on {host}:{port}: {e.strerror} "
+                  f"(another inspector running? choose another with --port or web.port)")
+
+
+def _start_web(pipe, cfg):
+    import uvicorn
+
+    from inspector.web import create_app
+
+    app = create_app(pipe.store, pipe.status)
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
+                                           log_level="warning", access_log=False))
+    t = threading.Thread(target=server.run, name="web", daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.started and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        _fail(f"the dashboard did not start on {cfg.web.host}:{cfg.web.port}")
+    return server
+
+
+def cmd_detect(args) -> int:
+    import cv2
+
+    from inspector.prefilter import ModelError, build_detector
+    from inspector.sources.files import list_images
+
+    cfg = _load(args)
+    try:
+        det = build_detector(cfg.detector)
+    except ModelError as e:
+        _fail(str(e))
+    roi = None
+    if args.roi:
+        try:
+            roi = tuple(int(v) for v in args.roi.split(","))
+            assert len(roi) == 4 and roi[0] < roi[2] and roi[1] < roi[3]
+        except (ValueError, AssertionError):
+            _fail(f"--roi must be x1,y1,x2,y2 with x1<x2 and y1<y2, got {args.roi!r}")
+    failures = 0
+    for arg in args.paths:
+        p = Path(arg)
+        if p.is_dir():
+            files = list_images(p)
+            if not files:
+                print(f"inspector: {p}: folder holds no images", file=sys.stderr)
+                failures += 1
+        elif p.is_file():
+            files = [p]
+        else:
+            print(f"inspector: {p}: no such file or folder", file=sys.stderr)
+            failures += 1
+            continue
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                print(f"inspector: {f}: not a readable image (corrupt, truncated or unsupported)",
+                      file=sys.stderr)
+                failures += 1
+                continue
+            t0 = time.perf_counter()
+            try:
+                cands = det.detect(img, roi)
+            except ValueError as e:
+                print(f"inspector: {f}: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            rec = {"image": str(f), "candidates": [
+                {"box": [round(v, 1) for v in c.box], "score": round(c.score, 4), "label": c.label}
+                for c in cands], "ms": round(ms, 2)}
+            if args.json:
+                print(json.dumps(rec), flush=True)
+            else:
+                print(f"{f}: {len(cands)} candidate(s) in {ms:.1f} ms")
+                for c in rec["candidates"]:
+                    print(f"  {c['label']} {c['score']:.2f} at {c['box']}")
+    return 1 if failures else 0
+
+
+def cmd_config(args) -> int:
+    from inspector.config import defaults_yaml
+
+    if args.config:
+        import yaml
+
+        cfg = _load(args)
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    else:
+        print(defaults_yaml(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="inspector", description="Edge visual quality inspection.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def run_opts(p):
+        p.add_argument("--test-vlm", action="store_true",
+                       help="reason with a tiny random-weight VLM through real llama.cpp (words mean nothing)")
+        p.add_argument("--exit-when-done", action="store_true",
+                       help="stop when file/folder sources are exhausted (no looping)")
+        p.add_argument("--fast", action="store_true", help="replay files as fast as they are processed")
+        p.add_argument("--no-web", action="store_true", help="do not serve the dashboard")
+        p.add_argument("--port", type=int, help="dashboard port (default from config: 8080)")
+        p.add_argument("--data-dir", type=Path, help="override data_dir from the config")
+
+    p = sub.add_parser("run", help="run a line from a config file")
+    p.add_argument("--config", type=Path, help="YAML config (default: the bundled demo line)")
+    run_opts(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the bundled demo line with its dashboard")
+    run_opts(p)
+    p.set_defaults(func=cmd_run, config=None)
+
+    p = sub.add_parser("detect", help="run the pre-filter on image files or folders")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument("--roi", help="inspect only x1,y1,x2,y2 of each image")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("config", help="print the effective config (all keys, with defaults)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_config)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""One YAML file, validated by pydantic. Every setting has a default that runs the bundled demo line.
+
+Unknown keys are refused (a typo must not silently fall back to a default), and every error names
+the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- frame sources ---------------------------------------------------------------------------
+
+class FolderSourceConfig(_Model):
+    type: Literal["folder"]
+    path: Path
+    fps: float | None = Field(None, gt=0, description="replay rate; None = as fast as processed")
+    loop: bool = False
+
+
+class VideoSourceConfig(_Model):
+    type: Literal["video"]
+    path: Path
+    fps: float | None = Field(None, gt=0, description="replay rate; None = as fast as processed")
+    loop: bool = False
+
+
+class DemoSourceConfig(_Model):
+    """The bundled demo line: generated into the data directory on first use, then replayed."""
+
+    type: Literal["demo"] = "demo"
+    parts: int = Field(24, ge=1, le=500)
+    seed: int = 7
+    fps: float | None = Field(2.0, gt=0)
+    loop: bool = True
+
+
+SourceConfig = Annotated[
+    Union[FolderSourceConfig, VideoSourceConfig, DemoSourceConfig], Field(discriminator="type")
+]
+
+
+class CameraConfig(_Model):
+    id: str = Field("demo-cam", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    product: str = "demo-tile"
+    source: SourceConfig = Field(default_factory=DemoSourceConfig)
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="inspection rectangle x1,y1,x2,y2 in frame pixels; None = whole frame")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_ordered(cls, v):
+        if v is not None and (v[0] >= v[2] or v[1] >= v[3] or min(v) < 0):
+            raise ValueError("roi must be x1,y1,x2,y2 with x1 < x2, y1 < y2, all >= 0")
+        return v
+
+
+# --- product recipe ----------------------------------------------------------------------------
+
+DEFAULT_TAXONOMY = {
+    "scratch": "a thin straight or curved line cut into the surface",
+    "crack": "a jagged dark fracture line that may branch",
+    "stain": "a discoloured patch: oil, rust or a tint that does not belong to the surface",
+    "hole": "a round pit or hole through or into the surface",
+    "chip": "material missing at an edge or corner",
+}
+
+
+class ProductConfig(_Model):
+    name: str = "demo-tile"
+    good_part: str = (
+        "a flat tile with an even natural surface texture (stone, brick or gravel) and intact edges")
+    defects: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAXONOMY))
+
+    @field_validator("defects")
+    @classmethod
+    def _taxonomy(cls, v):
+        if not v:
+            raise ValueError("the defect taxonomy needs at least one defect type")
+        if "other" in v:
+            raise ValueError("'other' is reserved for findings outside the taxonomy")
+        return v
+
+
+# --- pre-filter ----------------------------------------------------------------------------
+
+class DetectorConfig(_Model):
+    type: Literal["default"] = "default"
+    model: Path = MODELS_DIR / "default-anomaly.onnx"
+    manifest: Path = MODELS_DIR / "manifest.json"
+    threshold: float | None = Field(
+        None, gt=0, description="anomaly threshold; None = the manifest's default")
+    min_area_px: int = Field(40, ge=1, description="smaller blobs are ignored")
+    max_candidates: int = Field(8, ge=1)
+
+
+class CropperConfig(_Model):
+    padding: float = Field(0.5, ge=0, le=4, description="context added around a box, x its size")
+    min_side_px: int = Field(96, ge=8)
+    max_side_px: int = Field(448, ge=32, description="crops are downscaled to this for the VLM")
+    max_crops: int = Field(4, ge=1, description="per frame; the highest-scoring candidates win")
+
+
+# --- reasoner ------------------------------------------------------------------------------
+
+class NoReasonerConfig(_Model):
+    type: Literal["none"] = "none"
+
+
+class LlamaCppReasonerConfig(_Model):
+    type: Literal["llama_cpp"]
+    model: Path | None = Field(None, description="text GGUF; required unless test_model")
+    mmproj: Path | None = Field(None, description="vision projector GGUF; required unless test_model")
+    test_model: bool = Field(
+        False, description="generate and use a tiny random-weight model (its words mean nothing)")
+    profile: str = "generic"
+    n_ctx: int = Field(4096, ge=512)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = 0
+    seed: int = 0
+    temperature: float = Field(0.2, ge=0)
+    max_tokens: int = Field(512, ge=16)
+    queue_size: int = Field(64, ge=1, description="crops waiting for the VLM before overflow")
+
+    @model_validator(mode="after")
+    def _files(self):
+        if not self.test_model and (self.model is None or self.mmproj is None):
+            raise ValueError("llama_cpp needs 'model' and 'mmproj' paths (or test_model: true)")
+        return self
+
+
+ReasonerConfig = Annotated[
+    Union[NoReasonerConfig, LlamaCppReasonerConfig], Field(discriminator="type")
+]
+
+
+# --- verdicts, storage, web ----------------------------------------------------------------------
+
+class JudgeConfig(_Model):
+    fail_score: float = Field(
+        0.0, ge=0, description="detector-only mode: candidates scoring at least this fail the part, "
+                               "weaker ones send it to review (0 = every candidate fails)")
+    min_confidence: float = Field(0.5, ge=0, le=1,
+                                  description="VLM findings below this confidence give review")
+
+
+class StoreConfig(_Model):
+    url: str | None = Field(None, description="SQLAlchemy URL; None = <data_dir>/inspector.db")
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    save_frames: list[Literal["pass", "fail", "review"]] = ["fail", "review"]
+
+
+class WebConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class Config(_Model):
+    data_dir: Path = Path("inspector-data")
+    cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], min_length=1)
+    products: list[ProductConfig] = Field(default_factory=lambda: [ProductConfig()])
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    cropper: CropperConfig = Field(default_factory=CropperConfig)
+    reasoner: ReasonerConfig = Field(default_factory=NoReasonerConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    frame_queue: int = Field(8, ge=1, description="frames buffered between capture and pre-filter")
+
+    @model_validator(mode="after")
+    def _cross_refs(self):
+        ids = [c.id for c in self.cameras]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        names = {p.name for p in self.products}
+        for cam in self.cameras:
+            if cam.product not in names:
+                raise ValueError(f"camera {cam.id!r} uses product {cam.product!r}, "
+                                 f"which is not among products {sorted(names)}")
+        return self
+
+    def product(self, name: str) -> ProductConfig:
+        return next(p for p in self.products if p.name == name)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.url or f"sqlite:///{(self.data_dir / 'inspector.db').resolve()}"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `inspector config` for all keys)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict | None, source: str = "<defaults>", base_dir: Path | None = None) -> Config:
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping of keys")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+    if base_dir is not None:
+        _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate a YAML config; relative paths in it are relative to the file."""
+    if path is None:
+        return parse_config({})
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise ConfigError(f"config {path} is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    return parse_config(data, str(path), base_dir=path.resolve().parent)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> None:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    cfg.data_dir = fix(cfg.data_dir)
+    for cam in cfg.cameras:
+        if hasattr(cam.source, "path"):
+            cam.source.path = fix(cam.source.path)
+    cfg.detector.model = fix(cfg.detector.model)
+    cfg.detector.manifest = fix(cfg.detector.manifest)
+    if isinstance(cfg.reasoner, LlamaCppReasonerConfig):
+        cfg.reasoner.model = fix(cfg.reasoner.model)
+        cfg.reasoner.mmproj = fix(cfg.reasoner.mmproj)
+
+
+def defaults_yaml() -> str:
+    """The full default config as YAML: the configuration reference a user can start from."""
+    data = Config().model_dump(mode="json")
+    data["detector"]["model"] = "models/default-anomaly.onnx"  # not this machine's absolute path
+    data["detector"]["manifest"] = "models/manifest.json"
+    return yaml.safe_dump(data, sort_keys=False)

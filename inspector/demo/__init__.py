@@ -1,0 +1,1 @@
+"""The bundled demo line: real photographed surfaces as parts, with synthetic defects."""

@@ -1,0 +1,134 @@
+"""Typed messages passed between pipeline stages.
+
+Stages only exchange these; none reaches into another stage's internals. Boxes are always
+(x1, y1, x2, y2) in pixels of the *full frame* unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Frame:
+    camera_id: str
+    seq: int
+    image: np.ndarray  # BGR, uint8, HxWx3
+    captured_mono: float = field(default_factory=time.monotonic)
+    captured_wall: float = field(default_factory=time.time)
+    roi: Box | None = None  # inspection region in frame pixels; None = whole frame
+    source_name: str = ""  # file name or URL the frame came from, for the audit trail
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.image.shape[:2]
+        return w, h
+
+
+@dataclass(frozen=True)
+class Candidate:
+    box: Box
+    score: float
+    label: str
+    model_id: str
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """Maps crop pixels back to frame pixels: frame = offset + crop / scale."""
+
+    offset_x: float
+    offset_y: float
+    scale: float = 1.0  # crop pixels per frame pixel (the crop may be resized for the VLM)
+
+    def to_frame(self, box: Box) -> Box:
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return (self.offset_x + x1 / s, self.offset_y + y1 / s,
+                self.offset_x + x2 / s, self.offset_y + y2 / s)
+
+    def to_crop(self, box: Box) -> Box:
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return ((x1 - self.offset_x) * s, (y1 - self.offset_y) * s,
+                (x2 - self.offset_x) * s, (y2 - self.offset_y) * s)
+
+
+@dataclass(frozen=True)
+class Crop:
+    candidate: Candidate
+    index: int  # position among the frame's crops
+    image: np.ndarray  # BGR
+    transform: CropTransform
+
+    @property
+    def candidate_box_in_crop(self) -> Box:
+        return self.transform.to_crop(self.candidate.box)
+
+
+class Severity(str, enum.Enum):
+    minor = "minor"
+    major = "major"
+    critical = "critical"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One defect the VLM located, already validated and mapped to frame pixels."""
+
+    defect_type: str
+    severity: Severity
+    confidence: float
+    box: Box  # frame pixels
+    reason: str
+    crop_index: int
+    model_id: str
+
+
+class CropAnswer(str, enum.Enum):
+    defect = "defect"
+    ok = "ok"
+    uncertain = "uncertain"
+    invalid = "invalid"  # malformed even after the repair retry
+    unavailable = "unavailable"  # backend down / errored
+
+
+@dataclass(frozen=True)
+class CropReport:
+    """Everything the reasoner concluded about one crop, kept whole for the audit trail."""
+
+    crop_index: int
+    answer: CropAnswer
+    findings: tuple[Finding, ...]
+    rejected: tuple[str, ...]  # why individual findings were refused by validation
+    raw: str  # the model's raw text (every attempt), stored for audit
+    model_id: str
+    latency_ms: float
+    error: str = ""
+
+
+class VerdictKind(str, enum.Enum):
+    passed = "pass"
+    fail = "fail"
+    review = "review"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    frame: Frame
+    kind: VerdictKind
+    why: str  # short machine-readable basis, e.g. "vlm_agreed", "detector_only"
+    explanation: str  # one sentence for the operator
+    candidates: tuple[Candidate, ...]
+    reports: tuple[CropReport, ...]
+    decided_wall: float = field(default_factory=time.time)
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(f for r in self.reports for f in r.findings)

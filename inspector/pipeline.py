@@ -1,0 +1,233 @@
+"""Wires the stages: capture -> pre-filter + crop -> (reasoner) -> judge -> store.
+
+Threads, not processes, for this first version: onnxruntime and llama.cpp release the GIL while
+they compute. Capture only ever waits on the bounded frame queue (replay sources are paced by their
+fps); the pre-filter never waits on the VLM: crops go to a bounded reasoner queue, and when it is
+full the frame is judged `review` ("VLM queue full") rather than blocking the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from inspector.config import Config
+from inspector.cropper import make_crops
+from inspector.judge import judge
+from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
+from inspector.prefilter import build_detector
+from inspector.reasoner import build_reasoner
+from inspector.sources import open_source
+from inspector.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraState:
+    id: str
+    source: str
+    state: str = "starting"  # running / exhausted / failed
+    frames_in: int = 0
+    frames_inspected: int = 0
+    read_errors: int = 0
+    last_frame_wall: float | None = None
+
+
+@dataclass
+class Stats:
+    verdicts: Counter = field(default_factory=Counter)
+    candidates: int = 0
+    vlm_crops: int = 0
+    vlm_overflow: int = 0
+    processing_errors: int = 0
+    store_errors: int = 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    frame: Frame
+    product: str
+    candidates: list[Candidate]
+    crops: list[Crop]
+
+
+class Pipeline:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.detector = build_detector(cfg.detector)
+        self.reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
+        self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
+                           save_frames=tuple(cfg.store.save_frames))
+        self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
+        self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
+        self.stats = Stats()
+        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=cfg.frame_queue)
+        qsize = getattr(cfg.reasoner, "queue_size", 1)
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=qsize)
+        self.stop_event = threading.Event()
+        self.done = threading.Event()  # every source exhausted and every frame judged
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    # --- public -------------------------------------------------------------------------------
+
+    @property
+    def reasoner_mode(self) -> str:
+        if self.reasoner is None:
+            return "none"
+        return "test_model" if self.reasoner.is_test_model else "vlm"
+
+    def status(self) -> dict:
+        with self._lock:
+            return {
+                "reasoner_mode": self.reasoner_mode,
+                "reasoner_model": self.reasoner.model_id if self.reasoner else None,
+                "detector_model": self.detector.model_id,
+                "cameras": [vars(c).copy() for c in self.cameras.values()],
+                "verdicts": dict(self.stats.verdicts),
+                "candidates": self.stats.candidates,
+                "vlm_crops": self.stats.vlm_crops,
+                "vlm_queue": self.jobs.qsize(),
+                "vlm_overflow": self.stats.vlm_overflow,
+                "frame_queue": self.frames.qsize(),
+                "processing_errors": self.stats.processing_errors,
+                "store_errors": self.stats.store_errors,
+                "done": self.done.is_set(),
+            }
+
+    def start(self) -> None:
+        for cam in self.cfg.cameras:
+            self._spawn(f"capture-{cam.id}", self._capture, cam)
+        self._spawn("prefilter", self._process)
+        if self.reasoner is not None:
+            self._spawn("reasoner", self._reason)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(timeout)
+        for src in self.sources.values():
+            src.close()
+        if self.reasoner is not None:
+            self.reasoner.close()
+        self.store.close()
+
+    # --- stages -------------------------------------------------------------------------------
+
+    def _spawn(self, name, target, *args):
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _capture(self, cam) -> None:
+        src, state = self.sources[cam.id], self.cameras[cam.id]
+        state.state = "running"
+        seq = 0
+        period = 1.0 / src.fps if src.fps else 0.0
+        next_due = time.monotonic()
+        roi = cam.roi or src.default_roi
+        try:
+            while not self.stop_event.is_set():
+                item = src.read()
+                state.read_errors = src.errors
+                if item is None:
+                    state.state = "exhausted"
+                    break
+                image, name = item
+                if period:
+                    next_due += period
+                    delay = next_due - time.monotonic()
+                    if delay > 0 and self.stop_event.wait(delay):
+                        break
+                seq += 1
+                frame = Frame(cam.id, seq, image, roi=roi, source_name=name)
+                state.frames_in += 1
+                state.last_frame_wall = frame.captured_wall
+                # Replay sources block here (offline, nothing to lose); the wait is bounded so a
+                # stop request is always seen.
+                while not self.stop_event.is_set():
+                    try:
+                        self.frames.put(frame, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception:
+            state.state = "failed"
+            log.exception("camera %s failed", cam.id)
+        finally:
+            self._maybe_finish_capture()
+
+    def _maybe_finish_capture(self) -> None:
+        with self._lock:
+            if all(c.state in ("exhausted", "failed") for c in self.cameras.values()):
+                self.frames.put(None)  # end of input marker for the pre-filter stage
+
+    def _process(self) -> None:
+        products = {cam.id: cam.product for cam in self.cfg.cameras}
+        while not self.stop_event.is_set():
+            try:
+                frame = self.frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if frame is None:
+                if self.reasoner is not None:
+                    self.jobs.put(None)
+                else:
+                    self.done.set()
+                return
+            try:
+                cands = self.detector.detect(frame.image, frame.roi)
+                crops = make_crops(frame.image, cands, self.cfg.cropper) if cands else []
+            except Exception as e:
+                self.stats.processing_errors += 1
+                log.error("camera %s frame %d (%s): pre-filter failed: %s",
+                          frame.camera_id, frame.seq, frame.source_name, e)
+                continue
+            self.cameras[frame.camera_id].frames_inspected += 1
+            self.stats.candidates += len(cands)
+            product = products[frame.camera_id]
+            if not cands or self.reasoner is None:
+                self._record(judge(frame, cands, None if self.reasoner is None else [], self.cfg.judge),
+                             product)
+                continue
+            try:
+                self.jobs.put_nowait(_Job(frame, product, cands, crops))
+            except queue.Full:
+                self.stats.vlm_overflow += 1
+                reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0,
+                                      "VLM queue full (the VLM cannot keep up with the line)")
+                           for c in crops]
+                self._record(judge(frame, cands, reports, self.cfg.judge), product)
+
+    def _reason(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                job = self.jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job is None:
+                self.done.set()
+                return
+            product = self.cfg.product(job.product)
+            reports = []
+            for crop in job.crops:
+                reports.append(self.reasoner.analyze(crop, product))
+                self.stats.vlm_crops += 1
+            self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product)
+
+    def _record(self, verdict: Verdict, product: str) -> None:
+        try:
+            self.store.save(verdict, product, self.reasoner_mode)
+        except Exception as e:
+            self.stats.store_errors += 1
+            log.error("could not store verdict for camera %s frame %d: %s",
+                      verdict.frame.camera_id, verdict.frame.seq, e)
+            return
+        with self._lock:
+            self.stats.verdicts[verdict.kind.value] += 1

@@ -1,0 +1,60 @@
+"""The model manifest: which model files are expected, with their sha256, input and labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspector.prefilter import ModelError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    sha256: str
+    kind: str
+    labels: tuple[str, ...]
+    default_threshold: float
+    output_stride: int
+    version: str
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_entry(manifest: Path, model: Path) -> ModelEntry:
+    """Find `model` in `manifest` and check the file against its recorded sha256."""
+    try:
+        doc = json.loads(Path(manifest).read_text())
+        entries = doc["models"]
+    except OSError as e:
+        raise ModelError(f"cannot read model manifest {manifest}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"model manifest {manifest} is not valid: expected JSON with a 'models' list") from None
+    model = Path(model)
+    entry = next((e for e in entries if e.get("file") == model.name), None)
+    if entry is None:
+        listed = [e.get("file") for e in entries]
+        raise ModelError(f"model {model.name} is not listed in manifest {manifest} (listed: {listed})")
+    if not model.is_file():
+        raise ModelError(f"model file {model} is missing (expected by manifest {manifest})")
+    actual = sha256_of(model)
+    if actual != entry["sha256"]:
+        raise ModelError(f"model file {model} does not match its manifest: sha256 is {actual}, "
+                         f"manifest {manifest} expects {entry['sha256']}")
+    try:
+        return ModelEntry(
+            name=entry["name"], path=model, sha256=actual, kind=entry["kind"],
+            labels=tuple(entry["labels"]), default_threshold=float(entry["default_threshold"]),
+            output_stride=int(entry["output"]["stride"]), version=str(entry.get("version", "")),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"manifest {manifest} entry for {model.name} lacks a valid field: {e}") from None

@@ -1,0 +1,3 @@
+from inspector.store.store import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,91 @@
+"""SQLAlchemy 2.0 models: one inspection per frame, its verdict, candidates, findings, VLM answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    product: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    source_name: Mapped[str] = mapped_column(String(512), default="")
+    captured_at: Mapped[datetime] = mapped_column(DateTime)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    roi: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    frame_path: Mapped[str | None] = mapped_column(String(512), nullable=True)  # relative to data dir
+    reasoner_mode: Mapped[str] = mapped_column(String(32))  # none / test_model / vlm
+    verdict: Mapped[Verdict] = relationship(back_populates="inspection", uselist=False,
+                                            cascade="all, delete-orphan")
+    candidates: Mapped[list[CandidateRow]] = relationship(cascade="all, delete-orphan",
+                                                          order_by="CandidateRow.idx")
+    findings: Mapped[list[FindingRow]] = relationship(cascade="all, delete-orphan")
+    answers: Mapped[list[VlmAnswer]] = relationship(cascade="all, delete-orphan",
+                                                    order_by="VlmAnswer.crop_index")
+
+
+class Verdict(Base):
+    __tablename__ = "verdicts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # pass / fail / review
+    why: Mapped[str] = mapped_column(String(32))
+    explanation: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    inspection: Mapped[Inspection] = relationship(back_populates="verdict")
+    __table_args__ = (Index("ix_verdicts_kind_id", "kind", "id"),)
+
+
+class CandidateRow(Base):
+    __tablename__ = "candidates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[str] = mapped_column(String(128))
+
+
+class FindingRow(Base):
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    crop_index: Mapped[int] = mapped_column(Integer)
+    defect_type: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    model_id: Mapped[str] = mapped_column(String(128))
+
+
+class VlmAnswer(Base):
+    """The VLM's raw answer per crop, kept whole for audit, with what validation refused."""
+
+    __tablename__ = "vlm_answers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    crop_index: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(String(16))
+    raw: Mapped[str] = mapped_column(Text)
+    rejected: Mapped[list] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text, default="")
+    model_id: Mapped[str] = mapped_column(String(128))
+    latency_ms: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,157 @@
+"""Writes verdicts (and the frames of fail/review verdicts) and answers the dashboard's questions."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from inspector.messages import Verdict
+from inspector.store.models import Base, CandidateRow, FindingRow, Inspection, VlmAnswer
+from inspector.store.models import Verdict as VerdictRow
+
+
+class StoreError(Exception):
+    pass
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    def __init__(self, url: str, data_dir: Path, *, jpeg_quality: int = 90,
+                 save_frames: tuple[str, ...] = ("fail", "review")):
+        self.data_dir = Path(data_dir)
+        self.jpeg_quality = jpeg_quality
+        self.save_frames = set(save_frames)
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, verdict: Verdict, product: str, reasoner_mode: str) -> int:
+        frame = verdict.frame
+        rel = None
+        if verdict.kind.value in self.save_frames:
+            rel = self._save_frame(verdict)
+        insp = Inspection(
+            camera_id=frame.camera_id, product=product, seq=frame.seq, source_name=frame.source_name,
+            captured_at=_utc(frame.captured_wall), width=frame.size[0], height=frame.size[1],
+            roi=list(frame.roi) if frame.roi else None, frame_path=rel, reasoner_mode=reasoner_mode)
+        insp.verdict = VerdictRow(kind=verdict.kind.value, why=verdict.why,
+                                  explanation=verdict.explanation, decided_at=_utc(verdict.decided_wall))
+        insp.candidates = [CandidateRow(idx=i, x1=c.box[0], y1=c.box[1], x2=c.box[2], y2=c.box[3],
+                                        score=c.score, label=c.label, model_id=c.model_id)
+                           for i, c in enumerate(verdict.candidates)]
+        insp.findings = [FindingRow(crop_index=f.crop_index, defect_type=f.defect_type,
+                                    severity=f.severity.value, confidence=f.confidence,
+                                    x1=f.box[0], y1=f.box[1], x2=f.box[2], y2=f.box[3],
+                                    reason=f.reason, model_id=f.model_id) for f in verdict.findings]
+        insp.answers = [VlmAnswer(crop_index=r.crop_index, answer=r.answer.value, raw=r.raw,
+                                  rejected=list(r.rejected), error=r.error, model_id=r.model_id,
+                                  latency_ms=r.latency_ms) for r in verdict.reports]
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            s.add(insp)
+            s.flush()
+            return insp.id
+
+    def _save_frame(self, verdict: Verdict) -> str | None:
+        f = verdict.frame
+        day = _utc(f.captured_wall).strftime("%Y-%m-%d")
+        stamp = _utc(f.captured_wall).strftime("%H%M%S%f")
+        rel = Path("frames") / day / f.camera_id / f"{stamp}_{f.seq:08d}.jpg"
+        path = self.data_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise StoreError(f"could not encode frame {f.seq} of camera {f.camera_id} as JPEG")
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(buf.tobytes())
+        tmp.replace(path)  # never leave a half-written JPEG behind a database row
+        return rel.as_posix()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def feed(self, *, limit: int = 50, after_id: int = 0, before_id: int | None = None,
+             kind: str | None = None, camera: str | None = None) -> list[dict]:
+        q = (select(Inspection).join(Inspection.verdict)
+             .options(selectinload(Inspection.verdict), selectinload(Inspection.findings))
+             .order_by(Inspection.id.desc()).limit(limit))
+        if after_id:
+            q = q.where(Inspection.id > after_id)
+        if before_id:
+            q = q.where(Inspection.id < before_id)
+        if kind:
+            q = q.where(VerdictRow.kind == kind)
+        if camera:
+            q = q.where(Inspection.camera_id == camera)
+        with Session(self.engine) as s:
+            return [_summary(i) for i in s.scalars(q)]
+
+    def inspection(self, inspection_id: int) -> dict | None:
+        with Session(self.engine) as s:
+            i = s.get(Inspection, inspection_id)
+            if i is None:
+                return None
+            d = _summary(i)
+            d["roi"] = i.roi
+            d["source_name"] = i.source_name
+            d["candidates"] = [{"box": [c.x1, c.y1, c.x2, c.y2], "score": c.score, "label": c.label,
+                                "model_id": c.model_id} for c in i.candidates]
+            d["findings"] = [{"type": f.defect_type, "severity": f.severity, "confidence": f.confidence,
+                              "box": [f.x1, f.y1, f.x2, f.y2], "reason": f.reason,
+                              "crop_index": f.crop_index, "model_id": f.model_id} for f in i.findings]
+            d["vlm_answers"] = [{"crop_index": a.crop_index, "answer": a.answer, "raw": a.raw,
+                                 "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
+                                 "latency_ms": a.latency_ms} for a in i.answers]
+            return d
+
+    def frame_file(self, inspection_id: int) -> Path | None:
+        with Session(self.engine) as s:
+            rel = s.scalar(select(Inspection.frame_path).where(Inspection.id == inspection_id))
+        if not rel:
+            return None
+        root = self.data_dir.resolve()
+        path = (root / rel).resolve()
+        # The path comes from our own rows, but a tampered database must still not reach outside.
+        return path if path.is_relative_to(root) and path.is_file() else None
+
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as s:
+            rows = s.execute(select(VerdictRow.kind, func.count()).group_by(VerdictRow.kind)).all()
+        out = {"pass": 0, "fail": 0, "review": 0}
+        out.update({k: n for k, n in rows})
+        out["total"] = sum(out[k] for k in ("pass", "fail", "review"))
+        return out
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _summary(i: Inspection) -> dict:
+    return {
+        "id": i.id, "camera_id": i.camera_id, "product": i.product, "seq": i.seq,
+        "captured_at": i.captured_at.isoformat() + "Z", "width": i.width, "height": i.height,
+        "verdict": i.verdict.kind, "why": i.verdict.why, "explanation": i.verdict.explanation,
+        "reasoner_mode": i.reasoner_mode, "has_frame": bool(i.frame_path),
+        "defect_types": sorted({f.defect_type for f in i.findings}),
+    }
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

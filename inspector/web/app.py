@@ -1,0 +1,90 @@
+"""The operator dashboard and its JSON API (FastAPI + Jinja2, no external assets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import cv2
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from inspector import __version__
+from inspector.store import Store
+
+HERE = Path(__file__).resolve().parent
+MODE_BANNERS = {
+    "none": ("info", "No VLM configured: verdicts come from the ONNX detector alone. "
+                     "Every flagged part fails; nothing has been double-checked by a VLM."),
+    "test_model": ("warn", "TEST MODEL: the VLM is a tiny random-weight model generated for testing. "
+                           "Its words mean nothing; its verdicts are noise."),
+    "vlm": ("", ""),
+}
+
+
+def create_app(store: Store, status: Callable[[], dict]) -> FastAPI:
+    app = FastAPI(title="inspector", version=__version__,
+                  description="Verdicts of the visual inspection line")
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def page(request: Request, name: str, **ctx):
+        st = status()
+        level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
+        return templates.TemplateResponse(request, name, {
+            "status": st, "banner_level": level, "banner": text, "version": __version__, **ctx})
+
+    @app.get("/", response_class=HTMLResponse)
+    def feed_page(request: Request):
+        return page(request, "feed.html", rows=store.feed(limit=50), counts=store.counts())
+
+    @app.get("/inspections/{inspection_id}", response_class=HTMLResponse)
+    def detail_page(request: Request, inspection_id: int):
+        d = store.inspection(inspection_id)
+        if d is None:
+            raise HTTPException(404, f"no inspection {inspection_id}")
+        return page(request, "detail.html", d=d)
+
+    @app.get("/api/verdicts")
+    def api_verdicts(limit: int = Query(50, ge=1, le=500), after_id: int = Query(0, ge=0),
+                     before_id: int | None = Query(None, ge=1),
+                     verdict: Literal["pass", "fail", "review"] | None = None,
+                     camera: str | None = Query(None, max_length=64)):
+        return store.feed(limit=limit, after_id=after_id, before_id=before_id, kind=verdict,
+                          camera=camera)
+
+    @app.get("/api/inspections/{inspection_id}")
+    def api_inspection(inspection_id: int):
+        d = store.inspection(inspection_id)
+        if d is None:
+            raise HTTPException(404, f"no inspection {inspection_id}")
+        return d
+
+    @app.get("/api/status")
+    def api_status():
+        return {**status(), "counts": store.counts()}
+
+    @app.get("/inspections/{inspection_id}/frame.jpg")
+    def frame_image(inspection_id: int, w: int | None = Query(None, ge=16, le=4096)):
+        path = store.frame_file(inspection_id)
+        if path is None:
+            raise HTTPException(404, "no frame kept for this inspection (pass frames are not saved)")
+        if w is None:
+            return Response(path.read_bytes(), media_type="image/jpeg",
+                            headers={"Cache-Control": "max-age=86400"})
+        img = cv2.imread(str(path))
+        if img is None:
+            raise HTTPException(500, "stored frame is unreadable")
+        h = max(1, round(img.shape[0] * w / img.shape[1]))
+        ok, buf = cv2.imencode(".jpg", cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA),
+                               [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return Response(buf.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/healthz")
+    def healthz():
+        return {"ok": True}
+
+    return app

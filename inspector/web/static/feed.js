@@ -1,0 +1,40 @@
+// Live feed: polls the JSON API for verdicts newer than the newest row shown.
+(function () {
+  const body = document.getElementById("feed-body");
+  let newest = Math.max(0, ...Array.from(body.rows).map(r => +r.dataset.id));
+  const esc = s => String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+  function row(r) {
+    const tr = document.createElement("tr");
+    tr.className = "row fresh v-" + r.verdict;
+    tr.dataset.id = r.id;
+    const link = "/inspections/" + r.id;
+    tr.innerHTML =
+      `<td><a href="${link}">${r.id}</a></td>` +
+      `<td><a class="pill p-${esc(r.verdict)}" href="${link}">${esc(r.verdict.toUpperCase())}</a></td>` +
+      `<td>${r.has_frame ? `<a href="${link}"><img class="thumb" src="${link}/frame.jpg?w=160" alt="frame ${r.id}"></a>` : ""}</td>` +
+      `<td>${esc(r.camera_id)}</td><td>${r.seq}</td><td>${esc(r.captured_at.slice(11, 19))}</td>` +
+      `<td>${esc(r.explanation)}</td>`;
+    return tr;
+  }
+  async function tick() {
+    try {
+      const res = await fetch("/api/verdicts?limit=100&after_id=" + newest);
+      if (res.ok) {
+        const rows = await res.json();
+        for (const r of rows.reverse()) {
+          body.insertBefore(row(r), body.firstChild);
+          newest = Math.max(newest, r.id);
+        }
+        while (body.rows.length > 200) body.deleteRow(-1);
+        if (rows.length) { const e = document.getElementById("empty"); if (e) e.remove(); }
+      }
+      const st = await fetch("/api/status");
+      if (st.ok) {
+        const s = await st.json();
+        for (const k of ["total", "pass", "fail", "review"]) document.getElementById("c-" + k).textContent = s.counts[k];
+      }
+    } catch (e) { /* server restarting: try again next tick */ }
+    setTimeout(tick, 1000);
+  }
+  setTimeout(tick, 1000);
+})();
