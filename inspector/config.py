@@ -134,7 +134,7 @@ class LlamaCppReasonerConfig(_Model):
     n_gpu_layers: int = 0
     seed: int = 0
     temperature: float = Field(0.2, ge=0)
-    max_tokens: int = Field(512, ge=16)
+    max_tokens: int = Field(1024, ge=16)
     queue_size: int = Field(64, ge=1, description="crops waiting for the VLM before overflow")
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from inspector.messages import Box, CropAnswer, Finding, Severity
 from inspector.reasoner.profiles import Profile
 
 MAX_FINDINGS = 4
-MAX_REASON = 240
+MAX_REASON = 160
 CLAMP_TOLERANCE = 0.01
 
 

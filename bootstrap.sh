@@ -1,0 +1,33 @@
+#!/bin/sh
+# Set up everything the inspector needs on a fresh Debian/Ubuntu machine with Python 3.11:
+#   ./bootstrap.sh        system packages (when missing) + .venv + the inspector
+#   ./bootstrap.sh test   ... + test tools + Debian's chromium for the browser tests
+# Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
+# (~6 minutes on 2 cores the first time).
+set -eu
+cd "$(dirname "$0")"
+want_test=${1:-}
+
+need=""
+command -v g++ >/dev/null 2>&1 || need="$need g++"
+command -v cmake >/dev/null 2>&1 || need="$need cmake"
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need="$need python3-venv"
+if [ "$want_test" = "test" ]; then
+  [ -x /usr/bin/chromium ] || need="$need chromium"
+  command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
+fi
+if [ -n "$need" ]; then
+  echo "bootstrap: installing Debian packages:$need" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$want_test" = "test" ]; then
+  .venv/bin/python -m pip install -q -e '.[test,build-models]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "bootstrap: ready (.venv)" >&2

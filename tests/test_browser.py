@@ -1,0 +1,82 @@
+"""The dashboard in a real browser (Debian's chromium via Playwright) while the demo line runs."""
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed (./bootstrap.sh test installs it)")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def line(tmp_path):
+    port = _free_port()
+    cfg = {"data_dir": str(tmp_path / "data"), "web": {"port": port},
+           "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 10, "seed": 7, "fps": 1.0,
+                                                 "loop": True}}]}
+    p = tmp_path / "line.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(p)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read())
+            time.sleep(0.1)
+    yield base
+    proc.terminate()
+    proc.wait(15)
+
+
+def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.goto(line + "/")
+        assert "No VLM configured" in page.inner_text("#mode-banner")
+        first = page.locator("#feed-body tr").count()
+        # the page is never reloaded: new verdicts must arrive by themselves
+        page.wait_for_function(f"document.querySelectorAll('#feed-body tr').length >= {first + 3}",
+                               timeout=20000)
+        # the counters follow within the same poll
+        page.wait_for_function(f"+document.getElementById('c-total').textContent >= {first + 3}",
+                               timeout=5000)
+        page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
+        page.screenshot(path=str(artifacts / "feed.png"))
+        page.locator("#feed-body tr.v-fail a.pill").first.click()
+        page.wait_for_selector(".frame svg rect.box-det")
+        assert re.search(r"FAIL", page.inner_text("h1"))
+        img_ok = page.evaluate("() => { const i = document.querySelector('.frame img');"
+                               " return i.complete && i.naturalWidth === 640; }")
+        assert img_ok, "the frame image must load"
+        n_boxes = page.locator(".frame svg rect.box-det").count()
+        n_rows = page.locator("table.list").first.locator("tr").count() - 1
+        assert n_boxes == n_rows >= 1
+        box = page.locator(".frame svg rect.box-det").first.bounding_box()
+        frame = page.locator(".frame img").bounding_box()
+        assert box["width"] > 2 and frame["x"] <= box["x"] <= frame["x"] + frame["width"]
+        page.screenshot(path=str(artifacts / "detail.png"))
+        browser.close()

@@ -1,0 +1,94 @@
+"""The line end to end through the CLI: real sources, ONNX, llama.cpp, SQLite and JPEG files."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import cv2
+import yaml
+
+from tests.conftest import run_cli
+
+
+def _config(tmp_path: Path, **extra) -> Path:
+    cfg = {"data_dir": str(tmp_path / "data"),
+           "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 8, "seed": 5, "fps": None}}],
+           **extra}
+    p = tmp_path / "line.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _db(tmp_path):
+    return sqlite3.connect(tmp_path / "data" / "inspector.db")
+
+
+def test_demo_line_detector_only(tmp_path):
+    r = run_cli("run", "--config", str(_config(tmp_path)), "--exit-when-done", "--no-web")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["inspected"] == 8 and summary["reasoner_mode"] == "none"
+    db = _db(tmp_path)
+    assert db.execute("select count(*) from inspections").fetchone()[0] == 8
+    kinds = dict(db.execute("select kind, count(*) from verdicts group by kind").fetchall())
+    assert sum(kinds.values()) == 8 and kinds.get("fail", 0) == summary["fail"]
+    assert set(kinds) <= {"pass", "fail"}  # detector-only with fail_score 0: flagged parts fail
+    assert db.execute("select count(*) from findings").fetchone()[0] == 0
+    # candidates are stored for every failed inspection
+    assert db.execute("select count(distinct inspection_id) from candidates").fetchone()[0] == kinds.get("fail", 0)
+    # exactly the fail/review frames are saved, as readable JPEGs next to the database
+    paths = [p for (p,) in db.execute(
+        "select frame_path from inspections i join verdicts v on v.inspection_id = i.id "
+        "where v.kind in ('fail', 'review')")]
+    assert all(paths) and len(paths) == kinds.get("fail", 0)
+    for p in paths:
+        img = cv2.imread(str(tmp_path / "data" / p))
+        assert img is not None and img.shape == (480, 640, 3)
+    assert db.execute("select count(*) from inspections where frame_path is not null").fetchone()[0] == len(paths)
+    files = list((tmp_path / "data" / "frames").rglob("*.jpg"))
+    assert len(files) == len(paths)
+    assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_demo_line_with_test_vlm(tmp_path):
+    r = run_cli("run", "--config", str(_config(tmp_path)), "--exit-when-done", "--no-web", "--test-vlm")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["reasoner_mode"] == "test_model" and summary["inspected"] == 8
+    db = _db(tmp_path)
+    n_cand_frames = db.execute("select count(distinct inspection_id) from candidates").fetchone()[0]
+    answers = db.execute("select count(*), count(distinct inspection_id) from vlm_answers").fetchone()
+    assert answers[1] == n_cand_frames > 0, "every flagged frame went to the VLM"
+    assert summary["vlm_crops"] == answers[0]
+    assert db.execute("select count(*) from vlm_answers where raw = ''").fetchone()[0] == 0
+    # whatever the random model said, nothing outside the frame was stored
+    for x1, y1, x2, y2 in db.execute("select x1, y1, x2, y2 from findings"):
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
+    whys = {w for (w,) in db.execute("select why from verdicts")}
+    assert "detector_only" not in whys
+    assert db.execute("select distinct reasoner_mode from inspections").fetchall() == [("test_model",)]
+
+
+def test_missing_folder_source_fails_clearly(tmp_path):
+    cfg = {"data_dir": str(tmp_path / "d"),
+           "cameras": [{"id": "c", "source": {"type": "folder", "path": str(tmp_path / "nope")}}]}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", "--config", str(p), "--exit-when-done", "--no-web")
+    assert r.returncode == 2 and "nope" in r.stderr and "does not exist" in r.stderr
+
+
+def test_corrupt_frame_is_skipped_not_fatal(tmp_path, demo_line):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for f in sorted(demo_line.frames_dir.iterdir())[:3]:
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "part_0002.png").write_bytes(b"\x89PNG truncated")
+    cfg = {"data_dir": str(tmp_path / "d"),
+           "cameras": [{"id": "c", "roi": [108, 84, 532, 396], "source": {"type": "folder", "path": str(src)}}]}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", "--config", str(p), "--exit-when-done", "--no-web")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["inspected"] == 2
+    assert "part_0002.png" in r.stderr and "not a readable image" in r.stderr

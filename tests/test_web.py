@@ -1,0 +1,83 @@
+"""Dashboard and API against the real app and a real SQLite file filled by a real pipeline run."""
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from inspector.config import parse_config
+from inspector.pipeline import Pipeline
+from inspector.web import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    d = tmp_path_factory.mktemp("web")
+    cfg = parse_config({"data_dir": str(d),
+                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 8, "seed": 5,
+                                                              "fps": None, "loop": False}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    assert pipe.done.wait(60)
+    with TestClient(create_app(pipe.store, pipe.status)) as c:
+        yield c
+    pipe.stop()
+
+
+def test_feed_page_lists_verdicts_and_says_no_vlm(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert "No VLM configured" in r.text
+    ids = re.findall(r'data-id="(\d+)"', r.text)
+    assert len(ids) == 8 and ids == sorted(ids, key=int, reverse=True)
+    assert 'src="/static/feed.js"' in r.text and "http" not in re.sub(r"http://127|https?://www.w3.org", "", r.text)
+
+
+def test_api_feed_filters_and_pages(client):
+    rows = client.get("/api/verdicts").json()
+    assert len(rows) == 8
+    fails = client.get("/api/verdicts", params={"verdict": "fail"}).json()
+    assert fails and all(r["verdict"] == "fail" for r in fails)
+    newest = rows[0]["id"]
+    assert client.get("/api/verdicts", params={"after_id": newest}).json() == []
+    page = client.get("/api/verdicts", params={"limit": 3, "before_id": rows[2]["id"]}).json()
+    assert [r["id"] for r in page] == [r["id"] for r in rows[3:6]]
+
+
+def test_detail_page_draws_the_boxes_on_the_frame(client):
+    fail = client.get("/api/verdicts", params={"verdict": "fail"}).json()[0]
+    d = client.get(f"/api/inspections/{fail['id']}").json()
+    assert d["candidates"]
+    page = client.get(f"/inspections/{fail['id']}").text
+    rects = re.findall(r'<rect class="box-det" x="([\d.]+)" y="([\d.]+)"', page)
+    assert len(rects) == len(d["candidates"])
+    assert float(rects[0][0]) == pytest.approx(d["candidates"][0]["box"][0])
+    assert f'viewBox="0 0 {d["width"]} {d["height"]}"' in page
+    img = client.get(f"/inspections/{fail['id']}/frame.jpg")
+    assert img.status_code == 200 and img.content[:3] == b"\xff\xd8\xff"
+    thumb = client.get(f"/inspections/{fail['id']}/frame.jpg", params={"w": 160})
+    assert thumb.status_code == 200 and len(thumb.content) < len(img.content)
+
+
+def test_pass_frames_are_not_kept(client):
+    passed = client.get("/api/verdicts", params={"verdict": "pass"}).json()
+    assert passed
+    assert client.get(f"/inspections/{passed[0]['id']}/frame.jpg").status_code == 404
+    assert "not kept" in client.get(f"/inspections/{passed[0]['id']}").text
+
+
+def test_status_reports_mode_and_counts(client):
+    s = client.get("/api/status").json()
+    assert s["reasoner_mode"] == "none" and s["counts"]["total"] == 8
+    assert s["cameras"][0]["frames_in"] == 8
+
+
+@pytest.mark.parametrize("url, code", [
+    ("/api/verdicts?limit=0", 422), ("/api/verdicts?limit=abc", 422),
+    ("/api/verdicts?verdict=maybe", 422), ("/api/inspections/999999", 404),
+    ("/api/inspections/abc", 422), ("/inspections/999999", 404),
+    ("/inspections/1/frame.jpg?w=99999", 422), ("/static/../../config.py", 404),
+    ("/inspections/..%2F..%2Fetc%2Fpasswd/frame.jpg", 404),
+])
+def test_malformed_requests_are_4xx_not_500(client, url, code):
+    assert client.get(url).status_code == code
