@@ -77,3 +77,10 @@ def test_cli_bad_config_exits_with_key(tmp_path):
     r = run_cli("run", "--config", str(p), "--no-web", "--exit-when-done")
     assert r.returncode == 2
     assert "judge.min_confidence" in r.stderr and str(p) in r.stderr
+
+
+def test_shipped_example_config_is_valid():
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "systemd" / "inspector.yaml")
+    assert cfg.reasoner.type == "llama_cpp" and cfg.reasoner.profile == "qwen3-vl"
+    assert cfg.cameras[0].roi == (100, 80, 540, 400)
