@@ -217,7 +217,13 @@ class Pipeline:
             product = self.cfg.product(job.product)
             reports = []
             for crop in job.crops:
-                reports.append(self.reasoner.analyze(crop, product))
+                try:
+                    reports.append(self.reasoner.analyze(crop, product))
+                except Exception as e:  # never let one bad crop kill the thread and strand the queue
+                    log.exception("reasoner failed on camera %s frame %d crop %d",
+                                  job.frame.camera_id, job.frame.seq, crop.index)
+                    reports.append(CropReport(crop.index, CropAnswer.unavailable, (), (), "",
+                                              self.reasoner.model_id, 0.0, f"reasoner error: {e}"))
                 self.stats.vlm_crops += 1
             self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product)
 

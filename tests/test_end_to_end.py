@@ -92,3 +92,31 @@ def test_corrupt_frame_is_skipped_not_fatal(tmp_path, demo_line):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["inspected"] == 2
     assert "part_0002.png" in r.stderr and "not a readable image" in r.stderr
+
+
+def test_reasoner_crash_gives_review_and_the_line_goes_on(tmp_path, tiny_vlm, monkeypatch):
+    """Fault injection: the backend raises something unexpected on every call."""
+    from inspector.config import parse_config
+    from inspector.pipeline import Pipeline
+    from inspector.reasoner.llama_cpp import LlamaCppReasoner
+
+    def boom(self, messages, schema):
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(LlamaCppReasoner, "_call", boom)
+    cfg = parse_config({"data_dir": str(tmp_path / "d"),
+                        "reasoner": {"type": "llama_cpp", "model": str(tiny_vlm.model),
+                                     "mmproj": str(tiny_vlm.mmproj)},
+                        "cameras": [{"id": "c", "source": {"type": "demo", "parts": 6, "seed": 5,
+                                                           "fps": None, "loop": False}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    assert pipe.done.wait(60), "the reasoner thread must survive and drain its queue"
+    st = pipe.status()
+    pipe.stop()
+    db = sqlite3.connect(tmp_path / "d" / "inspector.db")
+    assert db.execute("select count(*) from verdicts").fetchone()[0] == 6
+    flagged = db.execute("select count(distinct inspection_id) from candidates").fetchone()[0]
+    assert flagged > 0
+    assert db.execute("select count(*) from verdicts where why = 'vlm_unavailable'").fetchone()[0] == flagged
+    assert st["verdicts"].get("review", 0) == flagged

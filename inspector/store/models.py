@@ -12,6 +12,19 @@ class Base(DeclarativeBase):
     pass
 
 
+class BoxColumns:
+    """A box in frame pixels, as four columns (queryable, unlike a JSON list)."""
+
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+
+    @property
+    def box(self) -> list[float]:
+        return [self.x1, self.y1, self.x2, self.y2]
+
+
 class Inspection(Base):
     __tablename__ = "inspections"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -46,21 +59,17 @@ class Verdict(Base):
     __table_args__ = (Index("ix_verdicts_kind_id", "kind", "id"),)
 
 
-class CandidateRow(Base):
+class CandidateRow(BoxColumns, Base):
     __tablename__ = "candidates"
     id: Mapped[int] = mapped_column(primary_key=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
     idx: Mapped[int] = mapped_column(Integer)
-    x1: Mapped[float] = mapped_column(Float)
-    y1: Mapped[float] = mapped_column(Float)
-    x2: Mapped[float] = mapped_column(Float)
-    y2: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
     label: Mapped[str] = mapped_column(String(64))
     model_id: Mapped[str] = mapped_column(String(128))
 
 
-class FindingRow(Base):
+class FindingRow(BoxColumns, Base):
     __tablename__ = "findings"
     id: Mapped[int] = mapped_column(primary_key=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
@@ -68,10 +77,6 @@ class FindingRow(Base):
     defect_type: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
-    x1: Mapped[float] = mapped_column(Float)
-    y1: Mapped[float] = mapped_column(Float)
-    x2: Mapped[float] = mapped_column(Float)
-    y2: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
     model_id: Mapped[str] = mapped_column(String(128))
 

@@ -106,10 +106,10 @@ class Store:
             d = _summary(i)
             d["roi"] = i.roi
             d["source_name"] = i.source_name
-            d["candidates"] = [{"box": [c.x1, c.y1, c.x2, c.y2], "score": c.score, "label": c.label,
+            d["candidates"] = [{"box": c.box, "score": c.score, "label": c.label,
                                 "model_id": c.model_id} for c in i.candidates]
             d["findings"] = [{"type": f.defect_type, "severity": f.severity, "confidence": f.confidence,
-                              "box": [f.x1, f.y1, f.x2, f.y2], "reason": f.reason,
+                              "box": f.box, "reason": f.reason,
                               "crop_index": f.crop_index, "model_id": f.model_id} for f in i.findings]
             d["vlm_answers"] = [{"crop_index": a.crop_index, "answer": a.answer, "raw": a.raw,
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
