@@ -62,6 +62,10 @@ def test_unknown_type_becomes_other_and_keeps_the_name():
 
 def test_ok_with_findings_is_uncertain():
     assert check({"verdict": "ok", "findings": [f()]}).answer is CropAnswer.uncertain
+    # even when every finding was refused, the answer contradicts itself: it must not pass a part
+    v = check({"verdict": "ok", "findings": [f(box=[0, 0, 99999, 5])]})
+    assert v.answer is CropAnswer.uncertain and not v.findings
+    assert check({"verdict": "ok", "findings": []}).answer is CropAnswer.ok
 
 
 @pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"verdict": "maybe", "findings": []}',

@@ -9,6 +9,7 @@ here. Rules, per finding:
   cannot be trusted about where. A box under 2 crop pixels wide or high is rejected as degenerate.
 - `confidence` must lie in 0..1 and `severity` in the enum; otherwise the finding is rejected.
 - A `type` outside the taxonomy becomes "other", the name the model used kept in the reason.
+- `defect` with no valid finding, or `ok` with any finding (valid or refused), becomes `uncertain`.
 Rejected findings are kept, with why, in the report. An answer that is not JSON or lacks the
 required structure raises AnswerError (the reasoner then makes one repair attempt).
 """
@@ -101,8 +102,10 @@ def validate(text: str, *, profile: Profile, taxonomy: list[str], crop_w: int, c
     answer = CropAnswer(verdict)
     if answer is CropAnswer.defect and not findings:
         answer = CropAnswer.uncertain  # a defect claimed but nowhere valid: a person must look
-    elif answer is CropAnswer.ok and findings:
-        answer = CropAnswer.uncertain  # contradicts itself
+    elif answer is CropAnswer.ok and (findings or rejected):
+        # "ok" while listing findings contradicts itself, even when validation refused them all:
+        # such an answer must not pass a part.
+        answer = CropAnswer.uncertain
     return ValidatedAnswer(answer, tuple(findings), tuple(rejected))
 
 
