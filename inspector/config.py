@@ -61,6 +61,8 @@ class CameraConfig(_Model):
     source: SourceConfig = Field(default_factory=DemoSourceConfig)
     roi: tuple[int, int, int, int] | None = Field(
         None, description="inspection rectangle x1,y1,x2,y2 in frame pixels; None = whole frame")
+    mm_per_px: float | None = Field(
+        None, gt=0, description="millimetres per pixel on the part plane; findings get mm boxes")
 
     @field_validator("roi")
     @classmethod
@@ -122,20 +124,59 @@ class NoReasonerConfig(_Model):
     type: Literal["none"] = "none"
 
 
-class LlamaCppReasonerConfig(_Model):
+class SecondLookConfig(_Model):
+    """A closer look, as a person would: crop the original frame tighter around a finding and
+    ask again at higher resolution when the first answer is small or unsure."""
+
+    max_looks: int = Field(2, ge=1, le=4, description="questions per crop in all; 1 = no second look")
+    small_box_ratio: float = Field(
+        0.02, ge=0, le=1, description="a finding covering less than this share of the crop is looked at again")
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="a finding less confident than this is looked at again")
+    max_per_look: int = Field(2, ge=1, description="findings re-examined per look")
+    padding: float = Field(1.0, ge=0, le=4, description="context around the finding, x its size")
+    min_side_px: int = Field(48, ge=8, description="smallest region of the frame to show")
+
+
+class _ReasonerCommon(_Model):
+    profile: str = "generic"
+    profile_overrides: dict = Field(
+        default_factory=dict,
+        description="change any profile field (coords, coord_max, patch, min_pixels, max_pixels, "
+                    "think_open, think_close, request_extras): `generic` plus this covers a new VLM")
+    seed: int = 0
+    temperature: float = Field(0.2, ge=0)
+    max_tokens: int = Field(1024, ge=16)
+    timeout_s: float = Field(60.0, gt=0, description="per call; a slower answer counts as a failure")
+    queue_size: int = Field(64, ge=1, description="frames waiting for the VLM before overflow")
+    workers: int = Field(1, ge=1, le=64, description="reasoner threads = requests in flight")
+    mark_candidate: bool = Field(
+        True, description="draw the detector's box on the crop as well as stating it in the prompt")
+    second_look: SecondLookConfig = Field(default_factory=SecondLookConfig)
+    breaker_failures: int = Field(
+        3, ge=1, description="consecutive failed calls that open the circuit (stop calling)")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="wait before trying a broken VLM again")
+    backlog_max: int = Field(
+        5000, ge=0, description="crops kept on disk to reason later when the VLM was down (0 = none)")
+
+    @model_validator(mode="after")
+    def _known_profile(self):
+        from inspector.reasoner.profiles import get_profile
+
+        get_profile(self.profile, self.profile_overrides)  # unknown names and bad fields fail here
+        return self
+
+
+class LlamaCppReasonerConfig(_ReasonerCommon):
     type: Literal["llama_cpp"]
     model: Path | None = Field(None, description="text GGUF; required unless test_model")
     mmproj: Path | None = Field(None, description="vision projector GGUF; required unless test_model")
     test_model: bool = Field(
         False, description="generate and use a tiny random-weight model (its words mean nothing)")
-    profile: str = "generic"
     n_ctx: int = Field(4096, ge=512)
     n_threads: int | None = Field(None, ge=1)
-    n_gpu_layers: int = 0
-    seed: int = 0
-    temperature: float = Field(0.2, ge=0)
-    max_tokens: int = Field(1024, ge=16)
-    queue_size: int = Field(64, ge=1, description="crops waiting for the VLM before overflow")
+    n_gpu_layers: int = Field(0, ge=-1, description="-1 = all layers on the GPU")
+    flash_attn: bool = False
 
     @model_validator(mode="after")
     def _files(self):
@@ -144,8 +185,52 @@ class LlamaCppReasonerConfig(_Model):
         return self
 
 
+# Which `response_format` each server understands: llama-cpp-python's server only takes
+# json_object+schema; vLLM, FastDeploy and OpenAI take json_schema; llama-server takes both.
+SERVER_DIALECTS = {
+    "llama_cpp_python": "json_object_schema",
+    "llama_server": "json_schema",
+    "vllm": "json_schema",
+    "fastdeploy": "json_schema",
+    "openai": "json_schema",
+    "other": "none",
+}
+
+
+class OpenAIReasonerConfig(_ReasonerCommon):
+    """Any OpenAI-compatible /v1/chat/completions server that takes images."""
+
+    type: Literal["openai"]
+    base_url: str = Field(..., pattern=r"^https?://", description="e.g. http://gpu-box:8000/v1")
+    model: str = Field("", description="model name sent in requests ('' = the server's default)")
+    api_key: str | None = Field(None, description="sent as a Bearer token; prefer api_key_env")
+    api_key_env: str | None = Field(None, description="name of an environment variable holding the key")
+    server: Literal[tuple(SERVER_DIALECTS)] = "llama_server"
+    response_format: Literal["auto", "json_object_schema", "json_schema", "none"] = Field(
+        "auto", description="auto = the dialect of `server`")
+    workers: int = Field(2, ge=1, le=64, description="requests in flight")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    verify_tls: bool = True
+    extra_body: dict = Field(default_factory=dict, description="merged into every request body")
+
+    @property
+    def dialect(self) -> str:
+        return SERVER_DIALECTS[self.server] if self.response_format == "auto" else self.response_format
+
+    def key(self) -> str | None:
+        import os
+
+        if self.api_key_env:
+            v = os.environ.get(self.api_key_env)
+            if not v:
+                raise ValueError(f"reasoner.api_key_env: environment variable {self.api_key_env} "
+                                 f"is not set")
+            return v
+        return self.api_key
+
+
 ReasonerConfig = Annotated[
-    Union[NoReasonerConfig, LlamaCppReasonerConfig], Field(discriminator="type")
+    Union[NoReasonerConfig, LlamaCppReasonerConfig, OpenAIReasonerConfig], Field(discriminator="type")
 ]
 
 

@@ -24,6 +24,15 @@ class Frame:
     captured_wall: float = field(default_factory=time.time)
     roi: Box | None = None  # inspection region in frame pixels; None = whole frame
     source_name: str = ""  # file name or URL the frame came from, for the audit trail
+    mm_per_px: float | None = None  # the camera's calibration; None = uncalibrated
+
+    def to_mm(self, box: Box) -> Box | None:
+        """A frame-pixel box in millimetres from the ROI's top-left corner (the part datum)."""
+        if not self.mm_per_px:
+            return None
+        ox, oy = (self.roi[0], self.roi[1]) if self.roi else (0.0, 0.0)
+        s = self.mm_per_px
+        return ((box[0] - ox) * s, (box[1] - oy) * s, (box[2] - ox) * s, (box[3] - oy) * s)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -89,6 +98,8 @@ class Finding:
     reason: str
     crop_index: int
     model_id: str
+    box_mm: Box | None = None  # millimetres from the ROI origin, where the camera is calibrated
+    look: int = 0  # which look (0 = the first question about the crop) produced it
 
 
 class CropAnswer(str, enum.Enum):
@@ -100,17 +111,36 @@ class CropAnswer(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Look:
+    """One question put to the VLM about one region: the crop itself, or a closer look."""
+
+    index: int  # 0 = the crop as cut; 1.. = closer looks at a finding of the previous look
+    region: Box  # frame pixels of the image the model was shown
+    answer: CropAnswer
+    findings: tuple[Finding, ...]
+    rejected: tuple[str, ...]  # why individual findings were refused by validation
+    raw: str  # the model's raw text, every attempt (answer and repair)
+    thinking: str  # thinking text, kept for audit and never parsed as the answer
+    latency_ms: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class CropReport:
-    """Everything the reasoner concluded about one crop, kept whole for the audit trail."""
+    """Everything the reasoner concluded about one crop, kept whole for the audit trail.
+
+    `answer` and `findings` are the conclusion after every look; `looks` holds each question
+    and answer as asked. `raw`, `rejected` and `error` describe the first look."""
 
     crop_index: int
     answer: CropAnswer
     findings: tuple[Finding, ...]
-    rejected: tuple[str, ...]  # why individual findings were refused by validation
-    raw: str  # the model's raw text (every attempt), stored for audit
+    rejected: tuple[str, ...]
+    raw: str
     model_id: str
-    latency_ms: float
+    latency_ms: float  # all looks together
     error: str = ""
+    looks: tuple[Look, ...] = ()
 
 
 class VerdictKind(str, enum.Enum):

@@ -2,8 +2,10 @@
 
 Threads, not processes, for this first version: onnxruntime and llama.cpp release the GIL while
 they compute. Capture only ever waits on the bounded frame queue (replay sources are paced by their
-fps); the pre-filter never waits on the VLM: crops go to a bounded reasoner queue, and when it is
-full the frame is judged `review` ("VLM queue full") rather than blocking the line.
+fps); the pre-filter never waits on the VLM: crops go to a bounded reasoner queue served by
+`reasoner.workers` threads, and when it is full the frame is judged `review` ("VLM queue full")
+rather than blocking the line. Crops the VLM could not answer (down, circuit open, queue full) go
+to a disk backlog and are reasoned when it is back; their answers join the stored inspection.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from inspector.judge import judge
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.prefilter import build_detector
 from inspector.reasoner import build_reasoner
+from inspector.reasoner.backlog import Backlog
 from inspector.sources import open_source
 from inspector.store import Store
 
@@ -44,6 +47,7 @@ class Stats:
     candidates: int = 0
     vlm_crops: int = 0
     vlm_overflow: int = 0
+    vlm_late: int = 0  # backlog crops answered after their verdict
     processing_errors: int = 0
     store_errors: int = 0
 
@@ -70,6 +74,10 @@ class Pipeline:
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=cfg.frame_queue)
         qsize = getattr(cfg.reasoner, "queue_size", 1)
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=qsize)
+        self.workers = getattr(cfg.reasoner, "workers", 1)
+        self._workers_left = self.workers
+        self.backlog = Backlog(cfg.data_dir / "vlm-backlog", getattr(cfg.reasoner, "backlog_max", 0)) \
+            if self.reasoner is not None else None
         self.stop_event = threading.Event()
         self.done = threading.Event()  # every source exhausted and every frame judged
         self._threads: list[threading.Thread] = []
@@ -95,6 +103,9 @@ class Pipeline:
                 "vlm_crops": self.stats.vlm_crops,
                 "vlm_queue": self.jobs.qsize(),
                 "vlm_overflow": self.stats.vlm_overflow,
+                "vlm_backlog": len(self.backlog) if self.backlog else 0,
+                "vlm_late": self.stats.vlm_late,
+                "reasoner": self.reasoner.status() if self.reasoner else None,
                 "frame_queue": self.frames.qsize(),
                 "processing_errors": self.stats.processing_errors,
                 "store_errors": self.stats.store_errors,
@@ -106,7 +117,13 @@ class Pipeline:
             self._spawn(f"capture-{cam.id}", self._capture, cam)
         self._spawn("prefilter", self._process)
         if self.reasoner is not None:
-            self._spawn("reasoner", self._reason)
+            for n in range(self.workers):
+                self._spawn(f"reasoner-{n}", self._reason)
+            if self.backlog and self.backlog.max_items:
+                self._spawn("vlm-backlog", self._drain_backlog)
+        probe = getattr(self.reasoner, "probe", None)
+        if probe and (problem := probe()):
+            log.warning("%s; verdicts that need the VLM go to review until it answers", problem)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
@@ -146,7 +163,7 @@ class Pipeline:
                     if delay > 0 and self.stop_event.wait(delay):
                         break
                 seq += 1
-                frame = Frame(cam.id, seq, image, roi=roi, source_name=name)
+                frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=cam.mm_per_px)
                 state.frames_in += 1
                 state.last_frame_wall = frame.captured_wall
                 # Replay sources block here (offline, nothing to lose); the wait is bounded so a
@@ -177,7 +194,8 @@ class Pipeline:
                 continue
             if frame is None:
                 if self.reasoner is not None:
-                    self.jobs.put(None)
+                    for _ in range(self.workers):
+                        self.jobs.put(None)
                 else:
                     self.done.set()
                 return
@@ -203,7 +221,7 @@ class Pipeline:
                 reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0,
                                       "VLM queue full (the VLM cannot keep up with the line)")
                            for c in crops]
-                self._record(judge(frame, cands, reports, self.cfg.judge), product)
+                self._record(judge(frame, cands, reports, self.cfg.judge), product, crops)
 
     def _reason(self) -> None:
         while not self.stop_event.is_set():
@@ -212,24 +230,59 @@ class Pipeline:
             except queue.Empty:
                 continue
             if job is None:
-                self.done.set()
+                with self._lock:
+                    self._workers_left -= 1
+                    if self._workers_left == 0:
+                        self.done.set()
                 return
             product = self.cfg.product(job.product)
             reports = []
             for crop in job.crops:
                 try:
-                    reports.append(self.reasoner.analyze(crop, product))
+                    reports.append(self.reasoner.analyze(crop, product, job.frame))
                 except Exception as e:  # never let one bad crop kill the thread and strand the queue
                     log.exception("reasoner failed on camera %s frame %d crop %d",
                                   job.frame.camera_id, job.frame.seq, crop.index)
                     reports.append(CropReport(crop.index, CropAnswer.unavailable, (), (), "",
                                               self.reasoner.model_id, 0.0, f"reasoner error: {e}"))
-                self.stats.vlm_crops += 1
-            self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product)
+                with self._lock:
+                    self.stats.vlm_crops += 1
+            self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product,
+                         job.crops)
 
-    def _record(self, verdict: Verdict, product: str) -> None:
+    def _drain_backlog(self) -> None:
+        """Reason kept crops when the VLM answers again; the live line always goes first."""
+        while not self.stop_event.wait(0.5):
+            if self.reasoner.breaker.state == "open" or not self.jobs.empty():
+                continue
+            item = self.backlog.oldest()
+            if item is None:
+                continue
+            try:
+                report = self.reasoner.analyze(item.crop, self.cfg.product(item.product))
+            except Exception:
+                log.exception("VLM backlog: reasoning inspection %d failed", item.inspection_id)
+                continue
+            if report.answer is CropAnswer.unavailable:
+                continue  # still down: the item stays; the breaker paces the retries
+            late_s = time.time() - item.queued_wall
+            found = ", ".join(f"{f.defect_type} {f.confidence:.2f}" for f in report.findings)
+            note = (f"[VLM answered {late_s:.0f} s later for crop {item.crop.index}: "
+                    f"{report.answer.value}{': ' + found if found else ''}]")
+            try:
+                stored = self.store.add_late_report(item.inspection_id, report, note)
+            except Exception as e:
+                log.error("VLM backlog: could not store the late answer for inspection %d: %s",
+                          item.inspection_id, e)
+                continue
+            self.backlog.done(item)
+            if stored:
+                with self._lock:
+                    self.stats.vlm_late += 1
+
+    def _record(self, verdict: Verdict, product: str, crops: list[Crop] = ()) -> None:
         try:
-            self.store.save(verdict, product, self.reasoner_mode)
+            inspection_id = self.store.save(verdict, product, self.reasoner_mode)
         except Exception as e:
             self.stats.store_errors += 1
             log.error("could not store verdict for camera %s frame %d: %s",
@@ -237,3 +290,9 @@ class Pipeline:
             return
         with self._lock:
             self.stats.verdicts[verdict.kind.value] += 1
+        if self.backlog is not None:
+            by_index = {c.index: c for c in crops}
+            for r in verdict.reports:
+                if r.answer is CropAnswer.unavailable and r.crop_index in by_index:
+                    self.backlog.put(inspection_id, product, verdict.frame.camera_id,
+                                     by_index[r.crop_index])

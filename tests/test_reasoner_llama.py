@@ -8,7 +8,7 @@ from inspector.cropper import make_crops
 from inspector.demo.line import ROI
 from inspector.messages import CropAnswer
 from inspector.prefilter import build_detector
-from inspector.reasoner import build_reasoner
+from inspector.reasoner import Reply, build_reasoner
 from inspector.reasoner.llama_cpp import ReasonerConfigError
 
 
@@ -60,7 +60,7 @@ def test_malformed_answer_gets_one_repair_then_invalid(reasoner, crops):
     class Nonsense(type(reasoner)):
         def _call(self, messages, schema):
             calls.append(messages)
-            return "I think it is fine {"
+            return Reply("I think it is fine {")
 
     r = Nonsense.__new__(Nonsense)
     r.__dict__.update(reasoner.__dict__)

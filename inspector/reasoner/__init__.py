@@ -1,7 +1,8 @@
 """The reasoner: asks a VLM about each crop and turns its answer into validated findings.
 
 Backends are registered by the `reasoner.type` name in config. Every backend shares `analyze()`:
-prompt -> call -> validate -> one repair retry -> CropReport, so a backend only implements `_call`.
+prompt -> call -> validate -> one repair retry -> (closer looks) -> CropReport, so a backend only
+implements `_call`. A circuit breaker in front of `_call` stops hammering a VLM that keeps failing.
 """
 
 from __future__ import annotations
@@ -9,63 +10,161 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from inspector.config import ProductConfig
-from inspector.messages import Crop, CropAnswer, CropReport
+from inspector.cropper import crop_around, region_of
+from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding, Frame, Look
 from inspector.reasoner import prompt
 from inspector.reasoner.answer import AnswerError, answer_schema, validate
-from inspector.reasoner.profiles import Profile
+from inspector.reasoner.breaker import CircuitBreaker
+from inspector.reasoner.profiles import Profile, get_profile
 
 log = logging.getLogger(__name__)
 
 
 class ReasonerUnavailable(Exception):
-    """The backend could not be asked (not loaded, down, timed out)."""
+    """The backend could not be asked (not loaded, down, timed out, refused the request)."""
+
+
+class ReasonerConfigError(ValueError):
+    """The reasoner cannot start with this configuration (missing/corrupt model, bad profile)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    thinking: str = ""  # when the server hands thinking over separately (`reasoning_content`)
 
 
 class Reasoner:
-    """Base for VLM backends. Subclasses set model_id/profile/is_test_model and implement _call."""
+    """Base for VLM backends. Subclasses set model_id/is_test_model and implement _call."""
 
     model_id: str = ""
-    profile: Profile
     is_test_model: bool = False
+    backend: str = ""
 
-    def _call(self, messages: list[dict], schema: dict) -> str:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        try:
+            self.profile: Profile = get_profile(cfg.profile, cfg.profile_overrides)
+        except ValueError as e:
+            raise ReasonerConfigError(f"reasoner.profile: {e}") from None
+        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
+
+    def _call(self, messages: list[dict], schema: dict) -> Reply:
         raise NotImplementedError
 
-    def analyze(self, crop: Crop, product: ProductConfig) -> CropReport:
-        taxonomy = list(product.defects)
-        schema = answer_schema(taxonomy)
-        msgs = prompt.messages(crop, product, self.profile, schema)
-        h, w = crop.image.shape[:2]
-        raws: list[str] = []
+    # --- one crop ------------------------------------------------------------------------------
+
+    def analyze(self, crop: Crop, product: ProductConfig, frame: Frame | None = None) -> CropReport:
+        """Ask about `crop`; with the `frame` it was cut from, look closer at small or unsure
+        findings (every look is kept in the report)."""
         started = time.perf_counter()
+        first = self._look(crop, product, 0, None, frame)
+        looks = [first]
+        findings = list(first.findings)
+        sl = self.cfg.second_look
+        current = list(first.findings)
+        for n in range(1, sl.max_looks if frame is not None else 1):
+            targets = [f for f in current if self._needs_closer_look(f, crop)][: sl.max_per_look]
+            if not targets:
+                break
+            current = []
+            for f in targets:
+                cand = Candidate(f.box, f.confidence, f.defect_type, crop.candidate.model_id)
+                zoom = crop_around(frame.image, cand, crop.index, padding=sl.padding,
+                                   min_side=sl.min_side_px, out_side=max(crop.image.shape[:2]),
+                                   upscale=True)
+                look = self._look(zoom, product, n, f, frame)
+                looks.append(look)
+                if look.answer is CropAnswer.defect:  # confirmed, and located more precisely
+                    findings = _swap(findings, f, look.findings)
+                    current += look.findings
+                elif look.answer is CropAnswer.ok:  # a closer look found nothing there
+                    findings = _swap(findings, f, [])
+                # uncertain / invalid / unavailable: the first look's finding stands
+        answer = first.answer
+        closer = looks[1:]
+        if findings and any(lk.answer is CropAnswer.defect for lk in closer):
+            answer = CropAnswer.defect
+        elif closer and not findings and all(lk.answer is CropAnswer.ok for lk in closer):
+            answer = CropAnswer.ok
+        return CropReport(crop.index, answer, tuple(findings), first.rejected, first.raw,
+                          self.model_id, (time.perf_counter() - started) * 1000.0, first.error,
+                          tuple(looks))
+
+    def _needs_closer_look(self, f: Finding, crop: Crop) -> bool:
+        sl = self.cfg.second_look
+        rx1, ry1, rx2, ry2 = region_of(crop)
+        area = (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
+        return f.confidence < sl.min_confidence or area < sl.small_box_ratio * (rx2 - rx1) * (ry2 - ry1)
+
+    def _look(self, crop: Crop, product: ProductConfig, index: int, previous: Finding | None,
+              frame: Frame | None) -> Look:
+        taxonomy = list(product.defects)
+        schema = answer_schema(taxonomy, self.profile.integer_boxes)
+        msgs = prompt.messages(crop, product, self.profile, schema, mark=self.cfg.mark_candidate,
+                               previous=previous)
+        h, w = crop.image.shape[:2]
+        region = region_of(crop)
+        raws: list[str] = []
+        thoughts: list[str] = []
+        started = time.perf_counter()
+
+        def look(answer, findings=(), rejected=(), error=""):
+            return Look(index, region, answer, tuple(findings), tuple(rejected),
+                        "\n----- repair attempt -----\n".join(raws), "\n".join(t for t in thoughts if t),
+                        (time.perf_counter() - started) * 1000.0, error)
+
+        error = ""
         for attempt in range(2):  # the answer, then at most one repair
+            if not self.breaker.allow():
+                b = self.breaker.snapshot()
+                return look(CropAnswer.unavailable, error=(
+                    f"VLM unavailable: circuit open after {b['consecutive_failures']} failed calls "
+                    f"(last: {b['last_error']}); next try in {self.breaker.retry_in():.0f} s"))
             try:
-                text = self._call(msgs, schema)
+                reply = self._call(msgs, schema)
             except ReasonerUnavailable as e:
-                return self._report(crop, CropAnswer.unavailable, (), (), raws, started, str(e))
-            raws.append(text)
-            thinking, body = self.profile.split_thinking(text)
+                self.breaker.failure(str(e))
+                return look(CropAnswer.unavailable, error=str(e))
+            except Exception as e:  # a backend bug must cost one crop a review, not the thread
+                log.exception("%s backend failed", self.backend)
+                self.breaker.failure(f"{type(e).__name__}: {e}")
+                return look(CropAnswer.unavailable, error=f"reasoner error: {type(e).__name__}: {e}")
+            self.breaker.success()
+            raws.append(reply.text)
+            thinking, body = self.profile.split_thinking(reply.text)
+            thoughts += [reply.thinking, thinking]
             try:
                 v = validate(body, profile=self.profile, taxonomy=taxonomy, crop_w=w, crop_h=h,
                              to_frame=crop.transform.to_frame, crop_index=crop.index,
-                             model_id=self.model_id)
+                             model_id=self.model_id, to_mm=frame.to_mm if frame else None,
+                             look=index)
             except AnswerError as e:
-                log.info("crop %d: unusable answer (attempt %d): %s", crop.index, attempt + 1, e)
-                msgs = [*msgs, {"role": "assistant", "content": text}, prompt.repair_message(str(e))]
+                log.info("crop %d look %d: unusable answer (attempt %d): %s",
+                         crop.index, index, attempt + 1, e)
+                msgs = [*msgs, {"role": "assistant", "content": reply.text},
+                        prompt.repair_message(str(e))]
                 error = str(e)
                 continue
-            return self._report(crop, v.answer, v.findings, v.rejected, raws, started)
-        return self._report(crop, CropAnswer.invalid, (), (), raws, started, error)
+            return look(v.answer, v.findings, v.rejected)
+        return look(CropAnswer.invalid, error=f"unusable answer after a repair attempt: {error}")
 
-    def _report(self, crop, answer, findings, rejected, raws, started, error=""):
-        raw = "\n----- repair attempt -----\n".join(raws)
-        return CropReport(crop.index, answer, tuple(findings), tuple(rejected), raw, self.model_id,
-                          (time.perf_counter() - started) * 1000.0, error)
+    def status(self) -> dict:
+        return {"backend": self.backend, "model": self.model_id, "profile": self.profile.name,
+                "breaker": self.breaker.snapshot()}
 
     def close(self) -> None:
         pass
+
+
+def _swap(findings: list[Finding], old: Finding, new) -> list[Finding]:
+    out = []
+    for f in findings:
+        out += list(new) if f is old else [f]
+    return out
 
 
 BACKENDS: dict[str, Callable] = {}
@@ -82,10 +181,10 @@ def build_reasoner(cfg, data_dir) -> Reasoner | None:
     """The configured backend, or None for `type: none` (detector-only verdicts)."""
     if cfg.type == "none":
         return None
-    from inspector.reasoner import llama_cpp  # noqa: F401  (registers the built-in backend)
+    from inspector.reasoner import llama_cpp, openai  # noqa: F401  (register the built-in backends)
 
     try:
         factory = BACKENDS[cfg.type]
     except KeyError:
-        raise ValueError(f"unknown reasoner type {cfg.type!r}; known: {sorted(BACKENDS)}") from None
+        raise ReasonerConfigError(f"unknown reasoner type {cfg.type!r}; known: {sorted(BACKENDS)}") from None
     return factory(cfg, data_dir)

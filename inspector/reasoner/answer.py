@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inspector.messages import Box, CropAnswer, Finding, Severity
 from inspector.reasoner.profiles import Profile
@@ -32,7 +32,7 @@ class AnswerError(ValueError):
     """The model's text is not a usable answer (not JSON, or the wrong structure)."""
 
 
-def answer_schema(taxonomy: list[str]) -> dict:
+def answer_schema(taxonomy: list[str], integer_boxes: bool = True) -> dict:
     return {
         "type": "object",
         "properties": {
@@ -46,7 +46,8 @@ def answer_schema(taxonomy: list[str]) -> dict:
                         "type": {"type": "string", "enum": [*taxonomy, "other"]},
                         "severity": {"type": "string", "enum": [s.value for s in Severity]},
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                        "box": {"type": "array", "items": {"type": "integer"},
+                        "box": {"type": "array",
+                                "items": {"type": "integer" if integer_boxes else "number"},
                                 "minItems": 4, "maxItems": 4},
                         "reason": {"type": "string", "maxLength": MAX_REASON},
                     },
@@ -81,8 +82,9 @@ def parse_json(text: str) -> dict:
 
 
 def validate(text: str, *, profile: Profile, taxonomy: list[str], crop_w: int, crop_h: int,
-             to_frame, crop_index: int, model_id: str) -> ValidatedAnswer:
-    """Check an answer and map its boxes to frame pixels via `to_frame` (crop box -> frame box)."""
+             to_frame, crop_index: int, model_id: str, to_mm=None, look: int = 0) -> ValidatedAnswer:
+    """Check an answer and map its boxes to frame pixels via `to_frame` (crop box -> frame box)
+    and, where `to_mm` is given (a calibrated camera), to millimetres."""
     doc = parse_json(text)
     verdict = doc.get("verdict")
     if verdict not in ("defect", "ok", "uncertain"):
@@ -93,8 +95,8 @@ def validate(text: str, *, profile: Profile, taxonomy: list[str], crop_w: int, c
     findings, rejected = [], []
     for n, item in enumerate(items[:MAX_FINDINGS]):
         try:
-            findings.append(_finding(item, profile, taxonomy, crop_w, crop_h, to_frame,
-                                     crop_index, model_id))
+            f = _finding(item, profile, taxonomy, crop_w, crop_h, to_frame, crop_index, model_id)
+            findings.append(replace(f, box_mm=to_mm(f.box) if to_mm else None, look=look))
         except ValueError as e:
             rejected.append(f"finding {n}: {e}")
     if len(items) > MAX_FINDINGS:

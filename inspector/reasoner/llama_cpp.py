@@ -1,4 +1,10 @@
-"""`llama_cpp` backend: a GGUF VLM + mmproj in process through llama-cpp-python."""
+"""`llama_cpp` backend: a GGUF VLM + mmproj in process through llama-cpp-python.
+
+The model is loaded once; one llama context means calls are single-flight (a lock). The per-call
+timeout is enforced per generated token (a logits processor checks the deadline): llama.cpp cannot
+be interrupted while it encodes the image or evaluates the prompt, so a call may overrun the
+timeout by that much.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,26 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from inspector.config import LlamaCppReasonerConfig
-from inspector.reasoner import Reasoner, ReasonerUnavailable, register
-from inspector.reasoner.profiles import get_profile
+from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, register
 from inspector.reasoner.test_model import TEST_MODEL_ID, ensure_test_model
 
 log = logging.getLogger(__name__)
 
 
-class ReasonerConfigError(ValueError):
+class _Deadline(Exception):
     pass
 
 
 @register("llama_cpp")
 class LlamaCppReasoner(Reasoner):
+    backend = "llama_cpp"
+
     def __init__(self, cfg: LlamaCppReasonerConfig, data_dir: Path):
-        self.cfg = cfg
-        self.profile = get_profile(cfg.profile)
+        super().__init__(cfg)
         if self.profile.in_process_refusal:
             raise ReasonerConfigError(f"reasoner profile {cfg.profile!r}: {self.profile.in_process_refusal}")
         if cfg.test_model:
@@ -35,8 +42,7 @@ class LlamaCppReasoner(Reasoner):
         else:
             model, mmproj = Path(cfg.model), Path(cfg.mmproj)
             for key, p in (("reasoner.model", model), ("reasoner.mmproj", mmproj)):
-                if not p.is_file():
-                    raise ReasonerConfigError(f"{key}: file {p} does not exist")
+                check_gguf(key, p)
             self.model_id = model.name
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import MTMDChatHandler
@@ -44,31 +50,63 @@ class LlamaCppReasoner(Reasoner):
         verbose = bool(os.environ.get("INSPECTOR_LLAMA_VERBOSE"))
         _quiet_native_logs(verbose)
         try:
-            handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=verbose)
-            self.llm = Llama(model_path=str(model), chat_handler=handler, n_ctx=cfg.n_ctx,
-                             n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, seed=cfg.seed,
+            self.llm = Llama(model_path=str(model), n_ctx=cfg.n_ctx, n_threads=cfg.n_threads,
+                             n_gpu_layers=cfg.n_gpu_layers, flash_attn=cfg.flash_attn, seed=cfg.seed,
                              verbose=verbose)
         except (ValueError, RuntimeError) as e:
-            raise ReasonerConfigError(f"llama.cpp could not load {model} with {mmproj}: {e}") from None
-        self._lock = threading.Lock()  # one llama context: calls are single-flight
+            raise ReasonerConfigError(f"reasoner.model: llama.cpp could not load {model}: {e}") from None
+        try:
+            # The handler loads the projector lazily on first use; load it now, so a projector
+            # that does not fit the text model fails at start-up and not on the first crop.
+            handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=verbose)
+            handler._init_mtmd_context(self.llm)
+            self.llm.chat_handler = handler
+        except (ValueError, RuntimeError) as e:
+            self.llm.close()
+            raise ReasonerConfigError(
+                f"reasoner.mmproj: llama.cpp could not load the projector {mmproj} for {model} "
+                f"(is it the mmproj made for this model?): {e}") from None
+        self._lock = threading.Lock()
         self._calls = 0
 
-    def _call(self, messages: list[dict], schema: dict) -> str:
+    def _call(self, messages: list[dict], schema: dict) -> Reply:
+        timeout = self.cfg.timeout_s
         with self._lock:
             self._calls += 1
+            deadline = time.monotonic() + timeout
+
+            def check_deadline(_ids, logits):
+                if time.monotonic() > deadline:
+                    raise _Deadline
+                return logits
+
             try:
                 out = self.llm.create_chat_completion(
                     messages=messages,
                     response_format={"type": "json_object", "schema": schema},
                     max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature,
-                    seed=self.cfg.seed + self._calls)
+                    seed=self.cfg.seed + self._calls, logits_processor=[check_deadline])
+            except _Deadline:
+                raise ReasonerUnavailable(f"llama.cpp did not finish within {timeout:g} s "
+                                          f"(reasoner.timeout_s)") from None
             except (ValueError, RuntimeError) as e:  # e.g. prompt exceeds n_ctx, image decode
                 raise ReasonerUnavailable(f"llama.cpp call failed: {e}") from None
-        return out["choices"][0]["message"]["content"] or ""
+        return Reply(out["choices"][0]["message"]["content"] or "")
 
     def close(self) -> None:
         with self._lock:
             self.llm.close()
+
+
+def check_gguf(key: str, path: Path) -> None:
+    """Refuse a missing or non-GGUF file with a message naming the key, before llama.cpp sees it."""
+    if not path.is_file():
+        raise ReasonerConfigError(f"{key}: file {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ReasonerConfigError(f"{key}: {path} is not a GGUF file (it starts with {magic!r}, "
+                                  f"a GGUF file with b'GGUF')")
 
 
 def _quiet_native_logs(verbose: bool) -> None:

@@ -6,33 +6,56 @@ import base64
 import json
 
 import cv2
+import numpy as np
 
 from inspector.config import ProductConfig
-from inspector.messages import Crop
+from inspector.messages import Crop, Finding
 from inspector.reasoner.profiles import Profile
 
 SYSTEM = (
     "You are a visual quality inspector on a production line. You look at a close-up crop of one "
     "part and decide whether it shows a manufacturing defect. Answer only with JSON.")
 
+MARK_BGR = (255, 0, 255)  # magenta: a colour no demo surface and few real parts have
 
-def image_data_url(crop: Crop) -> str:
-    ok, buf = cv2.imencode(".png", crop.image)
+
+def image_data_url(image: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".png", image)
     if not ok:
-        raise ValueError(f"could not encode crop {crop.index} as PNG")
+        raise ValueError("could not encode the crop as PNG")
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def question(crop: Crop, product: ProductConfig, profile: Profile, schema: dict) -> str:
+def marked(crop: Crop) -> np.ndarray:
+    """The crop with the detector's box drawn on it (1 px, outside the box so no pixel of the
+    region itself is covered)."""
+    img = crop.image.copy()
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = crop.candidate_box_in_crop
+    p1 = (max(0, int(np.floor(x1)) - 1), max(0, int(np.floor(y1)) - 1))
+    p2 = (min(w - 1, int(np.ceil(x2))), min(h - 1, int(np.ceil(y2))))
+    cv2.rectangle(img, p1, p2, MARK_BGR, 1)
+    return img
+
+
+def question(crop: Crop, product: ProductConfig, profile: Profile, schema: dict, *,
+             mark: bool, previous: Finding | None = None) -> str:
     h, w = crop.image.shape[:2]
-    cand = profile.from_pixels(crop.candidate_box_in_crop, w, h)
-    cand_txt = "[" + ", ".join(f"{v:.0f}" for v in cand) + "]"
+    cand = profile.format_box(profile.from_pixels(crop.candidate_box_in_crop, w, h))
     taxonomy = "\n".join(f"- {name}: {desc}" for name, desc in product.defects.items())
+    if previous is None:
+        where = (f"An automatic detector flagged the region {cand} of this image "
+                 f"(score {crop.candidate.score:.2f}"
+                 f"{'; drawn as a thin magenta rectangle, which is not part of the part' if mark else ''}"
+                 f"); it is often wrong. Look at the whole image.\n")
+    else:
+        where = (f"This is a closer look, at higher resolution, at the region {cand} where a first "
+                 f"look saw a possible {previous.defect_type} (confidence {previous.confidence:.2f})"
+                 f"{', drawn as a thin magenta rectangle' if mark else ''}. Decide again.\n")
     return (
         f"A good part looks like this: {product.good_part}.\n"
         f"Defect types:\n{taxonomy}\n- other: a defect that fits none of the above\n\n"
-        f"An automatic detector flagged the region {cand_txt} of this image "
-        f"(score {crop.candidate.score:.2f}); it is often wrong. Look at the whole image.\n"
+        f"{where}"
         f"Give every defect you see with its type, severity (minor, major, critical), your "
         f"confidence from 0 to 1, a short reason, and its box as {profile.describe_coords(w, h)}.\n"
         f"If the part is fine answer verdict \"ok\" with no findings; if you cannot tell, "
@@ -40,12 +63,15 @@ def question(crop: Crop, product: ProductConfig, profile: Profile, schema: dict)
     )
 
 
-def messages(crop: Crop, product: ProductConfig, profile: Profile, schema: dict) -> list[dict]:
+def messages(crop: Crop, product: ProductConfig, profile: Profile, schema: dict, *,
+             mark: bool = True, previous: Finding | None = None) -> list[dict]:
+    image = marked(crop) if mark else crop.image
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": image_data_url(crop)}},
-            {"type": "text", "text": question(crop, product, profile, schema)},
+            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+            {"type": "text", "text": question(crop, product, profile, schema, mark=mark,
+                                              previous=previous)},
         ]},
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -44,7 +44,7 @@ class Inspection(Base):
                                                           order_by="CandidateRow.idx")
     findings: Mapped[list[FindingRow]] = relationship(cascade="all, delete-orphan")
     answers: Mapped[list[VlmAnswer]] = relationship(cascade="all, delete-orphan",
-                                                    order_by="VlmAnswer.crop_index")
+                                                    order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
 
 
 class Verdict(Base):
@@ -79,10 +79,13 @@ class FindingRow(BoxColumns, Base):
     confidence: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
     model_id: Mapped[str] = mapped_column(String(128))
+    look: Mapped[int] = mapped_column(Integer, default=0)  # which look located it
+    box_mm: Mapped[list | None] = mapped_column(JSON, nullable=True)  # calibrated cameras only
+    late: Mapped[bool] = mapped_column(Boolean, default=False)  # from the backlog, after the verdict
 
 
 class VlmAnswer(Base):
-    """The VLM's raw answer per crop, kept whole for audit, with what validation refused."""
+    """The VLM's raw answer per crop and look, kept whole for audit, with what validation refused."""
 
     __tablename__ = "vlm_answers"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,3 +97,7 @@ class VlmAnswer(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     model_id: Mapped[str] = mapped_column(String(128))
     latency_ms: Mapped[float] = mapped_column(Float)
+    look: Mapped[int] = mapped_column(Integer, default=0)  # 0 = the crop; 1.. = closer looks
+    region: Mapped[list | None] = mapped_column(JSON, nullable=True)  # frame pixels shown
+    thinking: Mapped[str] = mapped_column(Text, default="")
+    late: Mapped[bool] = mapped_column(Boolean, default=False)

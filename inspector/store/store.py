@@ -10,7 +10,7 @@ import cv2
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from inspector.messages import Verdict
+from inspector.messages import CropReport, Finding, Look, Verdict
 from inspector.store.models import Base, CandidateRow, FindingRow, Inspection, VlmAnswer
 from inspector.store.models import Verdict as VerdictRow
 
@@ -35,6 +35,7 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _check_columns(self.engine, url)
         self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
 
     # --- writing ---------------------------------------------------------------------------
@@ -53,17 +54,24 @@ class Store:
         insp.candidates = [CandidateRow(idx=i, x1=c.box[0], y1=c.box[1], x2=c.box[2], y2=c.box[3],
                                         score=c.score, label=c.label, model_id=c.model_id)
                            for i, c in enumerate(verdict.candidates)]
-        insp.findings = [FindingRow(crop_index=f.crop_index, defect_type=f.defect_type,
-                                    severity=f.severity.value, confidence=f.confidence,
-                                    x1=f.box[0], y1=f.box[1], x2=f.box[2], y2=f.box[3],
-                                    reason=f.reason, model_id=f.model_id) for f in verdict.findings]
-        insp.answers = [VlmAnswer(crop_index=r.crop_index, answer=r.answer.value, raw=r.raw,
-                                  rejected=list(r.rejected), error=r.error, model_id=r.model_id,
-                                  latency_ms=r.latency_ms) for r in verdict.reports]
+        insp.findings = [_finding_row(f) for f in verdict.findings]
+        insp.answers = [a for r in verdict.reports for a in _answer_rows(r)]
         with self._write_lock, Session(self.engine) as s, s.begin():
             s.add(insp)
             s.flush()
             return insp.id
+
+    def add_late_report(self, inspection_id: int, report: CropReport, note: str) -> bool:
+        """Attach a VLM answer that arrived after the verdict (from the backlog). The verdict
+        itself stands (the part was already handled); its explanation gains `note`."""
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            insp = s.get(Inspection, inspection_id)
+            if insp is None:  # deleted by retention meanwhile
+                return False
+            insp.answers.extend(_answer_rows(report, late=True))
+            insp.findings.extend(_finding_row(f, late=True) for f in report.findings)
+            insp.verdict.explanation = f"{insp.verdict.explanation} {note}".strip()
+        return True
 
     def _save_frame(self, verdict: Verdict) -> str | None:
         f = verdict.frame
@@ -109,11 +117,13 @@ class Store:
             d["candidates"] = [{"box": c.box, "score": c.score, "label": c.label,
                                 "model_id": c.model_id} for c in i.candidates]
             d["findings"] = [{"type": f.defect_type, "severity": f.severity, "confidence": f.confidence,
-                              "box": f.box, "reason": f.reason,
-                              "crop_index": f.crop_index, "model_id": f.model_id} for f in i.findings]
-            d["vlm_answers"] = [{"crop_index": a.crop_index, "answer": a.answer, "raw": a.raw,
+                              "box": f.box, "box_mm": f.box_mm, "reason": f.reason, "look": f.look,
+                              "late": f.late, "crop_index": f.crop_index, "model_id": f.model_id}
+                             for f in i.findings]
+            d["vlm_answers"] = [{"crop_index": a.crop_index, "look": a.look, "region": a.region,
+                                 "answer": a.answer, "raw": a.raw, "thinking": a.thinking,
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
-                                 "latency_ms": a.latency_ms} for a in i.answers]
+                                 "latency_ms": a.latency_ms, "late": a.late} for a in i.answers]
             return d
 
     def frame_file(self, inspection_id: int) -> Path | None:
@@ -138,6 +148,24 @@ class Store:
         self.engine.dispose()
 
 
+def _finding_row(f: Finding, late: bool = False) -> FindingRow:
+    return FindingRow(crop_index=f.crop_index, defect_type=f.defect_type, severity=f.severity.value,
+                      confidence=f.confidence, x1=f.box[0], y1=f.box[1], x2=f.box[2], y2=f.box[3],
+                      reason=f.reason, model_id=f.model_id, look=f.look,
+                      box_mm=[round(v, 3) for v in f.box_mm] if f.box_mm else None, late=late)
+
+
+def _answer_rows(r: CropReport, late: bool = False) -> list[VlmAnswer]:
+    """One row per look; a report made without asking (queue full) gets one row of its own."""
+    looks = r.looks or [Look(0, (0, 0, 0, 0), r.answer, r.findings, r.rejected, r.raw, "",
+                             r.latency_ms, r.error)]
+    return [VlmAnswer(crop_index=r.crop_index, look=lk.index, answer=lk.answer.value, raw=lk.raw,
+                      thinking=lk.thinking, rejected=list(lk.rejected), error=lk.error,
+                      model_id=r.model_id, latency_ms=lk.latency_ms, late=late,
+                      region=[round(v, 1) for v in lk.region] if r.looks else None)
+            for lk in looks]
+
+
 def _summary(i: Inspection) -> dict:
     return {
         "id": i.id, "camera_id": i.camera_id, "product": i.product, "seq": i.seq,
@@ -146,6 +174,21 @@ def _summary(i: Inspection) -> dict:
         "reasoner_mode": i.reasoner_mode, "has_frame": bool(i.frame_path),
         "defect_types": sorted({f.defect_type for f in i.findings}),
     }
+
+
+def _check_columns(engine, url: str) -> None:
+    """create_all adds missing tables, never missing columns: refuse a database from an older
+    version with a clear message instead of failing on the first insert."""
+    from sqlalchemy import inspect
+
+    insp = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in have]
+        if missing:
+            raise StoreError(f"database {url}: table {table.name} lacks column(s) {missing}; it was "
+                             f"made by an older inspector version. Move the file aside to start a "
+                             f"new one.")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
