@@ -1,4 +1,4 @@
-"""Command line: `inspector run | demo | detect | config`."""
+"""Command line: `inspector run | demo | detect | reason | bench | config`."""
 
 from __future__ import annotations
 
@@ -177,6 +177,90 @@ def cmd_detect(args) -> int:
     return 1 if failures else 0
 
 
+def _parse_box(text: str, what: str) -> tuple[float, float, float, float]:
+    try:
+        box = tuple(float(v) for v in text.split(","))
+        assert len(box) == 4 and box[0] < box[2] and box[1] < box[3] and min(box) >= 0
+    except (ValueError, AssertionError):
+        _fail(f"{what} must be x1,y1,x2,y2 (pixels, x1<x2, y1<y2, all >= 0), got {text!r}")
+    return box
+
+
+def cmd_reason(args) -> int:
+    import cv2
+
+    from inspector.config import LlamaCppReasonerConfig
+    from inspector.cropper import crop_around
+    from inspector.messages import Candidate, CropAnswer, Frame
+    from inspector.reasoner import ReasonerConfigError, build_reasoner
+
+    cfg = _load(args)
+    if args.test_vlm:
+        cfg.reasoner = LlamaCppReasonerConfig(type="llama_cpp", test_model=True)
+    if cfg.reasoner.type == "none":
+        _fail("no VLM configured: set `reasoner` in the config (see README) or use --test-vlm")
+    img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if img is None:
+        _fail(f"{args.image}: no such file, or not a readable image")
+    h, w = img.shape[:2]
+    box = _parse_box(args.box, "--box") if args.box else (0.0, 0.0, float(w), float(h))
+    if box[2] > w or box[3] > h:
+        _fail(f"--box {list(box)} reaches outside the {w}x{h} image")
+    cam = next((c for c in cfg.cameras if c.id == args.camera), None) if args.camera else cfg.cameras[0]
+    if cam is None:
+        _fail(f"--camera {args.camera!r} is not in the config (cameras: {[c.id for c in cfg.cameras]})")
+    product_name = args.product or cam.product
+    if product_name not in {p.name for p in cfg.products}:
+        _fail(f"--product {product_name!r} is not in the config")
+    try:
+        reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
+    except (ReasonerConfigError, ValueError, OSError) as e:
+        _fail(f"cannot start the reasoner: {e}")
+    try:
+        cand = Candidate(box, 1.0, "manual", "cli")
+        crop = crop_around(img, cand, 0, padding=cfg.cropper.padding if args.box else 0.0,
+                           min_side=cfg.cropper.min_side_px, out_side=cfg.cropper.max_side_px,
+                           upscale=False)
+        frame = Frame(cam.id, 0, img, roi=cam.roi, source_name=str(args.image), mm_per_px=cam.mm_per_px)
+        rep = reasoner.analyze(crop, cfg.product(product_name), frame)
+    finally:
+        reasoner.close()
+    r1 = lambda b: [round(v, 1) for v in b] if b else None  # noqa: E731
+    out = {
+        "image": str(args.image), "box": list(box), "answer": rep.answer.value,
+        "findings": [{"type": f.defect_type, "severity": f.severity.value,
+                      "confidence": round(f.confidence, 3), "box": r1(f.box), "box_mm": r1(f.box_mm),
+                      "reason": f.reason, "look": f.look} for f in rep.findings],
+        "latency_ms": round(rep.latency_ms, 1), "model_id": rep.model_id,
+        "backend": reasoner.backend, "profile": reasoner.profile.name,
+        "error": rep.error, "rejected": list(rep.rejected), "raw": rep.raw,
+        "looks": [{"look": lk.index, "region": r1(lk.region), "answer": lk.answer.value,
+                   "latency_ms": round(lk.latency_ms, 1), "raw": lk.raw, "thinking": lk.thinking,
+                   "error": lk.error} for lk in rep.looks],
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.image}: {rep.answer.value} in {rep.latency_ms:.0f} ms "
+              f"({len(rep.looks)} look(s), {reasoner.backend} / {reasoner.profile.name})")
+        for f in out["findings"]:
+            mm = f" = {f['box_mm']} mm" if f["box_mm"] else ""
+            print(f"  {f['type']} {f['severity']} {f['confidence']:.2f} at {f['box']} px{mm}: {f['reason']}")
+        for r in rep.rejected:
+            print(f"  refused: {r}")
+        print(f"raw answer: {rep.raw}")
+    if rep.answer in (CropAnswer.unavailable, CropAnswer.invalid):
+        print(f"inspector: no usable answer: {rep.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from inspector.bench import reasoner as bench_reasoner
+
+    return bench_reasoner.main(calls=args.calls, as_json=args.json, workdir=args.workdir)
+
+
 def cmd_config(args) -> int:
     from inspector.config import defaults_yaml
 
@@ -221,6 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser("reason", help="ask the configured VLM about one image (or one box of it)")
+    p.add_argument("image", type=Path)
+    p.add_argument("--box", help="x1,y1,x2,y2 in image pixels: the region to ask about (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--camera", help="camera id whose ROI and calibration apply (default: the first)")
+    p.add_argument("--product", help="product recipe to ask with (default: the camera's)")
+    p.add_argument("--test-vlm", action="store_true", help="use the tiny random-weight test VLM")
+    p.set_defaults(func=cmd_reason)
+
+    p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
+    p.add_argument("what", choices=["reasoner"])
+    p.add_argument("--calls", type=int, default=20, help="timed calls per case")
+    p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("config", help="print the effective config (all keys, with defaults)")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_config)
@@ -231,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "gguf"):  # a line per request / per file written
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return args.func(args) or 0
 
 

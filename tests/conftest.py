@@ -32,3 +32,32 @@ def artifacts() -> Path:
 def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tiny_vlm, tmp_path_factory):
+    """The real `python -m llama_cpp.server` on a loopback port, serving the tiny pair."""
+    from inspector.reasoner.local_server import LocalLlamaServer
+
+    log = tmp_path_factory.mktemp("server") / "llama_cpp.server.log"
+    with LocalLlamaServer(tiny_vlm.model, tiny_vlm.mmproj, log_path=log) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def demo_crops(demo_line):
+    """(frame image, crop) pairs cut by the real pre-filter from the demo line."""
+    import cv2
+
+    from inspector.config import CropperConfig, DetectorConfig
+    from inspector.cropper import make_crops
+    from inspector.demo.line import ROI
+    from inspector.prefilter import build_detector
+
+    det = build_detector(DetectorConfig())
+    out = []
+    for f in sorted(demo_line.frames_dir.iterdir()):
+        img = cv2.imread(str(f))
+        out += [(img, c) for c in make_crops(img, det.detect(img, ROI), CropperConfig(max_crops=2))]
+    assert len(out) >= 6
+    return out[:12]

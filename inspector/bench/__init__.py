@@ -1,0 +1,1 @@
+"""Benchmarks: `inspector bench <what>` prints medians and ratios measured in one run."""
