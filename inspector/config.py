@@ -177,6 +177,8 @@ class LlamaCppReasonerConfig(_ReasonerCommon):
     n_threads: int | None = Field(None, ge=1)
     n_gpu_layers: int = Field(0, ge=-1, description="-1 = all layers on the GPU")
     flash_attn: bool = False
+    constrain: Literal["gbnf", "json_schema"] = Field(
+        "gbnf", description="gbnf also bounds numbers; json_schema is llama.cpp's schema grammar")
 
     @model_validator(mode="after")
     def _files(self):
@@ -185,11 +187,12 @@ class LlamaCppReasonerConfig(_ReasonerCommon):
         return self
 
 
-# Which `response_format` each server understands: llama-cpp-python's server only takes
-# json_object+schema; vLLM, FastDeploy and OpenAI take json_schema; llama-server takes both.
+# How each server is told the answer's shape. llama.cpp's servers take a GBNF `grammar`, which
+# also bounds the numbers (see reasoner/grammar.py); llama-cpp-python's server otherwise takes only
+# json_object+schema; vLLM, FastDeploy and OpenAI take json_schema.
 SERVER_DIALECTS = {
-    "llama_cpp_python": "json_object_schema",
-    "llama_server": "json_schema",
+    "llama_cpp_python": "gbnf",
+    "llama_server": "gbnf",
     "vllm": "json_schema",
     "fastdeploy": "json_schema",
     "openai": "json_schema",
@@ -206,8 +209,8 @@ class OpenAIReasonerConfig(_ReasonerCommon):
     api_key: str | None = Field(None, description="sent as a Bearer token; prefer api_key_env")
     api_key_env: str | None = Field(None, description="name of an environment variable holding the key")
     server: Literal[tuple(SERVER_DIALECTS)] = "llama_server"
-    response_format: Literal["auto", "json_object_schema", "json_schema", "none"] = Field(
-        "auto", description="auto = the dialect of `server`")
+    response_format: Literal["auto", "gbnf", "json_object_schema", "json_schema", "none"] = Field(
+        "auto", description="how the answer's shape is enforced; auto = what `server` understands")
     workers: int = Field(2, ge=1, le=64, description="requests in flight")
     connect_timeout_s: float = Field(5.0, gt=0)
     verify_tls: bool = True

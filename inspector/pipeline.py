@@ -103,7 +103,7 @@ class Pipeline:
                 "vlm_crops": self.stats.vlm_crops,
                 "vlm_queue": self.jobs.qsize(),
                 "vlm_overflow": self.stats.vlm_overflow,
-                "vlm_backlog": len(self.backlog) if self.backlog else 0,
+                "vlm_backlog": len(self.backlog) if self.backlog is not None else 0,
                 "vlm_late": self.stats.vlm_late,
                 "reasoner": self.reasoner.status() if self.reasoner else None,
                 "frame_queue": self.frames.qsize(),
@@ -119,7 +119,7 @@ class Pipeline:
         if self.reasoner is not None:
             for n in range(self.workers):
                 self._spawn(f"reasoner-{n}", self._reason)
-            if self.backlog and self.backlog.max_items:
+            if self.backlog is not None and self.backlog.max_items:
                 self._spawn("vlm-backlog", self._drain_backlog)
         probe = getattr(self.reasoner, "probe", None)
         if probe and (problem := probe()):

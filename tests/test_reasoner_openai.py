@@ -167,8 +167,8 @@ def test_requests_in_flight_are_bounded(demo_crops):
 
 
 @pytest.mark.parametrize("server,expected", [
-    ("llama_cpp_python", {"type": "json_object"}),
-    ("llama_server", {"type": "json_schema"}),
+    ("llama_cpp_python", "grammar"),
+    ("llama_server", "grammar"),
     ("vllm", {"type": "json_schema"}),
     ("fastdeploy", {"type": "json_schema"}),
     ("other", None),
@@ -183,11 +183,20 @@ def test_response_format_dialect_per_server(demo_crops, server, expected):
         "data:image/png;base64,")
     rf = body.get("response_format")
     if expected is None:
-        assert rf is None
+        assert rf is None and "grammar" not in body
+    elif expected == "grammar":
+        assert rf is None and 'xc ::= "0" | [1-9] [0-9]{0,2} | "1000"' in body["grammar"]
     else:
         assert rf["type"] == expected["type"]
         schema = rf["schema"] if rf["type"] == "json_object" else rf["json_schema"]["schema"]
         assert schema["properties"]["findings"]["items"]["properties"]["type"]["enum"][-1] == "other"
+
+
+def test_json_object_schema_dialect_on_the_real_server(llama_server, demo_crops):
+    r = build_reasoner(openai_cfg(llama_server.base_url, response_format="json_object_schema"), None)
+    rep = r.analyze(demo_crops[1][1], PRODUCT)
+    r.close()
+    assert rep.answer is not CropAnswer.unavailable, rep.error
 
 
 def test_thinking_kept_apart_from_the_answer(demo_crops):

@@ -50,7 +50,7 @@ def _crop(workdir: Path):
 
 
 def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) -> int:
-    from llama_cpp import Llama
+    from llama_cpp import Llama, LlamaGrammar
     from llama_cpp.llama_chat_format import MTMDChatHandler
 
     import httpx
@@ -58,6 +58,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
     from inspector.config import LlamaCppReasonerConfig, OpenAIReasonerConfig, ProductConfig
     from inspector.reasoner import prompt
     from inspector.reasoner.answer import answer_schema
+    from inspector.reasoner.grammar import answer_gbnf
     from inspector.reasoner.llama_cpp import LlamaCppReasoner, _quiet_native_logs
     from inspector.reasoner.local_server import LocalLlamaServer
     from inspector.reasoner.openai import OpenAIReasoner
@@ -76,6 +77,8 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
     ours = LlamaCppReasoner(LlamaCppReasonerConfig(type="llama_cpp", model=files.model,
                                                    mmproj=files.mmproj, **common), work)
     schema = answer_schema(list(product.defects), ours.profile.integer_boxes)
+    gbnf = answer_gbnf(list(product.defects), ours.profile, *crop.image.shape[1::-1])
+    grammar = LlamaGrammar.from_string(gbnf, verbose=False)
     msgs = prompt.messages(crop, product, ours.profile, schema, mark=True)
     _quiet_native_logs(False)
     bare = Llama(model_path=str(files.model), chat_handler=MTMDChatHandler(
@@ -83,7 +86,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
 
     def bare_call():
         bare.create_chat_completion(messages=msgs, max_tokens=256, temperature=0.0, seed=1,
-                                    response_format={"type": "json_object", "schema": schema})
+                                    grammar=grammar)
 
     logging.getLogger("inspector.reasoner").setLevel(logging.WARNING)  # repairs are expected here
 
@@ -124,7 +127,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
                                        server="llama_cpp_python", workers=workers, **common)
             r = OpenAIReasoner(cfg)
             if workers == 1:
-                body = r.request_body(msgs, schema)
+                body = r.request_body(msgs, schema, gbnf)
                 with httpx.Client(timeout=60) as c:
                     lat, wall = timed(lambda: c.post(f"{srv.base_url}/chat/completions", json=body)
                                       .raise_for_status(), calls)

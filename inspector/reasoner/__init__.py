@@ -18,9 +18,12 @@ from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding,
 from inspector.reasoner import prompt
 from inspector.reasoner.answer import AnswerError, answer_schema, validate
 from inspector.reasoner.breaker import CircuitBreaker
+from inspector.reasoner.grammar import answer_gbnf
 from inspector.reasoner.profiles import Profile, get_profile
 
 log = logging.getLogger(__name__)
+
+MIN_ZOOM = 1.5  # a closer look must show the frame at least this much sharper than the crop did
 
 
 class ReasonerUnavailable(Exception):
@@ -52,7 +55,9 @@ class Reasoner:
             raise ReasonerConfigError(f"reasoner.profile: {e}") from None
         self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
 
-    def _call(self, messages: list[dict], schema: dict) -> Reply:
+    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
+        """One model call; `schema` and `gbnf` describe the same answer, for the backend to use
+        whichever its model server understands."""
         raise NotImplementedError
 
     # --- one crop ------------------------------------------------------------------------------
@@ -76,6 +81,8 @@ class Reasoner:
                 zoom = crop_around(frame.image, cand, crop.index, padding=sl.padding,
                                    min_side=sl.min_side_px, out_side=max(crop.image.shape[:2]),
                                    upscale=True)
+                if zoom.transform.scale < MIN_ZOOM * crop.transform.scale:
+                    continue  # the finding fills the crop: a closer look would show nothing new
                 look = self._look(zoom, product, n, f, frame)
                 looks.append(look)
                 if look.answer is CropAnswer.defect:  # confirmed, and located more precisely
@@ -107,6 +114,7 @@ class Reasoner:
         msgs = prompt.messages(crop, product, self.profile, schema, mark=self.cfg.mark_candidate,
                                previous=previous)
         h, w = crop.image.shape[:2]
+        gbnf = answer_gbnf(taxonomy, self.profile, w, h)
         region = region_of(crop)
         raws: list[str] = []
         thoughts: list[str] = []
@@ -125,7 +133,7 @@ class Reasoner:
                     f"VLM unavailable: circuit open after {b['consecutive_failures']} failed calls "
                     f"(last: {b['last_error']}); next try in {self.breaker.retry_in():.0f} s"))
             try:
-                reply = self._call(msgs, schema)
+                reply = self._call(msgs, schema, gbnf)
             except ReasonerUnavailable as e:
                 self.breaker.failure(str(e))
                 return look(CropAnswer.unavailable, error=str(e))

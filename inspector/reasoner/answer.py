@@ -24,7 +24,7 @@ from inspector.messages import Box, CropAnswer, Finding, Severity
 from inspector.reasoner.profiles import Profile
 
 MAX_FINDINGS = 4
-MAX_REASON = 160
+MAX_REASON = 120  # a short reason; with 4 findings the whole answer fits max_tokens=1024
 CLAMP_TOLERANCE = 0.01
 
 

@@ -1,9 +1,9 @@
 """`llama_cpp` backend: a GGUF VLM + mmproj in process through llama-cpp-python.
 
 The model is loaded once; one llama context means calls are single-flight (a lock). The per-call
-timeout is enforced per generated token (a logits processor checks the deadline): llama.cpp cannot
-be interrupted while it encodes the image or evaluates the prompt, so a call may overrun the
-timeout by that much.
+timeout is checked between generated tokens (the answer is streamed, and abandoned at the
+deadline); llama.cpp cannot be interrupted while it encodes the image or evaluates the prompt, so a
+call may overrun the timeout by that much.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailabl
 from inspector.reasoner.test_model import TEST_MODEL_ID, ensure_test_model
 
 log = logging.getLogger(__name__)
-
-
-class _Deadline(Exception):
-    pass
 
 
 @register("llama_cpp")
@@ -68,30 +64,43 @@ class LlamaCppReasoner(Reasoner):
                 f"(is it the mmproj made for this model?): {e}") from None
         self._lock = threading.Lock()
         self._calls = 0
+        self._grammars: dict = {}  # parsed once per taxonomy and coordinate space
 
-    def _call(self, messages: list[dict], schema: dict) -> Reply:
+    def _constraint(self, schema: dict, gbnf: str) -> dict:
+        if self.cfg.constrain == "json_schema":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        from llama_cpp import LlamaGrammar
+
+        grammar = self._grammars.get(gbnf)
+        if grammar is None:
+            if len(self._grammars) >= 64:  # pixel profiles make one per crop size
+                self._grammars.clear()
+            grammar = self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return {"grammar": grammar}
+
+    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
         timeout = self.cfg.timeout_s
         with self._lock:
             self._calls += 1
             deadline = time.monotonic() + timeout
-
-            def check_deadline(_ids, logits):
-                if time.monotonic() > deadline:
-                    raise _Deadline
-                return logits
-
+            parts: list[str] = []
+            stream = None
             try:
-                out = self.llm.create_chat_completion(
-                    messages=messages,
-                    response_format={"type": "json_object", "schema": schema},
+                stream = self.llm.create_chat_completion(
+                    messages=messages, **self._constraint(schema, gbnf),
                     max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature,
-                    seed=self.cfg.seed + self._calls, logits_processor=[check_deadline])
-            except _Deadline:
-                raise ReasonerUnavailable(f"llama.cpp did not finish within {timeout:g} s "
-                                          f"(reasoner.timeout_s)") from None
+                    seed=self.cfg.seed + self._calls, stream=True)
+                for chunk in stream:
+                    parts.append(chunk["choices"][0]["delta"].get("content") or "")
+                    if time.monotonic() > deadline:
+                        raise ReasonerUnavailable(f"llama.cpp did not finish within {timeout:g} s "
+                                                  f"(reasoner.timeout_s)")
             except (ValueError, RuntimeError) as e:  # e.g. prompt exceeds n_ctx, image decode
                 raise ReasonerUnavailable(f"llama.cpp call failed: {e}") from None
-        return Reply(out["choices"][0]["message"]["content"] or "")
+            finally:
+                if stream is not None:
+                    stream.close()
+        return Reply("".join(parts))
 
     def close(self) -> None:
         with self._lock:

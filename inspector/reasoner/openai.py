@@ -39,22 +39,24 @@ class OpenAIReasoner(Reasoner):
             limits=httpx.Limits(max_connections=cfg.workers, max_keepalive_connections=cfg.workers))
         self._slots = threading.BoundedSemaphore(cfg.workers)
 
-    def request_body(self, messages: list[dict], schema: dict) -> dict:
+    def request_body(self, messages: list[dict], schema: dict, gbnf: str) -> dict:
         cfg = self.cfg
         body = {**self.profile.request_extras, **cfg.extra_body,
                 "messages": messages, "max_tokens": cfg.max_tokens,
                 "temperature": cfg.temperature, "seed": cfg.seed, "stream": False}
         if cfg.model:
             body["model"] = cfg.model
-        if cfg.dialect == "json_object_schema":
+        if cfg.dialect == "gbnf":
+            body["grammar"] = gbnf
+        elif cfg.dialect == "json_object_schema":
             body["response_format"] = {"type": "json_object", "schema": schema}
         elif cfg.dialect == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "inspection_answer", "schema": schema, "strict": True}}
         return body
 
-    def _call(self, messages: list[dict], schema: dict) -> Reply:
-        body = self.request_body(messages, schema)
+    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
+        body = self.request_body(messages, schema, gbnf)
         with self._slots:
             try:
                 r = self.client.post("/chat/completions", json=body)
@@ -85,7 +87,7 @@ class OpenAIReasoner(Reasoner):
             return " (check reasoner.api_key / api_key_env)"
         if r.status_code == 404:
             return " (check reasoner.base_url, which usually ends in /v1, and reasoner.model)"
-        if "response_format" in text or "json_schema" in text:
+        if "response_format" in text or "json_schema" in text or "grammar" in text:
             return (f" (the server refused response_format dialect {self.cfg.dialect!r}: set "
                     f"reasoner.server to the server's kind, or reasoner.response_format)")
         return ""
