@@ -110,6 +110,11 @@ def test_per_call_timeout_in_process(tiny_vlm, crops):
         assert rep.answer is CropAnswer.unavailable
         assert "did not finish within 0.001 s" in rep.error
         assert r.breaker.state == "open"
+        # The aborted context is usable again: the same crop, now with time, gets an answer.
+        r.cfg = r.cfg.model_copy(update={"timeout_s": 60.0})
+        r.breaker.success()
+        again = r.analyze(crops[0][1], ProductConfig())
+        assert again.answer is not CropAnswer.unavailable, again.error
     finally:
         r.close()
 

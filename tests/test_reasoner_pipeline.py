@@ -3,6 +3,8 @@ reason, its crops are kept, and their answers join the stored inspections once i
 
 import time
 
+import pytest
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -93,3 +95,49 @@ def test_backlog_survives_a_restart(demo_crops, tmp_path):
     assert (item.crop.image == crop.image).all() and item.crop.transform == crop.transform
     b2.done(item)
     assert len(b2) == 2
+
+
+def test_looks_thinking_and_millimetres_reach_the_dashboard(demo_line, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from inspector.web import create_app
+
+    small = {"type": "scratch", "severity": "minor", "confidence": 0.3, "box": [450, 450, 550, 550],
+             "reason": "maybe a line"}
+    sure = {"type": "scratch", "severity": "major", "confidence": 0.95, "box": [200, 200, 800, 800],
+            "reason": "a clear straight cut"}
+
+    def script(body):
+        closer = "closer look" in body["messages"][1]["content"][1]["text"]
+        text = answer("defect", [sure if closer else small])
+        return 200, completion(f"<think>{'zoomed in' if closer else 'first glance'}</think>{text}"), 0
+
+    with ScriptedVLM(script) as vlm:
+        cfg = parse_config({
+            "data_dir": str(tmp_path),
+            "cameras": [{"id": "cam1", "roi": list(ROI), "mm_per_px": 0.2,
+                         "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
+            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python"},
+            "web": {"enabled": False},
+        })
+        pipe = Pipeline(cfg)
+        pipe.start()
+        try:
+            assert pipe.done.wait(60)
+            st = pipe.status()
+            assert st["verdicts"]["fail"] >= 1 and st["vlm_backlog"] == 0
+            with TestClient(create_app(pipe.store, pipe.status)) as c:
+                fail = c.get("/api/verdicts", params={"verdict": "fail"}).json()[0]
+                d = c.get(f"/api/inspections/{fail['id']}").json()
+                page = c.get(f"/inspections/{fail['id']}").text
+        finally:
+            pipe.stop()
+    looks = [a for a in d["vlm_answers"] if a["crop_index"] == 0]
+    assert [a["look"] for a in looks] == [0, 1]
+    assert looks[0]["thinking"] == "first glance" and looks[1]["thinking"] == "zoomed in"
+    f = d["findings"][0]
+    assert f["look"] == 1 and f["confidence"] == 0.95
+    w_mm, h_mm = f["box_mm"][2] - f["box_mm"][0], f["box_mm"][3] - f["box_mm"][1]
+    assert w_mm == pytest.approx((f["box"][2] - f["box"][0]) * 0.2, abs=0.01)
+    assert f"{w_mm:.1f} &times; {h_mm:.1f}" in page
+    assert 'class="box-look"' in page and "closer look 1" in page and "zoomed in" in page

@@ -70,7 +70,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
     files = ensure_test_model(work / "test-vlm")
     crop = _crop(work)
     product = ProductConfig()
-    common = dict(temperature=0.0, max_tokens=256, second_look={"max_looks": 1}, seed=0)
+    common = dict(temperature=0.0, max_tokens=1024, second_look={"max_looks": 1}, seed=0)
     rows = []
 
     # --- in process -------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
         clip_model_path=str(files.mmproj), verbose=False), n_ctx=4096, seed=0, verbose=False)
 
     def bare_call():
-        bare.create_chat_completion(messages=msgs, max_tokens=256, temperature=0.0, seed=1,
+        bare.create_chat_completion(messages=msgs, max_tokens=1024, temperature=0.0, seed=1,
                                     grammar=grammar)
 
     logging.getLogger("inspector.reasoner").setLevel(logging.WARNING)  # repairs are expected here
@@ -166,12 +166,12 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
 
     h, w = crop.image.shape[:2]
     print(f"reasoner bench: tiny test VLM (random weights), crop {w}x{h}, {calls} timed calls per "
-          f"case, temperature 0, max_tokens 256")
+          f"case, temperature 0, max_tokens 1024")
     print(f"{'case':34} {'p50 ms':>9} {'p95 ms':>9} {'calls/s':>9} {'per call':>9} {'ratio':>7}")
     for r in rows:
         print(f"{r['case']:34} {r['p50_ms']:9.2f} {r['p95_ms']:9.2f} {r['calls_per_s']:9.2f} "
               f"{r.get('p50_ms_per_model_call', r['p50_ms']):9.2f} "
-              f"{r.get('overhead_ratio', 1.0):7.3f}")
+              + (f"{r['overhead_ratio']:7.3f}" if "overhead_ratio" in r else f"{'-':>7}"))
     print("ratio = our p50 per model call / the bare p50 it wraps (1.000 = no overhead). In-process "
           "and HTTP rows are not comparable with each other: llama_cpp.server applies its own "
           "sampling defaults (e.g. repeat penalty), so the random model writes different answers.")
