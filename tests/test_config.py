@@ -82,5 +82,22 @@ def test_cli_bad_config_exits_with_key(tmp_path):
 def test_shipped_example_config_is_valid():
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(root / "systemd" / "inspector.yaml")
-    assert cfg.reasoner.type == "llama_cpp" and cfg.reasoner.profile == "qwen3-vl"
-    assert cfg.cameras[0].roi == (100, 80, 540, 400)
+    assert cfg.reasoner.type == "openai" and cfg.reasoner.profile == "ernie-4.5-vl"
+    assert cfg.reasoner.dialect == "json_schema" and cfg.reasoner.workers == 4
+    assert cfg.cameras[0].roi == (100, 80, 540, 400) and cfg.cameras[0].mm_per_px == 0.12
+
+
+@pytest.mark.parametrize("reasoner,message", [
+    ({"type": "openai"}, "reasoner.openai.base_url: Field required"),
+    ({"type": "openai", "base_url": "gpu:8000"}, "reasoner.openai.base_url: String should match"),
+    ({"type": "openai", "base_url": "http://g/v1", "server": "ollama"}, "reasoner.openai.server"),
+    ({"type": "openai", "base_url": "http://g/v1", "workers": 0}, "reasoner.openai.workers"),
+    ({"type": "llama_cpp", "test_model": True, "second_look": {"max_looks": 9}},
+     "reasoner.llama_cpp.second_look.max_looks"),
+    ({"type": "llama_cpp", "model": "m.gguf"}, "needs 'model' and 'mmproj'"),
+    ({"type": "vllm"}, "reasoner: Input tag 'vllm'"),
+])
+def test_reasoner_config_errors_name_the_key(reasoner, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config({"reasoner": reasoner}, "line.yaml")
+    assert message in str(e.value) and "line.yaml" in str(e.value), str(e.value)

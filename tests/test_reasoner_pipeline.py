@@ -27,6 +27,24 @@ def wait_for(cond, timeout=30.0):
     return False
 
 
+def started_line(demo_line, data_dir, vlm, mm_per_px, **reasoner) -> Pipeline:
+    """The demo frames through a real pipeline whose VLM is `vlm`, run until every frame is judged."""
+    cfg = parse_config({
+        "data_dir": str(data_dir),
+        "cameras": [{"id": "cam1", "roi": list(ROI), "mm_per_px": mm_per_px,
+                     "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
+        "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
+                     **reasoner},
+        "web": {"enabled": False},
+    })
+    pipe = Pipeline(cfg)
+    pipe.start()
+    if not pipe.done.wait(60):
+        pipe.stop()
+        raise AssertionError("the line did not finish within 60 s")
+    return pipe
+
+
 def test_vlm_down_then_back(demo_line, tmp_path):
     state = {"down": True}
 
@@ -36,18 +54,9 @@ def test_vlm_down_then_back(demo_line, tmp_path):
         return 200, completion(answer("defect", [STAIN])), 0
 
     with ScriptedVLM(script) as vlm:
-        cfg = parse_config({
-            "data_dir": str(tmp_path),
-            "cameras": [{"id": "cam1", "roi": list(ROI), "mm_per_px": 0.25,
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
-                         "breaker_failures": 2, "breaker_cooldown_s": 0.3, "workers": 2},
-            "web": {"enabled": False},
-        })
-        pipe = Pipeline(cfg)
-        pipe.start()
+        pipe = started_line(demo_line, tmp_path, vlm, 0.25, breaker_failures=2,
+                            breaker_cooldown_s=0.3, workers=2)
         try:
-            assert pipe.done.wait(60)
             st = pipe.status()
             assert st["verdicts"].get("review", 0) >= 1 and st["verdicts"].get("fail", 0) == 0
             assert st["reasoner"]["breaker"]["state"] in ("open", "half_open")
@@ -113,17 +122,8 @@ def test_looks_thinking_and_millimetres_reach_the_dashboard(demo_line, tmp_path)
         return 200, completion(f"<think>{'zoomed in' if closer else 'first glance'}</think>{text}"), 0
 
     with ScriptedVLM(script) as vlm:
-        cfg = parse_config({
-            "data_dir": str(tmp_path),
-            "cameras": [{"id": "cam1", "roi": list(ROI), "mm_per_px": 0.2,
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python"},
-            "web": {"enabled": False},
-        })
-        pipe = Pipeline(cfg)
-        pipe.start()
+        pipe = started_line(demo_line, tmp_path, vlm, 0.2)
         try:
-            assert pipe.done.wait(60)
             st = pipe.status()
             assert st["verdicts"]["fail"] >= 1 and st["vlm_backlog"] == 0
             with TestClient(create_app(pipe.store, pipe.status)) as c:
