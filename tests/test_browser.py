@@ -25,12 +25,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def line(tmp_path):
+def start_line(tmp_path, **extra):
     port = _free_port()
     cfg = {"data_dir": str(tmp_path / "data"), "web": {"port": port},
            "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 10, "seed": 7, "fps": 1.0,
-                                                 "loop": True}}]}
+                                                 "loop": True}}], **extra}
     p = tmp_path / "line.yaml"
     p.write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(p)],
@@ -44,6 +43,12 @@ def line(tmp_path):
             if proc.poll() is not None:
                 pytest.fail(proc.stderr.read())
             time.sleep(0.1)
+    return base, proc
+
+
+@pytest.fixture
+def line(tmp_path):
+    base, proc = start_line(tmp_path)
     yield base
     proc.terminate()
     proc.wait(15)
@@ -80,3 +85,39 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         assert box["width"] > 2 and frame["x"] <= box["x"] <= frame["x"] + frame["width"]
         page.screenshot(path=str(artifacts / "detail.png"))
         browser.close()
+
+
+def test_operator_sees_the_vlm_go_down_and_come_back(tmp_path, artifacts):
+    """A VLM that fails: a live warning on the feed, without reloading; gone once it answers."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.scripted_vlm import ScriptedVLM, answer, completion
+
+    state = {"down": True}
+
+    def script(body):
+        if state["down"]:
+            return 502, {"error": "bad gateway"}, 0
+        return 200, completion(answer("ok")), 0
+
+    with ScriptedVLM(script) as vlm:
+        base, proc = start_line(tmp_path, reasoner={
+            "type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
+            "breaker_failures": 2, "breaker_cooldown_s": 1.0})
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 860})
+                page.goto(base + "/")
+                banner = page.locator("#vlm-banner")
+                banner.wait_for(state="visible", timeout=30000)
+                text = banner.inner_text()
+                assert "VLM unavailable" in text and "HTTP 502" in text, text
+                page.wait_for_selector("#feed-body tr.v-review", timeout=20000)
+                page.screenshot(path=str(artifacts / "feed-vlm-down.png"))
+                state["down"] = False
+                banner.wait_for(state="hidden", timeout=30000)
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(15)

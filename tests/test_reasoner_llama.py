@@ -154,3 +154,15 @@ def test_closer_looks_with_the_real_model(tiny_vlm, demo_crops):
         if closer:
             break
     assert closer >= 1, "the random model produced no finding at all under 4 seeds"
+
+
+def test_schema_constraint_instead_of_our_grammar(tiny_vlm, crops):
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj,
+                                 constrain="json_schema", second_look={"max_looks": 1})
+    r = build_reasoner(cfg, tiny_vlm.model.parent)
+    try:
+        rep = r.analyze(crops[0][1], ProductConfig())
+    finally:
+        r.close()
+    assert rep.answer is not CropAnswer.unavailable, rep.error
+    assert rep.raw.lstrip().startswith("{")

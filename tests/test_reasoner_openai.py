@@ -213,3 +213,29 @@ def test_thinking_kept_apart_from_the_answer(demo_crops):
     assert b.answer is CropAnswer.ok and b.looks[0].thinking == "Checked the edges."
     # ERNIE's FastDeploy thinking switch travels with the profile.
     assert vlm.requests[0]["chat_template_kwargs"] == {"options": {"thinking_mode": "open"}}
+
+
+def test_line_over_http_end_to_end(llama_server, demo_line, tmp_path):
+    """`inspector run` with the openai backend against the real server: every verdict stored with
+    the raw answers, nothing lost, no errors."""
+    import sqlite3
+
+    from inspector.demo.line import ROI
+    from tests.conftest import run_cli
+
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"cameras: [{{id: cam1, roi: {list(ROI)}, source: {{type: folder, path: '{demo_line.frames_dir}'}}}}]\n"
+        f"reasoner: {{type: openai, base_url: '{llama_server.base_url}', server: llama_cpp_python,\n"
+        f"           workers: 2, seed: 1, temperature: 1.0}}\n")
+    p = run_cli("run", "--config", str(cfg), "--exit-when-done", "--fast", "--no-web")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["reasoner_mode"] == "vlm" and summary["inspected"] == 12
+    assert summary["vlm_crops"] >= 6 and summary["pass"] + summary["fail"] + summary["review"] == 12
+    db = sqlite3.connect(tmp_path / "data" / "inspector.db")
+    answers = db.execute("select answer, raw, model_id from vlm_answers where look = 0").fetchall()
+    assert len(answers) == summary["vlm_crops"]
+    assert all(raw and model == llama_server.base_url for _, raw, model in answers)
+    assert not {a for a, _, _ in answers} & {"unavailable"}

@@ -52,10 +52,12 @@ def answer_schema(taxonomy: list[str], integer_boxes: bool = True) -> dict:
                         "reason": {"type": "string", "maxLength": MAX_REASON},
                     },
                     "required": ["type", "severity", "confidence", "box", "reason"],
+                    "additionalProperties": False,
                 },
             },
         },
         "required": ["verdict", "findings"],
+        "additionalProperties": False,
     }
 
 

@@ -51,8 +51,10 @@ class OpenAIReasoner(Reasoner):
         elif cfg.dialect == "json_object_schema":
             body["response_format"] = {"type": "json_object", "schema": schema}
         elif cfg.dialect == "json_schema":
+            # No "strict": OpenAI's strict mode refuses keywords we rely on elsewhere (maxItems,
+            # maxLength); vLLM and FastDeploy enforce the schema by grammar either way.
             body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "inspection_answer", "schema": schema, "strict": True}}
+                "name": "inspection_answer", "schema": schema}}
         return body
 
     def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:

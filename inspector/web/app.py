@@ -25,6 +25,17 @@ MODE_BANNERS = {
 }
 
 
+def vlm_down_text(st: dict) -> str:
+    """The operator's one-line warning while the VLM circuit is open ('' when it is fine).
+    feed.js builds the same line from /api/status to keep it live."""
+    r = st.get("reasoner") or {}
+    b = r.get("breaker") or {}
+    if b.get("state", "closed") == "closed":
+        return ""
+    return (f"VLM unavailable: parts that need it go to review. Last error: {b.get('last_error', '')}. "
+            f"{st.get('vlm_backlog', 0)} crop(s) kept to ask again when it is back.")
+
+
 def create_app(store: Store, status: Callable[[], dict]) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
                   description="Verdicts of the visual inspection line")
@@ -35,7 +46,8 @@ def create_app(store: Store, status: Callable[[], dict]) -> FastAPI:
         st = status()
         level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
         return templates.TemplateResponse(request, name, {
-            "status": st, "banner_level": level, "banner": text, "version": __version__, **ctx})
+            "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
+            "version": __version__, **ctx})
 
     @app.get("/", response_class=HTMLResponse)
     def feed_page(request: Request):

@@ -32,6 +32,10 @@
       if (st.ok) {
         const s = await st.json();
         for (const k of ["total", "pass", "fail", "review"]) document.getElementById("c-" + k).textContent = s.counts[k];
+        const b = (s.reasoner && s.reasoner.breaker) || {state: "closed"}, vb = document.getElementById("vlm-banner");
+        vb.hidden = b.state === "closed";
+        if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error}. ` +
+          `${s.vlm_backlog} crop(s) kept to ask again when it is back.`;
       }
     } catch (e) { /* server restarting: try again next tick */ }
     setTimeout(tick, 1000);
