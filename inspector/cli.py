@@ -256,9 +256,127 @@ def cmd_reason(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "prefilter":
+        from inspector.bench import prefilter as bench_prefilter
+
+        cfg = _load(args)
+        return bench_prefilter.main(cfg.detector, frames=args.calls, as_json=args.json)
     from inspector.bench import reasoner as bench_reasoner
 
     return bench_reasoner.main(calls=args.calls, as_json=args.json, workdir=args.workdir)
+
+
+def _detector_for(cfg):
+    from inspector.prefilter import ModelError, build_detector
+
+    try:
+        return build_detector(cfg.detector)
+    except ModelError as e:
+        _fail(str(e))
+
+
+def _roi_for(args, cfg, product: str | None):
+    if getattr(args, "roi", None):
+        return _parse_box(args.roi, "--roi")
+    cam = next((c for c in cfg.cameras if c.product == product), None) if product else None
+    return cam.roi if cam else None
+
+
+def _images_in(folder: Path, what: str) -> list[Path]:
+    from inspector.sources.files import list_images
+
+    if not folder.is_dir():
+        _fail(f"{what} {folder}: no such folder")
+    files = list_images(folder)
+    if not files:
+        _fail(f"{what} {folder}: folder holds no images")
+    return files
+
+
+def cmd_calibrate(args) -> int:
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter.evaluate import Labelled, report, run
+
+    cfg = _load(args)
+    if args.product not in {p.name for p in cfg.products}:
+        _fail(f"--product {args.product!r} is not in the config (products: "
+              f"{[p.name for p in cfg.products]})")
+    if not 0 <= args.target < 1:
+        _fail(f"--target must be a rate in 0..1, got {args.target}")
+    det = _detector_for(cfg)
+    roi = _roi_for(args, cfg, args.product)
+    good = [Labelled(p, []) for p in _images_in(args.good, "--good")]
+    bad = [Labelled(p, [(0.0, 0.0, 1.0, 1.0)]) for p in _images_in(args.bad, "--bad")] if args.bad else []
+    scored, unreadable = run(det, good, roi, det.threshold, "scoring good parts")
+    if not scored:
+        _fail(f"--good {args.good}: no readable image")
+    thr = cal.fit_threshold([r.score for r in scored], args.target)
+    good_res, _ = run(det, [Labelled(r.path, []) for r in scored], roi, thr, "checking the threshold")
+    bad_res, bad_unreadable = run(det, bad, roi, thr, "checking bad parts") if bad else ([], [])
+    rep = report(good_res + bad_res, thr)
+    measured = cal.Measured(good_images=len(good_res), false_reject_rate=rep.good_sent_to_vlm,
+                            bad_images=len(bad_res),
+                            bad_recall=rep.bad_sent_to_vlm if bad_res else None,
+                            image_auroc=rep.image_auroc if bad_res else None)
+    result = cal.ProductCalibration(product=args.product, detector_model=det.model_id, threshold=thr,
+                                    target_false_reject=args.target, roi=roi, measured=measured)
+    path = cal.save(args.out_dir or cfg.calibration_dir, result)
+    print(f"product {args.product}: threshold {thr:.6g} (model default {det.threshold:.6g})")
+    print(f"  good parts: {len(good_res)}, false-reject rate {rep.good_sent_to_vlm:.2%} "
+          f"(target at most {args.target:.2%})")
+    if bad_res:
+        print(f"  bad parts: {len(bad_res)}, flagged {rep.bad_sent_to_vlm:.2%}, image AUROC "
+              f"{rep.image_auroc:.4f}")
+    for u in unreadable + bad_unreadable:
+        print(f"inspector: {u}: not a readable image (skipped)", file=sys.stderr)
+    print(f"  written to {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
+
+    cfg = _load(args)
+    det = _detector_for(cfg)
+    try:
+        items = read_labels(args.labels, args.images)
+    except EvalError as e:
+        _fail(str(e))
+    thr, source = args.threshold, "--threshold"
+    if thr is None and args.product:
+        try:
+            c = cal.load(cfg.calibration_dir, args.product)
+        except cal.CalibrationError as e:
+            _fail(str(e))
+        if c is None:
+            _fail(f"no calibration for product {args.product!r} in {cfg.calibration_dir} "
+                  f"(run `inspector calibrate thresholds` first, or give --threshold)")
+        thr, source = c.threshold, f"calibration of {args.product}"
+    if thr is None:
+        thr, source = det.threshold, "the model's default"
+    roi = _roi_for(args, cfg, args.product)
+    results, unreadable = run(det, items, roi, thr)
+    try:
+        rep = report(results, thr, unreadable)
+    except EvalError as e:
+        _fail(str(e))
+    out = args.pr_curve or Path("pr-curve.png")
+    draw_pr_curve(results, thr, out, f"{det.model_id} on {args.images.name}")
+    for u in unreadable:
+        print(f"inspector: {u}: not a readable image (skipped)", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**rep.as_dict(), "threshold_source": source, "pr_curve": str(out)}))
+        return 0
+    print(f"{rep.images} images ({rep.good} good, {rep.images - rep.good} defective with "
+          f"{rep.defects} defects), threshold {thr:.6g} ({source})")
+    print(f"  image AUROC                    {rep.image_auroc:.4f}")
+    print(f"  defect recall                  {rep.defect_recall:.4f}  (IoU >= 0.1 or centre inside)")
+    print(f"  false candidates per good part {rep.false_candidates_per_good:.3f}")
+    print(f"  frames sent to the VLM         {rep.sent_to_vlm:.2%}  (good parts {rep.good_sent_to_vlm:.2%}, "
+          f"defective {rep.bad_sent_to_vlm:.2%})")
+    print(f"  PR curve: {out}")
+    return 0
 
 
 def cmd_config(args) -> int:
@@ -315,9 +433,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-vlm", action="store_true", help="use the tiny random-weight test VLM")
     p.set_defaults(func=cmd_reason)
 
+    p = sub.add_parser("calibrate", help="fit per-product thresholds on golden samples")
+    p.add_argument("what", choices=["thresholds"])
+    p.add_argument("--product", required=True)
+    p.add_argument("--good", type=Path, required=True, help="folder of images of good parts")
+    p.add_argument("--bad", type=Path, help="folder of images of defective parts (reports recall)")
+    p.add_argument("--target", type=float, default=0.01, help="most good parts to send on (0.01 = 1%%)")
+    p.add_argument("--roi", help="x1,y1,x2,y2 (default: the ROI of the product's camera)")
+    p.add_argument("--out-dir", type=Path, help="where to write <product>.yaml (default: calibration_dir)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("eval", help="measure the pre-filter on labelled images")
+    p.add_argument("--images", type=Path, required=True, help="folder the labels' paths are relative to")
+    p.add_argument("--labels", type=Path, required=True, help="JSON lines: {image, boxes}")
+    p.add_argument("--product", help="use this product's calibrated threshold and camera ROI")
+    p.add_argument("--threshold", type=float, help="decision threshold (overrides the calibration)")
+    p.add_argument("--roi", help="x1,y1,x2,y2 (default: the product's camera ROI, else the whole image)")
+    p.add_argument("--pr-curve", type=Path, help="PNG to write (default: pr-curve.png)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
-    p.add_argument("what", choices=["reasoner"])
-    p.add_argument("--calls", type=int, default=20, help="timed calls per case")
+    p.add_argument("what", choices=["reasoner", "prefilter"])
+    p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
+    p.add_argument("--calls", "--frames", type=int, default=20, help="timed calls / frames per case")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
     p.set_defaults(func=cmd_bench)

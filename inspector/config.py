@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      field_validator, model_validator)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
@@ -101,14 +102,68 @@ class ProductConfig(_Model):
 
 # --- pre-filter ----------------------------------------------------------------------------
 
-class DetectorConfig(_Model):
+class _DetectorCommon(_Model):
+    threshold: float | None = Field(
+        None, gt=0, description="decision threshold; None = the product's calibration, else the "
+                                "model's default")
+    min_area_px: int = Field(40, ge=1, description="smaller blobs/boxes are ignored")
+    max_candidates: int = Field(8, ge=1)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                               description="pin the model file: refused at start if it differs")
+
+
+class DetectorConfig(_DetectorCommon):
+    """The bundled default detector (an anomaly-map model described by models/manifest.json)."""
+
     type: Literal["default"] = "default"
     model: Path = MODELS_DIR / "default-anomaly.onnx"
     manifest: Path = MODELS_DIR / "manifest.json"
-    threshold: float | None = Field(
-        None, gt=0, description="anomaly threshold; None = the manifest's default")
-    min_area_px: int = Field(40, ge=1, description="smaller blobs are ignored")
-    max_candidates: int = Field(8, ge=1)
+
+
+class AnomalyMapDetectorConfig(_DetectorCommon):
+    """An anomaly-map ONNX model as anomalib exports it: input image -> anomaly map (and score)."""
+
+    type: Literal["anomaly_map"]
+    model: Path
+    input_size: tuple[int, int] | None = Field(
+        None, description="[width, height] the model takes; None = read from the model, or any "
+                          "size when its input is dynamic")
+    max_side: int = Field(640, ge=32, description="dynamic-size models: the ROI is downscaled to this")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "uint8"] = "float32"
+    channels: Literal["RGB", "BGR"] = "RGB"
+    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="after scaling to 0..1")
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    map_output: str | None = Field(None, description="output name of the map; None = the first 4-D one")
+    label: str = "anomaly"
+
+
+class YoloDetectorConfig(_DetectorCommon):
+    """An Ultralytics YOLOv8/YOLO11 detection model exported to ONNX (output [1, 4+nc, N])."""
+
+    type: Literal["yolo"]
+    model: Path
+    labels: Path | None = Field(None, description="class names, one per line; None = the names "
+                                                  "Ultralytics stores in the ONNX metadata")
+    threshold: float | None = Field(None, gt=0, le=1, description="default confidence threshold")
+    class_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="per-class confidence thresholds, by label")
+    iou_threshold: float = Field(0.45, gt=0, le=1, description="NMS overlap (per class)")
+    min_area_px: int = Field(1, ge=1)
+
+
+def _detector_tag(v):
+    if isinstance(v, dict):
+        return v.get("type", "default")  # `detector:` without a type is the bundled one
+    return getattr(v, "type", "default")
+
+
+AnyDetectorConfig = Annotated[
+    Union[Annotated[DetectorConfig, Tag("default")],
+          Annotated[AnomalyMapDetectorConfig, Tag("anomaly_map")],
+          Annotated[YoloDetectorConfig, Tag("yolo")]],
+    Discriminator(_detector_tag),
+]
 
 
 class CropperConfig(_Model):
@@ -263,7 +318,10 @@ class Config(_Model):
     data_dir: Path = Path("inspector-data")
     cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], min_length=1)
     products: list[ProductConfig] = Field(default_factory=lambda: [ProductConfig()])
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    detector: AnyDetectorConfig = Field(default_factory=DetectorConfig)
+    calibration_dir: Path = Field(
+        REPO_ROOT / "calibration",
+        description="per-product calibration files <product>.yaml (`inspector calibrate thresholds`)")
     cropper: CropperConfig = Field(default_factory=CropperConfig)
     reasoner: ReasonerConfig = Field(default_factory=NoReasonerConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
@@ -291,10 +349,19 @@ class Config(_Model):
         return self.store.url or f"sqlite:///{(self.data_dir / 'inspector.db').resolve()}"
 
 
+_UNIONS = {"detector": {"default", "anomaly_map", "yolo"}, "reasoner": {"none", "llama_cpp", "openai"},
+           "source": {"folder", "video", "demo"}}
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts = [str(p) for p in e["loc"]]
+        # pydantic puts the union member's tag in the path (detector.yolo.model); the user wrote
+        # detector.model, so that is the key to name.
+        parts = [p for i, p in enumerate(parts)
+                 if not (i and parts[i - 1] in _UNIONS and p in _UNIONS[parts[i - 1]])]
+        loc = ".".join(parts) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see `inspector config` for all keys)"
@@ -341,8 +408,12 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     for cam in cfg.cameras:
         if hasattr(cam.source, "path"):
             cam.source.path = fix(cam.source.path)
+    cfg.calibration_dir = fix(cfg.calibration_dir)
     cfg.detector.model = fix(cfg.detector.model)
-    cfg.detector.manifest = fix(cfg.detector.manifest)
+    if isinstance(cfg.detector, DetectorConfig):
+        cfg.detector.manifest = fix(cfg.detector.manifest)
+    if isinstance(cfg.detector, YoloDetectorConfig):
+        cfg.detector.labels = fix(cfg.detector.labels)
     if isinstance(cfg.reasoner, LlamaCppReasonerConfig):
         cfg.reasoner.model = fix(cfg.reasoner.model)
         cfg.reasoner.mmproj = fix(cfg.reasoner.mmproj)
@@ -353,4 +424,5 @@ def defaults_yaml() -> str:
     data = Config().model_dump(mode="json")
     data["detector"]["model"] = "models/default-anomaly.onnx"  # not this machine's absolute path
     data["detector"]["manifest"] = "models/manifest.json"
+    data["calibration_dir"] = "calibration"
     return yaml.safe_dump(data, sort_keys=False)

@@ -88,12 +88,12 @@ def test_shipped_example_config_is_valid():
 
 
 @pytest.mark.parametrize("reasoner,message", [
-    ({"type": "openai"}, "reasoner.openai.base_url: Field required"),
-    ({"type": "openai", "base_url": "gpu:8000"}, "reasoner.openai.base_url: String should match"),
-    ({"type": "openai", "base_url": "http://g/v1", "server": "ollama"}, "reasoner.openai.server"),
-    ({"type": "openai", "base_url": "http://g/v1", "workers": 0}, "reasoner.openai.workers"),
+    ({"type": "openai"}, "reasoner.base_url: Field required"),
+    ({"type": "openai", "base_url": "gpu:8000"}, "reasoner.base_url: String should match"),
+    ({"type": "openai", "base_url": "http://g/v1", "server": "ollama"}, "reasoner.server"),
+    ({"type": "openai", "base_url": "http://g/v1", "workers": 0}, "reasoner.workers"),
     ({"type": "llama_cpp", "test_model": True, "second_look": {"max_looks": 9}},
-     "reasoner.llama_cpp.second_look.max_looks"),
+     "reasoner.second_look.max_looks"),
     ({"type": "llama_cpp", "model": "m.gguf"}, "needs 'model' and 'mmproj'"),
     ({"type": "vllm"}, "reasoner: Input tag 'vllm'"),
 ])

@@ -102,6 +102,47 @@ def chip(img, rng, area, belt):
     return mask
 
 
+def particles(img, rng, area, belt):
+    """Contamination: a cluster of small dark or bright specks (swarf, dust, paint droplets)."""
+    mask = np.zeros(img.shape[:2], np.uint8)
+    c = _inside(rng, area, 40)
+    spread = rng.uniform(8, 22)
+    dark = rng.random() < 0.6
+    tone = (20, 20, 24) if dark else (230, 232, 236)
+    for _ in range(int(rng.integers(4, 12))):
+        p = c + rng.normal(0, spread, 2)
+        cv2.circle(mask, (int(p[0]), int(p[1])), int(rng.integers(1, 4)), 255, -1, lineType=cv2.LINE_AA)
+    _blend(img, mask, np.array(tone, np.float32), rng.uniform(0.7, 0.95))
+    return mask
+
+
+def blob(img, rng, area, belt):
+    """A bright or dark blob with soft edges: a dent catching the light, a burn, a pit in shadow."""
+    mask = np.zeros(img.shape[:2], np.uint8)
+    c = tuple(_inside(rng, area, 35).astype(int))
+    axes = (int(rng.integers(5, 14)), int(rng.integers(5, 14)))
+    cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    soft = cv2.GaussianBlur(mask, (0, 0), 2.0)
+    bright = rng.random() < 0.5
+    _blend(img, soft, np.array([245, 245, 250] if bright else [15, 15, 18], np.float32),
+           rng.uniform(0.6, 0.85))
+    return (soft > 60).astype(np.uint8) * 255
+
+
+def discolour(img, rng, area, belt):
+    """A large faint change of colour: heat tint, bleaching, a coating that did not take."""
+    mask = np.zeros(img.shape[:2], np.uint8)
+    c = tuple(_inside(rng, area, 60).astype(int))
+    axes = (int(rng.integers(25, 55)), int(rng.integers(20, 45)))
+    cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    soft = cv2.GaussianBlur(mask, (0, 0), 8)
+    tints = [np.array([140, 90, 40], np.float32),    # blue heat tint
+             np.array([40, 140, 190], np.float32),   # straw heat tint
+             np.array([210, 210, 210], np.float32)]  # bleached
+    _blend(img, soft, tints[int(rng.integers(len(tints)))], rng.uniform(0.35, 0.55))
+    return (soft > 80).astype(np.uint8) * 255
+
+
 def _blend(img: np.ndarray, mask: np.ndarray, tone: np.ndarray, strength: float) -> None:
     a = (mask.astype(np.float32) / 255.0 * strength)[..., None]
     img[:] = np.clip(img * (1 - a) + tone * a, 0, 255).astype(np.uint8)
@@ -109,7 +150,9 @@ def _blend(img: np.ndarray, mask: np.ndarray, tone: np.ndarray, strength: float)
 
 PAINTERS: dict[str, Painter] = {
     "scratch": scratch, "crack": crack, "stain": stain, "hole": hole, "chip": chip,
+    "particles": particles, "blob": blob, "discolour": discolour,
 }
+DEMO_DEFECTS = ["scratch", "crack", "stain", "hole", "chip"]  # the demo product's taxonomy
 
 
 def mask_box(mask: np.ndarray) -> list[int] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.demo.defects import PAINTERS, mask_box
+from inspector.demo.defects import DEMO_DEFECTS, PAINTERS, mask_box
 
 FRAME_W, FRAME_H = 640, 480
 TILE = (96, 72, 544, 408)  # nominal tile position; parts jitter a few pixels around it
@@ -27,12 +27,27 @@ BELT_BGR = (58, 62, 60)
 FORMAT_VERSION = 1
 
 SURFACES = {
-    # name: (skimage loader, BGR tint applied to the grey photograph)
+    # name: (photograph inside scikit-image's wheel, BGR tint applied to it in grey)
     "brick": ("brick", (0.55, 0.70, 1.00)),
     "gravel": ("gravel", (0.95, 0.95, 0.92)),
     "grass": ("grass", (0.75, 0.95, 0.80)),
     "moon": ("moon", (0.90, 0.92, 0.98)),
+    # More real surfaces for training the default detector (never on the demo line):
+    "cells": ("cell", (0.90, 0.90, 0.90)),
+    "tissue": ("immunohistochemistry", (0.85, 0.80, 0.95)),
+    "beans": ("coffee", (0.60, 0.75, 0.95)),
+    "fur": ("chelsea", (0.80, 0.88, 1.00)),
+    "retina": ("retina", (0.70, 0.85, 1.00)),
+    "metal": ("rocket", (0.95, 0.95, 0.95)),
+    "street": ("camera", (0.92, 0.92, 0.92)),
+    "suit": ("astronaut", (0.95, 0.93, 0.90)),
+    "engine": ("stereo_motorcycle", (0.90, 0.90, 0.95)),
+    "vessels": ("microaneurysms", (0.85, 0.90, 0.95)),
 }
+DEMO_SURFACES = ["brick", "gravel", "grass", "moon"]
+# The default detector never sees these in training; its reported numbers are measured on them.
+HELD_OUT_SURFACES = ["gravel", "tissue", "vessels"]
+TRAIN_SURFACES = [s for s in SURFACES if s not in HELD_OUT_SURFACES]
 
 
 @dataclass(frozen=True)
@@ -42,10 +57,12 @@ class DemoLine:
     roi: tuple[int, int, int, int]
 
 
-def _surface(name: str) -> np.ndarray:
+def load_surface(name: str) -> np.ndarray:
     import skimage.data as data
 
     img = getattr(data, SURFACES[name][0])()
+    if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
+        img = img[0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     return img
@@ -73,9 +90,10 @@ def _tile_texture(gray: np.ndarray, tint, rng, w: int, h: int) -> np.ndarray:
 
 
 def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defect_types: list[str]):
-    """One frame: belt, a jittered tile of a random surface, then the requested defects."""
+    """One frame: belt, a jittered tile of one of `surfaces` (at random), then the defects.
+    Returns (frame, surface name, defects [{type, box}], mask of every defect pixel)."""
     img = _belt(rng)
-    name = list(SURFACES)[int(rng.integers(len(SURFACES)))]
+    name = list(surfaces)[int(rng.integers(len(surfaces)))]
     dx, dy = rng.integers(-JITTER, JITTER + 1, 2)
     x1, y1, x2, y2 = TILE[0] + dx, TILE[1] + dy, TILE[2] + dx, TILE[3] + dy
     img[y1:y2, x1:x2] = _tile_texture(surfaces[name], SURFACES[name][1], rng, x2 - x1, y2 - y1)
@@ -85,6 +103,7 @@ def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defec
     img *= (1.0 - 0.25 * r2)[..., None]
     frame = np.clip(img, 0, 255).astype(np.uint8)
     defects = []
+    union = np.zeros(frame.shape[:2], np.uint8)
     on_tile = np.zeros(frame.shape[:2], bool)
     on_tile[y1:y2, x1:x2] = True
     for kind in defect_types:
@@ -97,18 +116,29 @@ def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defec
         box = mask_box(mask)
         if box is not None:
             defects.append({"type": kind, "box": box})
+            union |= mask
     frame = np.clip(frame.astype(np.int16) + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
-    return frame, name, defects
+    return frame, name, defects, union
 
 
-def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float = 0.4) -> DemoLine:
-    """Write frames + ground truth into out_dir (idempotent for the same parts/seed)."""
+def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float = 0.4,
+             surfaces: list[str] | None = None, defects: list[str] | None = None) -> DemoLine:
+    """Write frames + ground truth into out_dir (idempotent for the same arguments).
+
+    `surfaces` and `defects` default to the demo line's; the detector's training and evaluation
+    sets are made by the same renderer with other choices (e.g. surfaces held out of training)."""
+    surfaces = surfaces or DEMO_SURFACES
+    kinds = defects or DEMO_DEFECTS
+    unknown = (set(surfaces) - set(SURFACES)) | (set(kinds) - set(PAINTERS))
+    if unknown:
+        raise ValueError(f"unknown surface or defect type(s): {sorted(unknown)}")
     out_dir = Path(out_dir)
     frames_dir = out_dir / "frames"
     gt_path = out_dir / "ground_truth.jsonl"
     meta_path = out_dir / "line.json"
     meta = {"format": FORMAT_VERSION, "parts": parts, "seed": seed, "defect_rate": defect_rate,
-            "roi": list(ROI), "frame_size": [FRAME_W, FRAME_H]}
+            "roi": list(ROI), "frame_size": [FRAME_W, FRAME_H], "surfaces": surfaces,
+            "defects": kinds}
     line = DemoLine(frames_dir, gt_path, ROI)
     if meta_path.exists() and gt_path.exists():
         try:
@@ -120,19 +150,18 @@ def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float =
     for old in frames_dir.glob("*.png"):
         old.unlink()
     rng = np.random.default_rng(seed)
-    surfaces = {name: _surface(name) for name in SURFACES}
-    kinds = list(PAINTERS)
+    textures = {name: load_surface(name) for name in surfaces}
     rows = []
     for i in range(parts):
         n = 0
         if rng.random() < defect_rate:
             n = 1 if rng.random() < 0.75 else 2
         chosen = [kinds[int(k)] for k in rng.choice(len(kinds), size=n, replace=False)]
-        frame, surface, defects = render_part(rng, surfaces, chosen)
+        frame, surface, found, _ = render_part(rng, textures, chosen)
         name = f"part_{i + 1:04d}.png"
         if not cv2.imwrite(str(frames_dir / name), frame):
             raise OSError(f"could not write demo frame {frames_dir / name}")
-        rows.append({"image": name, "part": i + 1, "surface": surface, "defects": defects})
+        rows.append({"image": name, "part": i + 1, "surface": surface, "defects": found})
     gt_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta_path.write_text(json.dumps(meta))  # written last: marks the line complete
     return line

@@ -6,26 +6,41 @@ Detector plugins are registered by the `type` name used in config (`detector.typ
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from inspector.config import DetectorConfig
 from inspector.messages import Box, Candidate
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the pre-filter saw in one frame: the image-level score (the highest evidence of a
+    defect anywhere, thresholds aside) and the candidates above the threshold."""
+
+    score: float
+    candidates: list[Candidate]
 
 
 class Detector(Protocol):
     model_id: str
+    threshold: float  # the model's own default; a product's calibration may override it
 
-    def detect(self, image: np.ndarray, roi: Box | None = None) -> list[Candidate]:
-        """Candidates in pixels of `image` (BGR uint8); only `roi` is inspected when given."""
+    def inspect(self, image: np.ndarray, roi: Box | None = None,
+                threshold: float | None = None) -> Inspection:
+        """Score and candidates in pixels of `image` (BGR uint8); only `roi` is inspected."""
+
+    def detect(self, image: np.ndarray, roi: Box | None = None,
+               threshold: float | None = None) -> list[Candidate]:
+        """The candidates of `inspect`."""
 
 
 class ModelError(Exception):
     """A detector model that cannot be used: missing, wrong hash, wrong shape."""
 
 
-DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
+DETECTORS: dict[str, Callable[..., Detector]] = {}
 
 
 def register(type_name: str):
@@ -35,8 +50,8 @@ def register(type_name: str):
     return deco
 
 
-def build_detector(cfg: DetectorConfig) -> Detector:
-    from inspector.prefilter import anomaly_map  # noqa: F401  (registers the built-in plugin)
+def build_detector(cfg) -> Detector:
+    from inspector.prefilter import anomaly_map, yolo  # noqa: F401  (register the built-in plugins)
 
     try:
         factory = DETECTORS[cfg.type]

@@ -1,89 +1,185 @@
-"""`default` detector: an ONNX model that outputs an anomaly map; map -> threshold -> blobs -> boxes."""
+"""Anomaly-map detectors: an ONNX model turns the ROI into a map; map -> threshold -> blobs -> boxes.
+
+Two plugins share this code:
+- `default`: the bundled model; how to feed it is written in models/manifest.json.
+- `anomaly_map`: a model as anomalib exports it (a map, and perhaps a score), fed as the config says
+  (layout, dtype, channels, mean/std, fixed or dynamic size).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-from inspector.config import DetectorConfig
+from inspector.config import AnomalyMapDetectorConfig, DetectorConfig
 from inspector.messages import Box, Candidate
-from inspector.prefilter import ModelError, register
+from inspector.prefilter import Inspection, ModelError, register
 from inspector.prefilter.manifest import load_entry
+from inspector.prefilter.session import describe, open_session
 
 HYSTERESIS = 0.6
 
 
-@register("default")
+@dataclass(frozen=True)
+class Feed:
+    """How an image becomes the model's input tensor."""
+
+    layout: str  # NCHW / NHWC
+    dtype: str  # float32 / uint8 (uint8: the model scales itself)
+    channels: str  # RGB / BGR
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    size: tuple[int, int] | None = None  # fixed (w, h), or None for any size
+    max_side: int | None = None  # dynamic size: downscale the ROI so its longer side fits
+    multiple: int = 1  # dynamic size: pad each side to a multiple of this
+
+
 class AnomalyMapDetector:
-    def __init__(self, cfg: DetectorConfig):
-        self.entry = load_entry(cfg.manifest, cfg.model)
-        if self.entry.kind != "anomaly_map":
-            raise ModelError(f"{cfg.model}: manifest kind is {self.entry.kind!r}, "
-                             f"the default detector needs 'anomaly_map'")
-        self.model_id = f"{self.entry.name}@{self.entry.sha256[:12]}"
-        self.threshold = cfg.threshold or self.entry.default_threshold
-        self.min_area = cfg.min_area_px
-        self.max_candidates = cfg.max_candidates
-        self.label = self.entry.labels[0]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(cfg.model), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors for corrupt files
-            raise ModelError(f"onnxruntime cannot load {cfg.model}: {e}") from None
-        self._check_io(cfg)
+    def __init__(self, session, feed: Feed, *, model_id: str, label: str, threshold: float,
+                 min_area_px: int, max_candidates: int, map_output: str | None, source: str):
+        self.session = session
+        self.feed = feed
+        self.model_id = model_id
+        self.label = label
+        self.threshold = threshold
+        self.min_area = min_area_px
+        self.max_candidates = max_candidates
+        self._check_io(map_output, source)
 
-    def _check_io(self, cfg: DetectorConfig) -> None:
+    # --- loading -------------------------------------------------------------------------------
+
+    def _check_io(self, map_output: str | None, source: str) -> None:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
-        if len(ins) != 1 or len(ins[0].shape) != 4 or ins[0].shape[1] != 3:
-            got = [(i.name, i.shape) for i in ins]
-            raise ModelError(f"{cfg.model}: expected one input of shape [1, 3, H, W], got {got}")
-        if len(outs) < 1 or len(outs[0].shape) != 4 or outs[0].shape[1] != 1:
-            got = [(o.name, o.shape) for o in outs]
-            raise ModelError(f"{cfg.model}: expected an anomaly map output [1, 1, h, w], got {got}")
-        self.input_name = ins[0].name
-        self.output_name = outs[0].name
+        f = self.feed
+        want_dtype = "tensor(uint8)" if f.dtype == "uint8" else "tensor(float)"
+        c_axis = 1 if f.layout == "NCHW" else 3
+        shape_ok = len(ins) == 1 and len(ins[0].shape) == 4 and ins[0].shape[c_axis] == 3
+        if not shape_ok or ins[0].type != want_dtype:
+            exp = "[1, 3, H, W]" if f.layout == "NCHW" else "[1, H, W, 3]"
+            raise ModelError(f"{source}: expected one {f.dtype} input {exp}, got {describe(ins)}")
+        maps = [o for o in outs if len(o.shape) in (3, 4) and (o.name == map_output or map_output is None)]
+        if map_output and not maps:
+            raise ModelError(f"{source}: no output named {map_output!r}; outputs: {describe(outs)}")
+        if not maps or (len(maps[0].shape) == 4 and maps[0].shape[1] not in (1, "1")):
+            raise ModelError(f"{source}: expected an anomaly map output [1, 1, h, w] or [1, h, w], "
+                             f"got {describe(outs)}")
+        self.input_name, self.map_name = ins[0].name, maps[0].name
+        h, w = ins[0].shape[2:4] if f.layout == "NCHW" else ins[0].shape[1:3]
+        if isinstance(h, int) and isinstance(w, int) and f.size != (w, h):
+            # A model of fixed size (as anomalib exports them) is fed at that size, whatever the
+            # config said, or it would fail on the first frame.
+            self.feed = Feed(f.layout, f.dtype, f.channels, f.mean, f.std, (w, h))
 
-    def anomaly_map(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        stride = self.entry.output_stride
-        # Pad to a multiple of the stride so the map's cells line up with pixels exactly.
-        ph, pw = (-h) % stride, (-w) % stride
-        if ph or pw:
-            image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT)
-        x = image.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        return self.session.run([self.output_name], {self.input_name: x})[0][0, 0]
+    # --- inference -----------------------------------------------------------------------------
 
-    def detect(self, image: np.ndarray, roi: Box | None = None) -> list[Candidate]:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"detector needs a BGR uint8 image, got shape {image.shape} {image.dtype}")
-        H, W = image.shape[:2]
-        x0, y0, x1, y1 = (0, 0, W, H) if roi is None else (
-            max(0, int(roi[0])), max(0, int(roi[1])), min(W, int(roi[2])), min(H, int(roi[3])))
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            raise ValueError(f"ROI {roi} leaves less than 8x8 pixels of a {W}x{H} frame")
-        amap = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]))
-        stride = self.entry.output_stride
+    def tensor(self, roi_img: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(input tensor, sx, sy): input pixels per ROI pixel along x and y."""
+        f = self.feed
+        h, w = roi_img.shape[:2]
+        if f.size is not None:
+            img = cv2.resize(roi_img, f.size, interpolation=cv2.INTER_AREA if f.size[0] < w else cv2.INTER_LINEAR)
+            sx, sy = f.size[0] / w, f.size[1] / h
+        else:
+            s = min(1.0, f.max_side / max(h, w)) if f.max_side else 1.0
+            img = roi_img
+            if s < 1.0:
+                img = cv2.resize(roi_img, (max(1, round(w * s)), max(1, round(h * s))),
+                                 interpolation=cv2.INTER_AREA)
+            sx, sy = img.shape[1] / w, img.shape[0] / h
+            ph, pw = (-img.shape[0]) % f.multiple, (-img.shape[1]) % f.multiple
+            if ph or pw:  # so the map's cells line up with pixels exactly
+                img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REFLECT)
+        if f.channels == "RGB":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if f.dtype == "uint8":
+            x = np.ascontiguousarray(img)[None]
+            return (x if f.layout == "NHWC" else x.transpose(0, 3, 1, 2)), sx, sy
+        x = (img.astype(np.float32) * (1 / 255.0) - np.float32(f.mean)) / np.float32(f.std)
+        x = x[None] if f.layout == "NHWC" else x.transpose(2, 0, 1)[None]
+        return np.ascontiguousarray(x, np.float32), sx, sy
+
+    def anomaly_map(self, roi_img: np.ndarray):
+        """(map, cell width, cell height) with cells measured in ROI pixels."""
+        x, sx, sy = self.tensor(roi_img)
+        amap = self.session.run([self.map_name], {self.input_name: x})[0]
+        amap = amap.reshape(amap.shape[-2:])
+        in_h, in_w = (x.shape[1], x.shape[2]) if self.feed.layout == "NHWC" else x.shape[2:]
+        return amap, in_w / amap.shape[1] / sx, in_h / amap.shape[0] / sy
+
+    def inspect(self, image: np.ndarray, roi: Box | None = None,
+                threshold: float | None = None) -> Inspection:
+        thr = threshold or self.threshold
+        x0, y0, x1, y1 = _roi(image, roi)
+        amap, cw, ch = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]))
         # Hysteresis: a blob is seeded where the map reaches the threshold and grown over the
         # surrounding region above HYSTERESIS x threshold, so a thin crack is boxed whole.
-        mask = (amap >= self.threshold * HYSTERESIS).astype(np.uint8)
+        mask = (amap >= thr * HYSTERESIS).astype(np.uint8)
         # Close small gaps so one crack or scratch becomes one candidate, not a string of beads.
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        cands = []
         if n > 1:
             peaks = np.zeros(n, np.float32)
             np.maximum.at(peaks, labels.ravel(), amap.ravel())
-        cands = []
-        min_cells = max(1, self.min_area // (stride * stride))
-        for i in range(1, n):
-            cx, cy, cw, ch, area = stats[i]
-            peak = float(peaks[i])
-            if area < min_cells or peak < self.threshold:
-                continue
-            box = (float(x0 + cx * stride), float(y0 + cy * stride),
-                   float(min(x1, x0 + (cx + cw) * stride)), float(min(y1, y0 + (cy + ch) * stride)))
-            # Squash the peak z-score to 0..1: 0.5 at the threshold, rising towards 1.
-            cands.append(Candidate(box, peak / (peak + self.threshold), self.label, self.model_id))
+            min_cells = self.min_area / (cw * ch)
+            for i in range(1, n):
+                bx, by, bw, bh, area = stats[i]
+                peak = float(peaks[i])
+                if area < min_cells or peak < thr:
+                    continue
+                box = (x0 + bx * cw, y0 + by * ch, min(x1, x0 + (bx + bw) * cw), min(y1, y0 + (by + bh) * ch))
+                # 0.5 at the threshold, rising towards 1: comparable across models and thresholds.
+                cands.append(Candidate(tuple(float(v) for v in box), peak / (peak + thr), self.label,
+                                       self.model_id))
         cands.sort(key=lambda c: c.score, reverse=True)
-        return cands[: self.max_candidates]
+        return Inspection(float(amap.max()), cands[: self.max_candidates])
+
+    def detect(self, image: np.ndarray, roi: Box | None = None,
+               threshold: float | None = None) -> list[Candidate]:
+        return self.inspect(image, roi, threshold).candidates
+
+
+def _roi(image: np.ndarray, roi: Box | None) -> tuple[int, int, int, int]:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"detector needs a BGR uint8 image, got shape {image.shape} {image.dtype}")
+    H, W = image.shape[:2]
+    x0, y0, x1, y1 = (0, 0, W, H) if roi is None else (
+        max(0, int(roi[0])), max(0, int(roi[1])), min(W, int(roi[2])), min(H, int(roi[3])))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise ValueError(f"ROI {roi} leaves less than 8x8 pixels of a {W}x{H} frame")
+    return x0, y0, x1, y1
+
+
+@register("default")
+def default_detector(cfg: DetectorConfig) -> AnomalyMapDetector:
+    entry = load_entry(cfg.manifest, cfg.model)
+    if entry.kind != "anomaly_map":
+        raise ModelError(f"{cfg.model}: manifest kind is {entry.kind!r}, the default detector "
+                         f"needs 'anomaly_map'")
+    if cfg.sha256 and cfg.sha256 != entry.sha256:
+        raise ModelError(f"detector.model: {cfg.model} has sha256 {entry.sha256}, but "
+                         f"detector.sha256 pins {cfg.sha256}")
+    spec = entry.input
+    feed = Feed(layout=spec.get("layout", "NCHW"), dtype=spec.get("dtype", "float32"),
+                channels=spec.get("channels", "BGR"), max_side=spec.get("max_side"),
+                multiple=entry.output_stride)
+    return AnomalyMapDetector(
+        open_session(cfg.model), feed, model_id=f"{entry.name}@{entry.sha256[:12]}",
+        label=entry.labels[0], threshold=cfg.threshold or entry.default_threshold,
+        min_area_px=cfg.min_area_px, max_candidates=cfg.max_candidates, map_output=None,
+        source=str(cfg.model))
+
+
+@register("anomaly_map")
+def anomalib_detector(cfg: AnomalyMapDetectorConfig) -> AnomalyMapDetector:
+    session = open_session(cfg.model, cfg.sha256)
+    feed = Feed(cfg.layout, cfg.dtype, cfg.channels, cfg.mean, cfg.std, cfg.input_size,
+                cfg.max_side, 32)
+    from inspector.prefilter.manifest import sha256_of
+
+    return AnomalyMapDetector(
+        session, feed, model_id=f"{cfg.model.stem}@{sha256_of(cfg.model)[:12]}", label=cfg.label,
+        threshold=cfg.threshold or 0.5, min_area_px=cfg.min_area_px,
+        max_candidates=cfg.max_candidates, map_output=cfg.map_output, source=str(cfg.model))

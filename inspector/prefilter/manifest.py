@@ -20,6 +20,7 @@ class ModelEntry:
     default_threshold: float
     output_stride: int
     version: str
+    input: dict  # how the model wants its image: layout, dtype, channels, scale, max_side
 
 
 def sha256_of(path: Path) -> str:
@@ -55,6 +56,7 @@ def load_entry(manifest: Path, model: Path) -> ModelEntry:
             name=entry["name"], path=model, sha256=actual, kind=entry["kind"],
             labels=tuple(entry["labels"]), default_threshold=float(entry["default_threshold"]),
             output_stride=int(entry["output"]["stride"]), version=str(entry.get("version", "")),
+            input=dict(entry.get("input", {})),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"manifest {manifest} entry for {model.name} lacks a valid field: {e}") from None

@@ -1,0 +1,157 @@
+"""Measuring a detector on labelled images: `inspector eval` and `inspector calibrate thresholds`.
+
+Labels file: one JSON object per line, `{"image": "<path relative to the images folder>",
+"boxes": [[x1, y1, x2, y2], ...]}` with boxes in image pixels; an empty list marks a good part.
+The demo renderer's ground truth (`{"image", "defects": [{"type", "box"}]}`) is read as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.messages import Box
+from inspector.prefilter.metrics import found, pr_curve, roc_auc
+
+
+class EvalError(Exception):
+    pass
+
+
+@dataclass
+class Labelled:
+    path: Path
+    boxes: list[Box]
+
+
+@dataclass
+class ImageResult:
+    path: Path
+    boxes: list[Box]
+    score: float
+    candidates: list[Box]
+
+
+@dataclass
+class Report:
+    threshold: float
+    images: int
+    good: int
+    defects: int
+    image_auroc: float
+    defect_recall: float
+    false_candidates_per_good: float
+    sent_to_vlm: float  # share of all frames with at least one candidate
+    good_sent_to_vlm: float
+    bad_sent_to_vlm: float
+    unreadable: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = dict(vars(self))
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def read_labels(labels: Path, images_dir: Path) -> list[Labelled]:
+    out = []
+    try:
+        lines = Path(labels).read_text().splitlines()
+    except OSError as e:
+        raise EvalError(f"cannot read labels {labels}: {e.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            boxes = row["boxes"] if "boxes" in row else [d["box"] for d in row["defects"]]
+            boxes = [tuple(float(v) for v in b) for b in boxes]
+            if any(len(b) != 4 or b[0] >= b[2] or b[1] >= b[3] for b in boxes):
+                raise ValueError("a box is not x1,y1,x2,y2 with x1<x2, y1<y2")
+            out.append(Labelled(Path(images_dir) / row["image"], boxes))
+        except (ValueError, KeyError, TypeError) as e:
+            raise EvalError(f"{labels} line {n}: expected {{\"image\": ..., \"boxes\": "
+                            f"[[x1, y1, x2, y2], ...]}}: {e}") from None
+    if not out:
+        raise EvalError(f"{labels} lists no images")
+    return out
+
+
+def progress(i: int, n: int, what: str) -> None:
+    """A progress bar on stderr (only when it is a terminal, so logs stay clean)."""
+    if not sys.stderr.isatty():
+        return
+    w = 30
+    done = int(w * i / n)
+    sys.stderr.write(f"\r{what} [{'#' * done}{'.' * (w - done)}] {i}/{n}")
+    if i == n:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what: str = "eval"):
+    results, unreadable = [], []
+    for i, it in enumerate(items, 1):
+        img = cv2.imread(str(it.path), cv2.IMREAD_COLOR)
+        if img is None:
+            unreadable.append(str(it.path))
+        else:
+            ins = detector.inspect(img, roi, threshold)
+            results.append(ImageResult(it.path, it.boxes, ins.score, [c.box for c in ins.candidates]))
+        progress(i, len(items), what)
+    return results, unreadable
+
+
+def report(results: list[ImageResult], threshold: float, unreadable=()) -> Report:
+    if not results:
+        raise EvalError("no readable image to evaluate")
+    labels = [bool(r.boxes) for r in results]
+    good = [r for r in results if not r.boxes]
+    bad = [r for r in results if r.boxes]
+    defects = [(b, r.candidates) for r in bad for b in r.boxes]
+    recall = sum(found(b, c) for b, c in defects) / len(defects) if defects else float("nan")
+    sent = [bool(r.candidates) for r in results]
+    return Report(
+        threshold=threshold, images=len(results), good=len(good), defects=len(defects),
+        image_auroc=roc_auc([r.score for r in results], labels), defect_recall=recall,
+        false_candidates_per_good=(sum(len(r.candidates) for r in good) / len(good)) if good else float("nan"),
+        sent_to_vlm=float(np.mean(sent)),
+        good_sent_to_vlm=float(np.mean([bool(r.candidates) for r in good])) if good else float("nan"),
+        bad_sent_to_vlm=float(np.mean([bool(r.candidates) for r in bad])) if bad else float("nan"),
+        unreadable=list(unreadable))
+
+
+def draw_pr_curve(results: list[ImageResult], threshold: float, path: Path, title: str) -> None:
+    """Image-level precision/recall as the threshold varies, with the operating point marked."""
+    scores = [r.score for r in results]
+    labels = [bool(r.boxes) for r in results]
+    prec, rec, thr = pr_curve(scores, labels)
+    W, H, m = 640, 480, 60
+    img = np.full((H, W, 3), 255, np.uint8)
+
+    def xy(r, p):
+        return int(m + r * (W - 2 * m)), int(H - m - p * (H - 2 * m))
+
+    cv2.rectangle(img, xy(0, 0), xy(1, 1), (200, 200, 200), 1)
+    for t in np.linspace(0, 1, 6):
+        cv2.putText(img, f"{t:.1f}", (xy(t, 0)[0] - 10, H - m + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1)
+        cv2.putText(img, f"{t:.1f}", (m - 35, xy(0, t)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1)
+    pts = np.array([xy(0, 1)] + [xy(r, p) for r, p in zip(rec, prec)], np.int32)
+    cv2.polylines(img, [pts], False, (200, 90, 30), 2, cv2.LINE_AA)
+    ap = float(np.sum(np.diff(np.r_[0, rec]) * prec))
+    at = np.searchsorted(-thr, -threshold, side="right") - 1  # last point with thr >= threshold
+    if 0 <= at < len(thr):
+        cv2.circle(img, xy(rec[at], prec[at]), 6, (30, 30, 220), 2, cv2.LINE_AA)
+    cv2.putText(img, title, (m, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"AP {ap:.3f}; circle: threshold {threshold:.3g}", (m, 50),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 220), 1, cv2.LINE_AA)
+    cv2.putText(img, "recall (defective images flagged)", (W // 2 - 120, H - 15),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "precision", (5, m - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise EvalError(f"could not write {path}")
