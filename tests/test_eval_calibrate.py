@@ -1,0 +1,121 @@
+"""`inspector eval` numbers on a tiny set computed by hand, and golden-sample calibration."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inspector.prefilter.calibration import fit_threshold
+from tests.conftest import run_cli
+from tests.onnx_models import anomalib_map
+
+
+@pytest.fixture
+def anomalib_config(tmp_path):
+    m = anomalib_map(tmp_path / "bright.onnx")
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "calibration_dir": str(tmp_path / "cal"),
+        "detector": {"type": "anomaly_map", "model": str(m), "min_area_px": 1},
+        "cameras": [{"id": "c1", "product": "disc"}], "products": [{"name": "disc"}]}))
+    return cfg
+
+
+def img(spots=()):
+    im = np.full((64, 64, 3), 30, np.uint8)
+    for (x1, y1, x2, y2, v) in spots:
+        im[y1:y2, x1:x2] = v
+    return im
+
+
+def test_eval_numbers_match_a_hand_computation(tmp_path, anomalib_config):
+    d = tmp_path / "set"
+    d.mkdir()
+    # The model's score is the brightest pixel / 255; at threshold 0.5 a bright patch is a candidate.
+    cases = {
+        "good1.png": (img(), []),                                      # score 0.118, nothing
+        "good2.png": (img([(10, 10, 13, 13, 200)]), []),               # score 0.784, 1 false candidate
+        "bad1.png": (img([(20, 20, 30, 30, 250)]), [[20, 20, 30, 30]]),  # score 0.980, found
+        "bad2.png": (img(), [[40, 40, 50, 50]]),                       # score 0.118, missed
+    }
+    for name, (im, _) in cases.items():
+        cv2.imwrite(str(d / name), im)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"image": n, "boxes": b}) + "\n" for n, (_, b) in cases.items()))
+    png = tmp_path / "pr.png"
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--threshold", "0.5",
+                "--json", "--pr-curve", str(png), "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    # AUROC over (bad, good) pairs: (0.98 > 0.118) + (0.98 > 0.784) + tie 0.5 + (0.118 < 0.784) 0 = 2.5/4
+    assert r["image_auroc"] == pytest.approx(0.625)
+    assert r["defect_recall"] == pytest.approx(0.5)
+    assert r["false_candidates_per_good"] == pytest.approx(0.5)
+    assert r["sent_to_vlm"] == pytest.approx(0.5) and r["good_sent_to_vlm"] == pytest.approx(0.5)
+    assert (r["images"], r["good"], r["defects"]) == (4, 2, 2)
+    pr = cv2.imread(str(png))
+    assert pr is not None and pr.shape == (480, 640, 3)
+
+
+def test_eval_reads_demo_ground_truth_and_reports_bad_lines(tmp_path, anomalib_config, demo_line):
+    p = run_cli("eval", "--images", str(demo_line.frames_dir), "--labels", str(demo_line.ground_truth),
+                "--json", "--pr-curve", str(tmp_path / "pr.png"), "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["images"] == 12
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "a.png", "boxes": [[1, 2, 3]]}\n')
+    p = run_cli("eval", "--images", str(tmp_path), "--labels", str(bad), "--config", str(anomalib_config))
+    assert p.returncode == 2 and "bad.jsonl line 1" in p.stderr
+
+
+@given(scores=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=300),
+       target=st.floats(0, 0.5))
+def test_fit_threshold_is_the_lowest_meeting_the_target(scores, target):
+    thr = fit_threshold(scores, target)
+    s = np.array(scores)
+    allowed = int(np.floor(target * len(s) + 1e-9))
+    assert (s >= thr).sum() <= max(allowed, 0) or allowed >= len(s)
+    lower = np.nextafter(thr, -np.inf)
+    if allowed < len(s):
+        assert (s >= lower).sum() > allowed  # any lower threshold lets one more good part through
+
+
+def test_calibration_reaches_its_target_and_the_line_uses_it(tmp_path, anomalib_config):
+    rng = np.random.default_rng(1)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    for i in range(100):  # good parts with harmless specks of varying brightness
+        x, y = rng.integers(0, 60, 2)
+        cv2.imwrite(str(good / f"g{i:03d}.png"), img([(x, y, x + 2, y + 2, int(rng.integers(40, 200)))]))
+    for i in range(20):
+        x, y = rng.integers(0, 50, 2)
+        cv2.imwrite(str(bad / f"b{i:03d}.png"), img([(x, y, x + 8, y + 8, int(rng.integers(190, 256)))]))
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(good), "--bad", str(bad),
+                "--target", "0.05", "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    cal = yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())
+    assert cal["measured"]["good_images"] == 100
+    assert cal["measured"]["false_reject_rate"] <= 0.05
+    assert cal["measured"]["false_reject_rate"] >= 0.03  # the lowest such threshold, not a safe high one
+    assert f"threshold {cal['threshold']:.6g}" in p.stdout and "false-reject rate" in p.stdout
+    assert cal["measured"]["bad_images"] == 20 and cal["measured"]["bad_recall"] > 0.5
+
+    from inspector.config import load_config
+    from inspector.prefilter import ModelError, build_detector
+    from inspector.pipeline import product_thresholds
+
+    cfg = load_config(anomalib_config)
+    det = build_detector(cfg.detector)
+    assert product_thresholds(cfg, det) == {"disc": cal["threshold"]}
+    cfg.detector.threshold = 0.9  # explicit config wins over calibration
+    assert product_thresholds(cfg, det) == {"disc": 0.9}
+    cfg.detector.threshold = None
+    cal["detector_model"] = "another-model@123"
+    (tmp_path / "cal" / "disc.yaml").write_text(yaml.safe_dump(cal))
+    with pytest.raises(ModelError, match="was fitted for detector another-model@123.*calibrate thresholds"):
+        product_thresholds(cfg, det)
