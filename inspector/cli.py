@@ -279,7 +279,13 @@ def _roi_for(args, cfg, product: str | None):
     if getattr(args, "roi", None):
         return _parse_box(args.roi, "--roi")
     cam = next((c for c in cfg.cameras if c.product == product), None) if product else None
-    return cam.roi if cam else None
+    if cam is None:
+        return None
+    if cam.roi is None and cam.source.type == "demo":
+        from inspector.demo.line import ROI  # the demo source's own ROI
+
+        return ROI
+    return cam.roi
 
 
 def _images_in(folder: Path, what: str) -> list[Path]:
@@ -308,8 +314,10 @@ def cmd_calibrate(args) -> int:
     good = [Labelled(p, []) for p in _images_in(args.good, "--good")]
     bad = [Labelled(p, [(0.0, 0.0, 1.0, 1.0)]) for p in _images_in(args.bad, "--bad")] if args.bad else []
     scored, unreadable = run(det, good, roi, det.threshold, "scoring good parts")
+    for u in unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
     if not scored:
-        _fail(f"--good {args.good}: no readable image")
+        _fail(f"--good {args.good}: no usable image")
     thr = cal.fit_threshold([r.score for r in scored], args.target)
     good_res, _ = run(det, [Labelled(r.path, []) for r in scored], roi, thr, "checking the threshold")
     bad_res, bad_unreadable = run(det, bad, roi, thr, "checking bad parts") if bad else ([], [])
@@ -327,8 +335,8 @@ def cmd_calibrate(args) -> int:
     if bad_res:
         print(f"  bad parts: {len(bad_res)}, flagged {rep.bad_sent_to_vlm:.2%}, image AUROC "
               f"{rep.image_auroc:.4f}")
-    for u in unreadable + bad_unreadable:
-        print(f"inspector: {u}: not a readable image (skipped)", file=sys.stderr)
+    for u in bad_unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
     print(f"  written to {path}")
     return 0
 
@@ -357,14 +365,14 @@ def cmd_eval(args) -> int:
         thr, source = det.threshold, "the model's default"
     roi = _roi_for(args, cfg, args.product)
     results, unreadable = run(det, items, roi, thr)
+    for u in unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
     try:
         rep = report(results, thr, unreadable)
     except EvalError as e:
         _fail(str(e))
     out = args.pr_curve or Path("pr-curve.png")
     draw_pr_curve(results, thr, out, f"{det.model_id} on {args.images.name}")
-    for u in unreadable:
-        print(f"inspector: {u}: not a readable image (skipped)", file=sys.stderr)
     if args.json:
         print(json.dumps({**rep.as_dict(), "threshold_source": source, "pr_curve": str(out)}))
         return 0

@@ -23,7 +23,7 @@ def test_json_lines_with_boxes_inside_the_images(demo_line, tmp_path):
             assert set(c) == {"box", "score", "label"}
             x1, y1, x2, y2 = c["box"]
             assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
-            assert 0 < c["score"] <= 1 and c["label"] == "anomaly"
+            assert 0 < c["score"] <= 1 and c["label"] == "defect"
 
 
 def test_roi_limits_the_boxes(demo_line):

@@ -21,7 +21,8 @@ def anomalib_config(tmp_path):
     cfg.write_text(yaml.safe_dump({
         "data_dir": str(tmp_path / "data"), "calibration_dir": str(tmp_path / "cal"),
         "detector": {"type": "anomaly_map", "model": str(m), "min_area_px": 1},
-        "cameras": [{"id": "c1", "product": "disc"}], "products": [{"name": "disc"}]}))
+        "cameras": [{"id": "c1", "product": "disc", "source": {"type": "folder", "path": str(tmp_path)}}],
+        "products": [{"name": "disc"}]}))
     return cfg
 
 
@@ -70,6 +71,12 @@ def test_eval_reads_demo_ground_truth_and_reports_bad_lines(tmp_path, anomalib_c
     bad.write_text('{"image": "a.png", "boxes": [[1, 2, 3]]}\n')
     p = run_cli("eval", "--images", str(tmp_path), "--labels", str(bad), "--config", str(anomalib_config))
     assert p.returncode == 2 and "bad.jsonl line 1" in p.stderr
+    # An ROI that does not fit the images: each is named with the reason, then a clear failure.
+    p = run_cli("eval", "--images", str(demo_line.frames_dir), "--labels", str(demo_line.ground_truth),
+                "--roi", "636,476,900,700", "--pr-curve", str(tmp_path / "p.png"),
+                "--config", str(anomalib_config))
+    assert p.returncode == 2 and "leaves less than 8x8 pixels" in p.stderr
+    assert "no readable image to evaluate" in p.stderr
 
 
 @given(scores=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=300),

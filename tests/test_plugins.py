@@ -150,3 +150,20 @@ def test_sha256_pin_and_missing_file(tmp_path):
     garbage.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         build_detector(det_cfg(type="anomaly_map", model=str(garbage)))
+
+
+def test_bench_prefilter_prints_stage_and_bare_rates():
+    import json
+
+    from tests.conftest import run_cli
+
+    p = run_cli("bench", "prefilter", "--frames", "4", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "bare session.run on pre-made tensors" in p.stdout
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["frame"] == [1280, 1024] and r["frames"] == 4
+    assert r["stage_fps"] == pytest.approx(1000 / r["stage_ms"], rel=0.01)
+    assert r["session_run_fps"] == pytest.approx(1000 / r["session_run_ms"], rel=0.01)
+    assert r["ratio"] == pytest.approx(r["stage_ms"] / r["session_run_ms"], rel=0.01)
+    assert r["outside_session_run"] == pytest.approx(1 - 1 / r["ratio"], abs=0.002)
+    assert r["peak_rss_mib"] > 0

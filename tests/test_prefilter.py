@@ -33,7 +33,7 @@ def test_finds_a_painted_hole_and_nothing_else_near_it():
     cx, cy = (gt[0] + gt[2]) / 2, (gt[1] + gt[3]) / 2
     hits = [c for c in cands if c.box[0] <= cx <= c.box[2] and c.box[1] <= cy <= c.box[3]]
     assert hits, f"hole at {gt} not found among {[c.box for c in cands]}"
-    assert hits[0].label == "anomaly" and 0.5 <= hits[0].score <= 1.0
+    assert hits[0].label == "defect" and 0.5 <= hits[0].score <= 1.0
 
 
 def test_boxes_stay_inside_the_roi(demo_line):
@@ -45,7 +45,7 @@ def test_boxes_stay_inside_the_roi(demo_line):
 
 
 def test_detector_recall_on_the_demo_line(demo_line):
-    """The first-version detector must find most synthetic defects (a measured floor, not a goal)."""
+    """The bundled detector must find most synthetic defects (a measured floor, not a goal)."""
     det = build_detector(DetectorConfig())
     found = total = 0
     for line in demo_line.ground_truth.read_text().splitlines():
@@ -102,7 +102,7 @@ def test_refuses_a_wrong_shaped_model_naming_the_shapes(tmp_path):
     cfg.manifest.write_text(json.dumps(doc))
     with pytest.raises(ModelError) as e:
         build_detector(cfg)
-    assert "[1, 3, H, W]" in str(e.value) and "[1, 1, 64, 64]" in str(e.value)
+    assert "expected one uint8 input [1, H, W, 3]" in str(e.value) and "[1, 1, 64, 64]" in str(e.value)
 
 
 def test_refuses_garbage_in_the_model_file(tmp_path):

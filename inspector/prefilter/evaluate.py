@@ -97,10 +97,14 @@ def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what
     for i, it in enumerate(items, 1):
         img = cv2.imread(str(it.path), cv2.IMREAD_COLOR)
         if img is None:
-            unreadable.append(str(it.path))
+            unreadable.append(f"{it.path}: not a readable image")
         else:
-            ins = detector.inspect(img, roi, threshold)
-            results.append(ImageResult(it.path, it.boxes, ins.score, [c.box for c in ins.candidates]))
+            try:
+                ins = detector.inspect(img, roi, threshold)
+            except ValueError as e:  # e.g. an ROI that does not fit this image
+                unreadable.append(f"{it.path}: {e}")
+            else:
+                results.append(ImageResult(it.path, it.boxes, ins.score, [c.box for c in ins.candidates]))
         progress(i, len(items), what)
     return results, unreadable
 
