@@ -121,8 +121,14 @@ class AnomalyMapDetector:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         cands = []
         if n > 1:
+            # Each blob's peak, over its pixels only (np.maximum.at over the whole map is ~1 ms).
+            lab = labels.ravel()
+            fg = np.flatnonzero(lab)
+            order = np.argsort(lab[fg], kind="stable")
+            lab_sorted, val_sorted = lab[fg][order], amap.ravel()[fg][order]
+            starts = np.flatnonzero(np.r_[True, np.diff(lab_sorted) != 0])
             peaks = np.zeros(n, np.float32)
-            np.maximum.at(peaks, labels.ravel(), amap.ravel())
+            peaks[lab_sorted[starts]] = np.maximum.reduceat(val_sorted, starts)
             min_cells = self.min_area / (cw * ch)
             for i in range(1, n):
                 bx, by, bw, bh, area = stats[i]
