@@ -41,8 +41,7 @@ STRIDE = 4
 PATCH = 160
 
 
-def render_pool(surfaces: list[str], n: int, seed: int, defect_rate: float = 0.75,
-                zoom: tuple[float, float] = (0.9, 1.2)):
+def render_pool(surfaces: list[str], n: int, seed: int, defect_rate: float = 0.75):
     """n frames of the given surfaces with 0-3 random defects: (frames, masks, defect lists)."""
     rng = np.random.default_rng(seed)
     tex = {s: load_surface(s) for s in surfaces}
@@ -54,7 +53,7 @@ def render_pool(surfaces: list[str], n: int, seed: int, defect_rate: float = 0.7
             k = int(rng.choice([1, 1, 2, 3]))
         chosen = [kinds[int(i)] for i in rng.choice(len(kinds), size=k, replace=False)]
         f, _, d, m = render_part(rng, {s: tex[s] for s in [surfaces[int(rng.integers(len(surfaces)))]]},
-                                 chosen, zoom)
+                                 chosen)
         frames.append(f)
         masks.append(m)
         defects.append(d)
@@ -146,8 +145,6 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=2000, help="rendered training frames")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=24)
-    ap.add_argument("--zoom", type=float, nargs=2, default=[0.9, 1.2],
-                    help="range of the surface photographs' scale on the tiles")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
 
@@ -157,9 +154,7 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
     t0 = time.time()
-    # Surfaces are also zoomed far out: the photographs' structures become fine grain, so the
-    # network learns grain as surface, not as particles.
-    frames, masks, _ = render_pool(TRAIN_SURFACES, a.frames, a.seed, zoom=tuple(a.zoom))
+    frames, masks, _ = render_pool(TRAIN_SURFACES, a.frames, a.seed)
     val_frames, _, val_defects = render_pool(HELD_OUT_SURFACES, 240, a.seed + 1, defect_rate=0.5)
     val_labels = np.array([bool(d) for d in val_defects])
     print(f"rendered {len(frames)} training + {len(val_frames)} held-out frames in {time.time() - t0:.0f} s",
@@ -223,7 +218,6 @@ def export(model, a, seconds: float) -> None:
         "recipe": {
             "script": "models/train_default_detector.py", "seed": a.seed, "frames": a.frames,
             "steps": a.steps, "batch": a.batch, "patch": PATCH, "scale_jitter": [0.5, 1.1],
-            "surface_zoom": a.zoom,
             "train_surfaces": TRAIN_SURFACES, "held_out_surfaces": HELD_OUT_SURFACES,
             "defects": list(PAINTERS), "source": "scikit-image bundled photographs, demo renderer",
             "train_seconds": round(seconds), "torch": torch.__version__,

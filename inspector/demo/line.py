@@ -76,16 +76,10 @@ def _belt(rng: np.random.Generator) -> np.ndarray:
     return belt
 
 
-def _tile_texture(gray: np.ndarray, tint, rng, w: int, h: int,
-                  zoom: tuple[float, float] = (0.9, 1.2)) -> np.ndarray:
+def _tile_texture(gray: np.ndarray, tint, rng, w: int, h: int) -> np.ndarray:
     k = int(rng.integers(4))
     g = np.rot90(gray, k)
-    scale = rng.uniform(*zoom)
-    if scale < w / g.shape[1] or scale < h / g.shape[0]:
-        # Zoomed out beyond the photograph: mirror-tile it first, so the surface stays continuous.
-        reps = (int(np.ceil(h / scale / g.shape[0])) + 1, int(np.ceil(w / scale / g.shape[1])) + 1)
-        g = np.block([[g if (i + j) % 2 == 0 else g[:, ::-1] for j in range(reps[1])]
-                      for i in range(reps[0])])
+    scale = rng.uniform(0.9, 1.2)
     cw, ch = min(int(w / scale), g.shape[1]), min(int(h / scale), g.shape[0])
     x0 = int(rng.integers(0, g.shape[1] - cw + 1))
     y0 = int(rng.integers(0, g.shape[0] - ch + 1))
@@ -95,15 +89,14 @@ def _tile_texture(gray: np.ndarray, tint, rng, w: int, h: int,
     return np.stack([patch * t for t in tint], axis=-1)
 
 
-def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defect_types: list[str],
-                zoom: tuple[float, float] = (0.9, 1.2)):
+def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defect_types: list[str]):
     """One frame: belt, a jittered tile of one of `surfaces` (at random), then the defects.
     Returns (frame, surface name, defects [{type, box}], mask of every defect pixel)."""
     img = _belt(rng)
     name = list(surfaces)[int(rng.integers(len(surfaces)))]
     dx, dy = rng.integers(-JITTER, JITTER + 1, 2)
     x1, y1, x2, y2 = TILE[0] + dx, TILE[1] + dy, TILE[2] + dx, TILE[3] + dy
-    img[y1:y2, x1:x2] = _tile_texture(surfaces[name], SURFACES[name][1], rng, x2 - x1, y2 - y1, zoom)
+    img[y1:y2, x1:x2] = _tile_texture(surfaces[name], SURFACES[name][1], rng, x2 - x1, y2 - y1)
     # Soft top light: a little vignetting across the tile, as a ring light gives.
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W]
     r2 = ((xx - FRAME_W / 2) / FRAME_W) ** 2 + ((yy - FRAME_H / 2) / FRAME_H) ** 2
