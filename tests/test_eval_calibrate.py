@@ -126,3 +126,35 @@ def test_calibration_reaches_its_target_and_the_line_uses_it(tmp_path, anomalib_
     (tmp_path / "cal" / "disc.yaml").write_text(yaml.safe_dump(cal))
     with pytest.raises(ModelError, match="was fitted for detector another-model@123.*calibrate thresholds"):
         product_thresholds(cfg, det)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--product", "widget", "--good", "GOOD"], "--product 'widget' is not in the config"),
+    (["--product", "disc", "--good", "MISSING"], "--good MISSING: no such folder"),
+    (["--product", "disc", "--good", "EMPTY"], "folder holds no images"),
+    (["--product", "disc", "--good", "GOOD", "--target", "1.5"], "--target must be a rate in 0..1"),
+])
+def test_calibrate_bad_input_is_named(tmp_path, anomalib_config, args, message):
+    good, empty = tmp_path / "good", tmp_path / "empty"
+    good.mkdir()
+    empty.mkdir()
+    cv2.imwrite(str(good / "g.png"), img())
+    subs = {"GOOD": str(good), "EMPTY": str(empty), "MISSING": str(tmp_path / "missing")}
+    args = [subs.get(a, a) for a in args]
+    message = message.replace("MISSING", subs["MISSING"])
+    p = run_cli("calibrate", "thresholds", *args, "--config", str(anomalib_config))
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert not (tmp_path / "cal").exists(), "a failed calibration must not write a file"
+
+
+def test_eval_skips_missing_images_by_name(tmp_path, anomalib_config):
+    d = tmp_path / "set"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), img())
+    labels = tmp_path / "l.jsonl"
+    labels.write_text('{"image": "a.png", "boxes": []}\n{"image": "gone.png", "boxes": []}\n')
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--json", "--threshold", "0.5",
+                "--pr-curve", str(tmp_path / "p.png"), "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    assert "gone.png: not a readable image (skipped)" in p.stderr
+    assert json.loads(p.stdout)["images"] == 1
