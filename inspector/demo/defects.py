@@ -54,11 +54,7 @@ def crack(img, rng, area, belt):
 
 
 def stain(img, rng, area, belt):
-    mask = np.zeros(img.shape[:2], np.uint8)
-    c = _inside(rng, area, 45).astype(int)
-    axes = (int(rng.integers(14, 32)), int(rng.integers(10, 26)))
-    cv2.ellipse(mask, tuple(c), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-    soft = cv2.GaussianBlur(mask, (0, 0), 4)
+    soft = _soft_ellipse(img, rng, area, 45, (14, 32), (10, 26), 4)
     tints = [np.array([20, 60, 120], np.float32),   # rust
              np.array([30, 30, 25], np.float32),    # oil
              np.array([150, 60, 160], np.float32)]  # dye
@@ -118,11 +114,7 @@ def particles(img, rng, area, belt):
 
 def blob(img, rng, area, belt):
     """A bright or dark blob with soft edges: a dent catching the light, a burn, a pit in shadow."""
-    mask = np.zeros(img.shape[:2], np.uint8)
-    c = tuple(_inside(rng, area, 35).astype(int))
-    axes = (int(rng.integers(5, 14)), int(rng.integers(5, 14)))
-    cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-    soft = cv2.GaussianBlur(mask, (0, 0), 2.0)
+    soft = _soft_ellipse(img, rng, area, 35, (5, 14), (5, 14), 2.0)
     bright = rng.random() < 0.5
     _blend(img, soft, np.array([245, 245, 250] if bright else [15, 15, 18], np.float32),
            rng.uniform(0.6, 0.85))
@@ -131,16 +123,21 @@ def blob(img, rng, area, belt):
 
 def discolour(img, rng, area, belt):
     """A large faint change of colour: heat tint, bleaching, a coating that did not take."""
-    mask = np.zeros(img.shape[:2], np.uint8)
-    c = tuple(_inside(rng, area, 60).astype(int))
-    axes = (int(rng.integers(25, 55)), int(rng.integers(20, 45)))
-    cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-    soft = cv2.GaussianBlur(mask, (0, 0), 8)
+    soft = _soft_ellipse(img, rng, area, 60, (25, 55), (20, 45), 8)
     tints = [np.array([140, 90, 40], np.float32),    # blue heat tint
              np.array([40, 140, 190], np.float32),   # straw heat tint
              np.array([210, 210, 210], np.float32)]  # bleached
     _blend(img, soft, tints[int(rng.integers(len(tints)))], rng.uniform(0.35, 0.55))
     return (soft > 80).astype(np.uint8) * 255
+
+
+def _soft_ellipse(img, rng, area, margin, ax, ay, sigma) -> np.ndarray:
+    """A randomly placed, sized and turned filled ellipse with blurred edges (uint8 0..255)."""
+    mask = np.zeros(img.shape[:2], np.uint8)
+    c = tuple(_inside(rng, area, margin).astype(int))
+    axes = (int(rng.integers(*ax)), int(rng.integers(*ay)))
+    cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    return cv2.GaussianBlur(mask, (0, 0), sigma)
 
 
 def _blend(img: np.ndarray, mask: np.ndarray, tone: np.ndarray, strength: float) -> None:
