@@ -51,7 +51,8 @@ def product_thresholds(cfg: Config, detector) -> dict[str, float]:
             raise ModelError(
                 f"calibration {cal.path_for(cfg.calibration_dir, product)} was fitted for detector "
                 f"{c.detector_model}, but the detector is {detector.model_id}: run `inspector "
-                f"calibrate thresholds --product {product}` again (or delete the file)")
+                f"calibrate thresholds --product {product}` again, delete the file, or set "
+                f"calibration_dir to another folder")
         out[product] = c.threshold
         log.info("product %s: pre-filter threshold %.4g from %s", product, c.threshold,
                  cal.path_for(cfg.calibration_dir, product))
