@@ -121,21 +121,11 @@ def _start_web(pipe, cfg):
 def cmd_detect(args) -> int:
     import cv2
 
-    from inspector.prefilter import ModelError, build_detector
     from inspector.sources.files import list_images
 
     cfg = _load(args)
-    try:
-        det = build_detector(cfg.detector)
-    except ModelError as e:
-        _fail(str(e))
-    roi = None
-    if args.roi:
-        try:
-            roi = tuple(int(v) for v in args.roi.split(","))
-            assert len(roi) == 4 and roi[0] < roi[2] and roi[1] < roi[3]
-        except (ValueError, AssertionError):
-            _fail(f"--roi must be x1,y1,x2,y2 with x1<x2 and y1<y2, got {args.roi!r}")
+    det = _detector_for(cfg)
+    roi = _parse_roi(args.roi) if args.roi else None
     failures = 0
     for arg in args.paths:
         p = Path(arg)
@@ -275,9 +265,18 @@ def _detector_for(cfg):
         _fail(str(e))
 
 
+def _parse_roi(text: str) -> tuple[int, int, int, int]:
+    try:
+        roi = tuple(int(v) for v in text.split(","))
+        assert len(roi) == 4 and roi[0] < roi[2] and roi[1] < roi[3]
+    except (ValueError, AssertionError):
+        _fail(f"--roi must be x1,y1,x2,y2 with x1<x2 and y1<y2, got {text!r}")
+    return roi
+
+
 def _roi_for(args, cfg, product: str | None):
     if getattr(args, "roi", None):
-        return _parse_box(args.roi, "--roi")
+        return _parse_roi(args.roi)
     cam = next((c for c in cfg.cameras if c.product == product), None) if product else None
     if cam is None:
         return None

@@ -25,6 +25,7 @@ from inspector.demo.line import HELD_OUT_SURFACES, ROI, generate  # noqa: E402
 from inspector.prefilter import build_detector  # noqa: E402
 from inspector.prefilter.calibration import fit_threshold  # noqa: E402
 from inspector.prefilter.evaluate import draw_pr_curve, read_labels, report, run  # noqa: E402
+from inspector.prefilter.metrics import found  # noqa: E402
 
 
 def main() -> int:
@@ -56,8 +57,6 @@ def main() -> int:
             for line in test.ground_truth.read_text().splitlines():
                 row = json.loads(line)
                 r = by_image[row["image"]]
-                from inspector.prefilter.metrics import found
-
                 for d in row["defects"]:
                     if not found(tuple(d["box"]), r.candidates):
                         missed[d["type"]] = missed.get(d["type"], 0) + 1

@@ -13,6 +13,7 @@ from inspector.demo.defects import hole, mask_box
 from inspector.demo.line import ROI
 from inspector.prefilter import ModelError, build_detector
 from inspector.prefilter.manifest import sha256_of
+from inspector.prefilter.metrics import found
 
 
 def _surface(seed=0, w=320, h=240):
@@ -47,25 +48,15 @@ def test_boxes_stay_inside_the_roi(demo_line):
 def test_detector_recall_on_the_demo_line(demo_line):
     """The bundled detector must find most synthetic defects (a measured floor, not a goal)."""
     det = build_detector(DetectorConfig())
-    found = total = 0
+    hits = total = 0
     for line in demo_line.ground_truth.read_text().splitlines():
         row = json.loads(line)
         cands = det.detect(cv2.imread(str(demo_line.frames_dir / row["image"])), ROI)
         for d in row["defects"]:
             total += 1
-            x1, y1, x2, y2 = d["box"]
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            found += any(c.box[0] <= cx <= c.box[2] and c.box[1] <= cy <= c.box[3] or
-                         _iou(c.box, d["box"]) >= 0.1 for c in cands)
+            hits += found(tuple(d["box"]), [c.box for c in cands])
     assert total >= 3
-    assert found / total >= 0.5, f"recall {found}/{total}"
-
-
-def _iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    assert hits / total >= 0.5, f"recall {hits}/{total}"
 
 
 def _copy_model(tmp_path):

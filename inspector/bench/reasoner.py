@@ -56,7 +56,7 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
     import httpx
 
     from inspector.config import LlamaCppReasonerConfig, OpenAIReasonerConfig, ProductConfig
-    from inspector.reasoner import prompt
+    from inspector.reasoner import REPAIR_MARK, prompt
     from inspector.reasoner.answer import answer_schema
     from inspector.reasoner.grammar import answer_gbnf
     from inspector.reasoner.llama_cpp import LlamaCppReasoner, _quiet_native_logs
@@ -99,68 +99,60 @@ def main(calls: int = 20, as_json: bool = False, workdir: Path | None = None) ->
             lat.append((time.perf_counter() - t) * 1000)
         return lat, time.perf_counter() - t0
 
+    def wrapped_row(name, reasoner, bare_row):
+        """Time `analyze`, per model call: a random model's answer may need the repair call."""
+        per_call = []
+
+        def call():
+            t = time.perf_counter()
+            rep = reasoner.analyze(crop, product)
+            n = rep.raw.count(REPAIR_MARK) + 1  # one look (max_looks 1): raw holds every call
+            per_call.append((time.perf_counter() - t) * 1000 / n)
+
+        lat, wall = timed(call, calls)
+        per_call = per_call[1:]  # drop the warm-up
+        row = _row(name, lat, wall, calls)
+        row["model_calls_per_analysis"] = round(statistics.mean(a / b for a, b in zip(lat, per_call)), 2)
+        row["p50_ms_per_model_call"] = round(statistics.median(per_call), 2)
+        row["overhead_ratio"] = round(row["p50_ms_per_model_call"] / bare_row["p50_ms"], 3)
+        return row
+
     lat, wall = timed(bare_call, calls)
     rows.append(_row("bare llama-cpp-python", lat, wall, calls))
-    per_call = []
-
-    def ours_call():
-        before = ours._calls
-        t = time.perf_counter()
-        ours.analyze(crop, product)
-        per_call.append((time.perf_counter() - t) * 1000 / max(1, ours._calls - before))
-
-    lat, wall = timed(ours_call, calls)
-    per_call = per_call[1:]
-    row = _row("llama_cpp backend", lat, wall, calls)
-    row["model_calls_per_analysis"] = round(statistics.mean(
-        lat_i / pc for lat_i, pc in zip(lat, per_call)), 2)
-    row["p50_ms_per_model_call"] = round(statistics.median(per_call), 2)
-    row["overhead_ratio"] = round(row["p50_ms_per_model_call"] / rows[0]["p50_ms"], 3)
-    rows.append(row)
+    rows.append(wrapped_row("llama_cpp backend", ours, rows[-1]))
     ours.close()
     bare.close()
 
     # --- over HTTP ----------------------------------------------------------------------------
+    def http_reasoner(workers: int) -> OpenAIReasoner:
+        return OpenAIReasoner(OpenAIReasonerConfig(type="openai", base_url=srv.base_url,
+                                                   server="llama_cpp_python", workers=workers, **common))
+
     with LocalLlamaServer(files.model, files.mmproj, log_path=work / "server.log") as srv:
-        for workers in (1, 4):
-            cfg = OpenAIReasonerConfig(type="openai", base_url=srv.base_url,
-                                       server="llama_cpp_python", workers=workers, **common)
-            r = OpenAIReasoner(cfg)
-            if workers == 1:
-                body = r.request_body(msgs, schema, gbnf)
-                with httpx.Client(timeout=60) as c:
-                    lat, wall = timed(lambda: c.post(f"{srv.base_url}/chat/completions", json=body)
-                                      .raise_for_status(), calls)
-                rows.append(_row("bare HTTP POST", lat, wall, calls))
-                per_call.clear()
+        r = http_reasoner(1)
+        body = r.request_body(msgs, schema, gbnf)
+        with httpx.Client(timeout=60) as c:
+            lat, wall = timed(lambda: c.post(f"{srv.base_url}/chat/completions", json=body)
+                              .raise_for_status(), calls)
+        rows.append(_row("bare HTTP POST", lat, wall, calls))
+        rows.append(wrapped_row("openai backend, 1 worker", r, rows[-1]))
+        r.close()
 
-                def http_call():
-                    t = time.perf_counter()
-                    rep = r.analyze(crop, product)
-                    n = rep.raw.count("----- repair attempt -----") + 1
-                    per_call.append((time.perf_counter() - t) * 1000 / n)
+        workers = 4
+        r = http_reasoner(workers)
+        r.analyze(crop, product)  # warm-up
+        lat = []
 
-                lat, wall = timed(http_call, calls)
-                per_call[:] = per_call[1:]
-                row = _row("openai backend, 1 worker", lat, wall, calls)
-                row["p50_ms_per_model_call"] = round(statistics.median(per_call), 2)
-                row["overhead_ratio"] = round(row["p50_ms_per_model_call"] / rows[2]["p50_ms"], 3)
-                rows.append(row)
-            else:
-                r.analyze(crop, product)
-                lat = []
+        def one(_):
+            t = time.perf_counter()
+            r.analyze(crop, product)
+            lat.append((time.perf_counter() - t) * 1000)
 
-                def one(_):
-                    t = time.perf_counter()
-                    r.analyze(crop, product)
-                    lat.append((time.perf_counter() - t) * 1000)
-
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(one, range(calls)))
-                rows.append(_row(f"openai backend, {workers} workers", lat,
-                                 time.perf_counter() - t0, calls))
-            r.close()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(calls)))
+        rows.append(_row(f"openai backend, {workers} workers", lat, time.perf_counter() - t0, calls))
+        r.close()
     if tmp:
         tmp.cleanup()
 

@@ -23,6 +23,7 @@ from inspector.reasoner.profiles import Profile, get_profile
 
 log = logging.getLogger(__name__)
 
+REPAIR_MARK = "----- repair attempt -----"  # separates a look's calls in its raw text
 MIN_ZOOM = 1.5  # a closer look must show the frame at least this much sharper than the crop did
 
 
@@ -122,7 +123,7 @@ class Reasoner:
 
         def look(answer, findings=(), rejected=(), error=""):
             return Look(index, region, answer, tuple(findings), tuple(rejected),
-                        "\n----- repair attempt -----\n".join(raws), "\n".join(t for t in thoughts if t),
+                        f"\n{REPAIR_MARK}\n".join(raws), "\n".join(t for t in thoughts if t),
                         (time.perf_counter() - started) * 1000.0, error)
 
         error = ""
