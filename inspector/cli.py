@@ -300,7 +300,7 @@ def _images_in(folder: Path, what: str) -> list[Path]:
 
 def cmd_calibrate(args) -> int:
     from inspector.prefilter import calibration as cal
-    from inspector.prefilter.evaluate import Labelled, report, run
+    from inspector.prefilter.evaluate import progress
 
     cfg = _load(args)
     if args.product not in {p.name for p in cfg.products}:
@@ -310,32 +310,32 @@ def cmd_calibrate(args) -> int:
         _fail(f"--target must be a rate in 0..1, got {args.target}")
     det = _detector_for(cfg)
     roi = _roi_for(args, cfg, args.product)
-    good = [Labelled(p, []) for p in _images_in(args.good, "--good")]
-    bad = [Labelled(p, [(0.0, 0.0, 1.0, 1.0)]) for p in _images_in(args.bad, "--bad")] if args.bad else []
-    scored, unreadable = run(det, good, roi, det.threshold, "scoring good parts")
-    for u in unreadable:
+    good = _images_in(args.good, "--good")
+    bad = _images_in(args.bad, "--bad") if args.bad else []
+    try:
+        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress)
+    except cal.CalibrationError as e:
+        _fail(str(e))
+    for f in fits if len(fits) > 1 else []:
+        m = f.measured()
+        print(f"  {'distance from normal' if f.stats is not None else 'model map':20s}: bad parts "
+              f"flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
+    for u in best.unreadable:
         print(f"inspector: {u} (skipped)", file=sys.stderr)
-    if not scored:
-        _fail(f"--good {args.good}: no usable image")
-    thr = cal.fit_threshold([r.score for r in scored], args.target)
-    good_res, _ = run(det, [Labelled(r.path, []) for r in scored], roi, thr, "checking the threshold")
-    bad_res, bad_unreadable = run(det, bad, roi, thr, "checking bad parts") if bad else ([], [])
-    rep = report(good_res + bad_res, thr)
-    measured = cal.Measured(good_images=len(good_res), false_reject_rate=rep.good_sent_to_vlm,
-                            bad_images=len(bad_res),
-                            bad_recall=rep.bad_sent_to_vlm if bad_res else None,
-                            image_auroc=rep.image_auroc if bad_res else None)
+    m, thr = best.measured(), best.threshold
     result = cal.ProductCalibration(product=args.product, detector_model=det.model_id, threshold=thr,
-                                    target_false_reject=args.target, roi=roi, measured=measured)
-    path = cal.save(args.out_dir or cfg.calibration_dir, result)
-    print(f"product {args.product}: threshold {thr:.6g} (model default {det.threshold:.6g})")
-    print(f"  good parts: {len(good_res)}, false-reject rate {rep.good_sent_to_vlm:.2%} "
-          f"(target at most {args.target:.2%})")
-    if bad_res:
-        print(f"  bad parts: {len(bad_res)}, flagged {rep.bad_sent_to_vlm:.2%}, image AUROC "
-              f"{rep.image_auroc:.4f}")
-    for u in bad_unreadable:
-        print(f"inspector: {u} (skipped)", file=sys.stderr)
+                                    target_false_reject=args.target, roi=roi, measured=m)
+    path = cal.save(args.out_dir or cfg.calibration_dir, result, best.stats)
+    if best.stats is not None:
+        print(f"product {args.product}: normal statistics fitted on {best.stats.cells} cells of "
+              f"{m.good_images} good parts; threshold {thr:.6g} on the distance from normal")
+    else:
+        print(f"product {args.product}: threshold {thr:.6g} on the model's map (model default "
+              f"{det.threshold:.6g})")
+    print(f"  good parts: {m.good_images}, false-reject rate {m.false_reject_rate:.2%} "
+          f"(target at most {args.target:.2%}{'; each scored by statistics fitted on the others' if best.stats is not None else ''})")
+    if bad:
+        print(f"  bad parts: {m.bad_images}, flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
     print(f"  written to {path}")
     return 0
 
@@ -350,20 +350,22 @@ def cmd_eval(args) -> int:
         items = read_labels(args.labels, args.images)
     except EvalError as e:
         _fail(str(e))
-    thr, source = args.threshold, "--threshold"
-    if thr is None and args.product:
+    thr, source, stats = args.threshold, "--threshold", None
+    if args.product:
         try:
-            c = cal.load(cfg.calibration_dir, args.product)
+            c = cal.load_for(cfg.calibration_dir, args.product, det)
         except cal.CalibrationError as e:
             _fail(str(e))
         if c is None:
             _fail(f"no calibration for product {args.product!r} in {cfg.calibration_dir} "
-                  f"(run `inspector calibrate thresholds` first, or give --threshold)")
-        thr, source = c.threshold, f"calibration of {args.product}"
+                  f"(run `inspector calibrate thresholds` first, or leave --product out)")
+        stats = c.normal  # --threshold overrides the threshold, not what it is a threshold on
+        if thr is None:
+            thr, source = c.threshold, f"calibration of {args.product}"
     if thr is None:
         thr, source = det.threshold, "the model's default"
     roi = _roi_for(args, cfg, args.product)
-    results, unreadable = run(det, items, roi, thr)
+    results, unreadable = run(det, items, roi, thr, normal=stats)
     for u in unreadable:
         print(f"inspector: {u} (skipped)", file=sys.stderr)
     try:
@@ -446,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--good", type=Path, required=True, help="folder of images of good parts")
     p.add_argument("--bad", type=Path, help="folder of images of defective parts (reports recall)")
     p.add_argument("--target", type=float, default=0.01, help="most good parts to send on (0.01 = 1%%)")
+    p.add_argument("--no-statistics", dest="statistics", action="store_false",
+                   help="fit the threshold only, not the model's per-product normal statistics")
     p.add_argument("--roi", help="x1,y1,x2,y2 (default: the ROI of the product's camera)")
     p.add_argument("--out-dir", type=Path, help="where to write <product>.yaml (default: calibration_dir)")
     p.add_argument("--config", type=Path)

@@ -30,32 +30,27 @@ from inspector.store import Store
 log = logging.getLogger(__name__)
 
 
-def product_thresholds(cfg: Config, detector) -> dict[str, float]:
-    """Each product's pre-filter threshold: detector.threshold when set explicitly, else the
-    product's calibration file, else (absent here) the model's default."""
+def product_tuning(cfg: Config, detector) -> dict:
+    """Each product's pre-filter Tuning: an explicit detector.threshold (the model's own map, for
+    every product), else the product's calibration (threshold and normal statistics), else
+    nothing (the model's default threshold)."""
     from inspector.prefilter import ModelError
     from inspector.prefilter import calibration as cal
 
     out = {}
-    for product in {cam.product for cam in cfg.cameras}:
+    for product in sorted({cam.product for cam in cfg.cameras}):
         if cfg.detector.threshold is not None:
-            out[product] = cfg.detector.threshold
+            out[product] = cal.Tuning(cfg.detector.threshold, None, "detector.threshold")
             continue
         try:
-            c = cal.load(cfg.calibration_dir, product)
+            t = cal.load_for(cfg.calibration_dir, product, detector)
         except cal.CalibrationError as e:
             raise ModelError(str(e)) from None
-        if c is None:
+        if t is None:
             continue
-        if c.detector_model != detector.model_id:
-            raise ModelError(
-                f"calibration {cal.path_for(cfg.calibration_dir, product)} was fitted for detector "
-                f"{c.detector_model}, but the detector is {detector.model_id}: run `inspector "
-                f"calibrate thresholds --product {product}` again, delete the file, or set "
-                f"calibration_dir to another folder")
-        out[product] = c.threshold
-        log.info("product %s: pre-filter threshold %.4g from %s", product, c.threshold,
-                 cal.path_for(cfg.calibration_dir, product))
+        out[product] = t
+        log.info("product %s: pre-filter threshold %.4g%s from %s", product, t.threshold,
+                 " with normal statistics" if t.normal is not None else "", t.source)
     return out
 
 
@@ -94,7 +89,7 @@ class Pipeline:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.detector = build_detector(cfg.detector)
-        self.thresholds = product_thresholds(cfg, self.detector)
+        self.tuning = product_tuning(cfg, self.detector)
         self.reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
                            save_frames=tuple(cfg.store.save_frames))
@@ -127,7 +122,7 @@ class Pipeline:
                 "reasoner_mode": self.reasoner_mode,
                 "reasoner_model": self.reasoner.model_id if self.reasoner else None,
                 "detector_model": self.detector.model_id,
-                "detector_thresholds": dict(self.thresholds),
+                "detector_thresholds": {p: t.threshold for p, t in self.tuning.items()},
                 "cameras": [vars(c).copy() for c in self.cameras.values()],
                 "verdicts": dict(self.stats.verdicts),
                 "candidates": self.stats.candidates,
@@ -231,8 +226,9 @@ class Pipeline:
                     self.done.set()
                 return
             try:
-                cands = self.detector.detect(frame.image, frame.roi,
-                                             self.thresholds.get(products[frame.camera_id]))
+                tune = self.tuning.get(products[frame.camera_id])
+                cands = (self.detector.detect(frame.image, frame.roi, tune.threshold, tune.normal)
+                         if tune else self.detector.detect(frame.image, frame.roi))
                 crops = make_crops(frame.image, cands, self.cfg.cropper) if cands else []
             except Exception as e:
                 self.stats.processing_errors += 1

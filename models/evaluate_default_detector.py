@@ -3,9 +3,11 @@
     .venv/bin/python models/evaluate_default_detector.py [--target 0.05]
 
 For each held-out surface: render good parts (calibration set) and a test set (half of the parts
-defective, every defect kind) with the demo renderer, fit the threshold on the good parts as
-`inspector calibrate thresholds` does, then measure the test set as `inspector eval` does.
-Prints one row per surface and writes models/eval-held-out.json and a PR curve per surface.
+defective, every defect kind) with the demo renderer, fit the normal statistics and the threshold
+on the good parts as `inspector calibrate thresholds` does, then measure the test set as
+`inspector eval` does. The same with the model's own map (no statistics) is the baseline.
+Prints one row per surface and mode and writes models/eval-held-out.json and a PR curve per
+surface (with statistics).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from inspector.config import DetectorConfig  # noqa: E402
 from inspector.demo.defects import PAINTERS  # noqa: E402
 from inspector.demo.line import HELD_OUT_SURFACES, ROI, generate  # noqa: E402
 from inspector.prefilter import build_detector  # noqa: E402
-from inspector.prefilter.calibration import fit_threshold  # noqa: E402
+from inspector.prefilter.calibration import fit  # noqa: E402
 from inspector.prefilter.evaluate import draw_pr_curve, read_labels, report, run  # noqa: E402
 from inspector.prefilter.metrics import found  # noqa: E402
 
@@ -46,24 +48,29 @@ def main() -> int:
                             surfaces=[surface], defects=list(PAINTERS))
             test = generate(Path(tmp) / surface / "test", a.test, seed=2000 + n, defect_rate=0.5,
                             surfaces=[surface], defects=list(PAINTERS))
-            g_items = read_labels(good.ground_truth, good.frames_dir)
-            scored, _ = run(det, g_items, ROI, det.threshold, f"{surface}: good parts")
-            thr = fit_threshold([r.score for r in scored], a.target)
-            results, _ = run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr, f"{surface}: test")
-            rep = report(results, thr)
-            draw_pr_curve(results, thr, a.out / f"pr-{surface}.png", f"{det.model_id} on held-out {surface}")
-            missed = {}
-            by_image = {r.path.name: r for r in results}
-            for line in test.ground_truth.read_text().splitlines():
-                row = json.loads(line)
-                r = by_image[row["image"]]
-                for d in row["defects"]:
-                    if not found(tuple(d["box"]), r.candidates):
-                        missed[d["type"]] = missed.get(d["type"], 0) + 1
-            rows.append({"surface": surface, **rep.as_dict(), "missed_by_type": missed})
-            print(f"{surface:8} thr {thr:.3f}  AUROC {rep.image_auroc:.4f}  recall {rep.defect_recall:.4f} "
-                  f"({rep.defects} defects, missed {missed})  good->VLM {rep.good_sent_to_vlm:.1%}  "
-                  f"false cand/good {rep.false_candidates_per_good:.3f}", flush=True)
+            good_paths = [g.path for g in read_labels(good.ground_truth, good.frames_dir)]
+            for mode, statistics in (("model map", False), ("normal statistics", True)):
+                fitted = fit(det, good_paths, [], ROI, a.target, statistics)
+                thr, normal = fitted.threshold, fitted.stats
+                results, _ = run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr,
+                                 f"{surface}: test", normal)
+                rep = report(results, thr)
+                if normal is not None:
+                    draw_pr_curve(results, thr, a.out / f"pr-{surface}.png",
+                                  f"{det.model_id} + normal statistics on held-out {surface}")
+                missed = {}
+                by_image = {r.path.name: r for r in results}
+                for line in test.ground_truth.read_text().splitlines():
+                    row = json.loads(line)
+                    r = by_image[row["image"]]
+                    for d in row["defects"]:
+                        if not found(tuple(d["box"]), r.candidates):
+                            missed[d["type"]] = missed.get(d["type"], 0) + 1
+                rows.append({"surface": surface, "mode": mode, **rep.as_dict(), "missed_by_type": missed})
+                print(f"{surface:8} {mode:17} thr {thr:.3f}  AUROC {rep.image_auroc:.4f}  recall "
+                      f"{rep.defect_recall:.4f} ({rep.defects} defects, missed {missed})  good->VLM "
+                      f"{rep.good_sent_to_vlm:.1%}  false cand/good {rep.false_candidates_per_good:.3f}",
+                      flush=True)
     out = a.out / "eval-held-out.json"
     out.write_text(json.dumps({"model": det.model_id, "target_false_reject": a.target, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")

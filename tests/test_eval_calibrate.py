@@ -114,18 +114,19 @@ def test_calibration_reaches_its_target_and_the_line_uses_it(tmp_path, anomalib_
 
     from inspector.config import load_config
     from inspector.prefilter import ModelError, build_detector
-    from inspector.pipeline import product_thresholds
+    from inspector.pipeline import product_tuning
 
     cfg = load_config(anomalib_config)
     det = build_detector(cfg.detector)
-    assert product_thresholds(cfg, det) == {"disc": cal["threshold"]}
+    tuning = product_tuning(cfg, det)
+    assert tuning["disc"].threshold == cal["threshold"] and tuning["disc"].normal is None
     cfg.detector.threshold = 0.9  # explicit config wins over calibration
-    assert product_thresholds(cfg, det) == {"disc": 0.9}
+    assert product_tuning(cfg, det)["disc"].threshold == 0.9
     cfg.detector.threshold = None
     cal["detector_model"] = "another-model@123"
     (tmp_path / "cal" / "disc.yaml").write_text(yaml.safe_dump(cal))
     with pytest.raises(ModelError, match="was fitted for detector another-model@123.*calibrate thresholds"):
-        product_thresholds(cfg, det)
+        product_tuning(cfg, det)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -26,13 +26,15 @@ class Inspection:
 class Detector(Protocol):
     model_id: str
     threshold: float  # the model's own default; a product's calibration may override it
+    normal_spec: object | None  # set when the model can use per-product normal statistics
 
-    def inspect(self, image: np.ndarray, roi: Box | None = None,
-                threshold: float | None = None) -> Inspection:
-        """Score and candidates in pixels of `image` (BGR uint8); only `roi` is inspected."""
+    def inspect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+                normal=None) -> Inspection:
+        """Score and candidates in pixels of `image` (BGR uint8); only `roi` is inspected.
+        `normal`: the product's NormalStatistics, for a model that has a normal_spec."""
 
-    def detect(self, image: np.ndarray, roi: Box | None = None,
-               threshold: float | None = None) -> list[Candidate]:
+    def detect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+               normal=None) -> list[Candidate]:
         """The candidates of `inspect`."""
 
 

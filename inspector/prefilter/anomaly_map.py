@@ -17,9 +17,29 @@ from inspector.config import AnomalyMapDetectorConfig, DetectorConfig
 from inspector.messages import Box, Candidate
 from inspector.prefilter import Inspection, ModelError, register
 from inspector.prefilter.manifest import load_entry
+from inspector.prefilter.normal import NormalStatistics
 from inspector.prefilter.session import describe, open_session
 
 HYSTERESIS = 0.6
+# A distance from normal rises less steeply out of the good surface than a probability does:
+# growing blobs down to 0.6 x threshold there would swallow ordinary texture around a defect.
+HYSTERESIS_DISTANCE = 0.85
+
+
+@dataclass(frozen=True)
+class NormalSpec:
+    """A model's per-product normal statistics: its output and input names and feature groups
+    (models/manifest.json `normal_statistics`)."""
+
+    features: str
+    groups_output: str
+    distance: str
+    inputs: dict  # {"mean": name, "whiten": name, "scale": name}
+    groups: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.groups)
 
 
 @dataclass(frozen=True)
@@ -38,8 +58,10 @@ class Feed:
 
 class AnomalyMapDetector:
     def __init__(self, session, feed: Feed, *, model_id: str, label: str, threshold: float,
-                 min_area_px: int, max_candidates: int, map_output: str | None, source: str):
+                 min_area_px: int, max_candidates: int, map_output: str | None, source: str,
+                 normal: NormalSpec | None = None):
         self.session = session
+        self.normal_spec = normal
         self.feed = feed
         self.model_id = model_id
         self.label = label
@@ -53,6 +75,17 @@ class AnomalyMapDetector:
     def _check_io(self, map_output: str | None, source: str) -> None:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         f = self.feed
+        if self.normal_spec is not None:
+            ns = self.normal_spec
+            # Inputs with defaults are listed apart by onnxruntime.
+            have_in = {i.name for i in [*ins, *self.session.get_overridable_initializers()]}
+            have_out = {o.name for o in outs}
+            missing = ({*ns.inputs.values()} - have_in) | ({ns.features, ns.groups_output, ns.distance} - have_out)
+            if missing:
+                raise ModelError(f"{source}: the manifest's normal_statistics name {sorted(missing)}, "
+                                 f"which the model lacks; inputs: {describe(ins)}; outputs: {describe(outs)}")
+            ins = [i for i in ins if i.name not in ns.inputs.values()]
+            outs = [o for o in outs if o.name not in (ns.features, ns.groups_output, ns.distance)]
         want_dtype = "tensor(uint8)" if f.dtype == "uint8" else "tensor(float)"
         c_axis = 1 if f.layout == "NCHW" else 3
         shape_ok = len(ins) == 1 and len(ins[0].shape) == 4 and ins[0].shape[c_axis] == 3
@@ -100,22 +133,46 @@ class AnomalyMapDetector:
         x = x[None] if f.layout == "NHWC" else x.transpose(2, 0, 1)[None]
         return np.ascontiguousarray(x, np.float32), sx, sy
 
-    def anomaly_map(self, roi_img: np.ndarray):
-        """(map, cell width, cell height) with cells measured in ROI pixels."""
+    def anomaly_map(self, roi_img: np.ndarray, normal: NormalStatistics | None = None):
+        """(map, cell width, cell height) with cells measured in ROI pixels. With a product's
+        normal statistics the map is the distance from normal, else the model's own map."""
         x, sx, sy = self.tensor(roi_img)
-        amap = self.session.run([self.map_name], {self.input_name: x})[0]
+        amap = self._run(self.map_name if normal is None else self._need_normal().distance, x, normal)
         amap = amap.reshape(amap.shape[-2:])
         in_h, in_w = (x.shape[1], x.shape[2]) if self.feed.layout == "NHWC" else x.shape[2:]
         return amap, in_w / amap.shape[1] / sx, in_h / amap.shape[0] / sy
 
-    def inspect(self, image: np.ndarray, roi: Box | None = None,
-                threshold: float | None = None) -> Inspection:
+    def _run(self, output: str, x: np.ndarray, normal: NormalStatistics | None = None) -> np.ndarray:
+        feeds = {self.input_name: x}
+        if normal is not None:
+            feeds.update(normal.feeds(self._need_normal().inputs))
+        return self.session.run([output], feeds)[0]
+
+    def _need_normal(self) -> NormalSpec:
+        if self.normal_spec is None:
+            raise ValueError(f"detector {self.model_id} has no normal statistics (its manifest entry "
+                             f"names none)")
+        return self.normal_spec
+
+    def features(self, image: np.ndarray, roi: Box | None = None) -> np.ndarray:
+        """The feature map [1, D, h, w] that normal statistics are fitted on."""
+        x0, y0, x1, y1 = _roi(image, roi)
+        return self._run(self._need_normal().features, self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0])
+
+    def group_distances(self, image: np.ndarray, roi: Box | None, normal: NormalStatistics) -> np.ndarray:
+        """Each feature group's unscaled distance from `normal`, [1, G, h, w]."""
+        x0, y0, x1, y1 = _roi(image, roi)
+        x = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0]
+        return self._run(self._need_normal().groups_output, x, normal)
+
+    def inspect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+                normal: NormalStatistics | None = None) -> Inspection:
         thr = threshold or self.threshold
         x0, y0, x1, y1 = _roi(image, roi)
-        amap, cw, ch = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        amap, cw, ch = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]), normal)
         # Hysteresis: a blob is seeded where the map reaches the threshold and grown over the
         # surrounding region above HYSTERESIS x threshold, so a thin crack is boxed whole.
-        mask = (amap >= thr * HYSTERESIS).astype(np.uint8)
+        mask = (amap >= thr * (HYSTERESIS if normal is None else HYSTERESIS_DISTANCE)).astype(np.uint8)
         # Close small gaps so one crack or scratch becomes one candidate, not a string of beads.
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -142,9 +199,9 @@ class AnomalyMapDetector:
         cands.sort(key=lambda c: c.score, reverse=True)
         return Inspection(float(amap.max()), cands[: self.max_candidates])
 
-    def detect(self, image: np.ndarray, roi: Box | None = None,
-               threshold: float | None = None) -> list[Candidate]:
-        return self.inspect(image, roi, threshold).candidates
+    def detect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+               normal: NormalStatistics | None = None) -> list[Candidate]:
+        return self.inspect(image, roi, threshold, normal).candidates
 
 
 def _roi(image: np.ndarray, roi: Box | None) -> tuple[int, int, int, int]:
@@ -168,14 +225,21 @@ def default_detector(cfg: DetectorConfig) -> AnomalyMapDetector:
         raise ModelError(f"detector.model: {cfg.model} has sha256 {entry.sha256}, but "
                          f"detector.sha256 pins {cfg.sha256}")
     spec = entry.input
+    ns = entry.normal_statistics
+    try:
+        normal = None if not ns else NormalSpec(
+            ns["features"], ns["groups_output"], ns["distance"],
+            {k: ns[k] for k in ("mean", "whiten", "scale")}, tuple(int(g) for g in ns["groups"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"manifest {cfg.manifest}: normal_statistics of {cfg.model.name} lacks {e}") from None
     feed = Feed(layout=spec.get("layout", "NCHW"), dtype=spec.get("dtype", "float32"),
                 channels=spec.get("channels", "BGR"), max_side=spec.get("max_side"),
                 multiple=entry.output_stride)
     return AnomalyMapDetector(
         open_session(cfg.model), feed, model_id=f"{entry.name}@{entry.sha256[:12]}",
         label=entry.labels[0], threshold=cfg.threshold or entry.default_threshold,
-        min_area_px=cfg.min_area_px, max_candidates=cfg.max_candidates, map_output=None,
-        source=str(cfg.model))
+        min_area_px=cfg.min_area_px, max_candidates=cfg.max_candidates, map_output=entry.output_name,
+        source=str(cfg.model), normal=normal)
 
 
 @register("anomaly_map")

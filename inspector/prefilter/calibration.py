@@ -2,19 +2,25 @@
 
 `inspector calibrate thresholds` measures the detector's image score on good parts and picks the
 lowest threshold at which at most `target` of them would be sent on (false rejects at the
-pre-filter). The result is `calibration/<product>.yaml`; the pipeline uses it for that product's
-cameras unless `detector.threshold` is set explicitly.
+pre-filter). For a model with normal statistics (the bundled default) it first fits those on the
+same good parts (see normal.py), and the threshold is then on the distance from normal. The result
+is `calibration/<product>.yaml` (+ `<product>.normal.npz`); the pipeline uses it for that
+product's cameras (the threshold unless `detector.threshold` is set explicitly).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inspector.prefilter import normal
+from inspector.prefilter.normal import NormalStatistics
 
 
 class CalibrationError(Exception):
@@ -30,6 +36,16 @@ class Measured(BaseModel):
     image_auroc: float | None = None
 
 
+class NormalRef(BaseModel):
+    """Where a product's normal statistics are (next to the YAML) and what they were fit on."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str  # relative to the calibration directory
+    sha256: str
+    cells: int  # feature vectors (map cells) of good parts
+    scale: list[float]  # per feature group, also inside the file; here for a reader's eye
+
+
 class ProductCalibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     product: str
@@ -37,6 +53,7 @@ class ProductCalibration(BaseModel):
     threshold: float = Field(gt=0)
     target_false_reject: float = Field(ge=0, le=1)
     roi: tuple[int, int, int, int] | None = None
+    normal_statistics: NormalRef | None = None
     measured: Measured
     created: str = ""
 
@@ -56,9 +73,53 @@ def load(directory: Path, product: str) -> ProductCalibration | None:
                                f"`inspector calibrate thresholds --product {product}` again") from None
 
 
-def save(directory: Path, cal: ProductCalibration) -> Path:
+@dataclass(frozen=True)
+class Tuning:
+    """What the pipeline applies for one product: its threshold, and its normal statistics when
+    the detector has them."""
+
+    threshold: float
+    normal: NormalStatistics | None = None
+    source: str = ""
+
+
+def load_for(directory: Path, product: str, detector) -> Tuning | None:
+    """The product's calibration, checked against this detector; None when there is none."""
+    c = load(directory, product)
+    if c is None:
+        return None
+    where = path_for(directory, product)
+    if c.detector_model != detector.model_id:
+        raise CalibrationError(
+            f"calibration {where} was fitted for detector {c.detector_model}, but the detector is "
+            f"{detector.model_id}: run `inspector calibrate thresholds --product {product}` again, "
+            f"delete the file, or set calibration_dir to another folder")
+    stats = None
+    if c.normal_statistics is not None:
+        spec = detector.normal_spec
+        if spec is None:  # cannot happen with a matching model id, unless the manifest changed
+            raise CalibrationError(f"calibration {where} has normal statistics, but detector "
+                                   f"{detector.model_id} takes none")
+        try:
+            stats = normal.load(Path(directory) / c.normal_statistics.file, c.normal_statistics.sha256,
+                                spec.size, len(spec.groups))
+        except ValueError as e:
+            raise CalibrationError(f"calibration {where}: {e}; run `inspector calibrate thresholds "
+                                   f"--product {product}` again") from None
+    return Tuning(c.threshold, stats, str(where))
+
+
+def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | None = None) -> Path:
+    """Write the YAML (and the statistics beside it) atomically, the YAML last."""
     p = path_for(directory, cal.product)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if stats is not None:
+        npz = p.with_name(f"{cal.product}.normal.npz")
+        digest = normal.save(npz, stats)
+        cal.normal_statistics = NormalRef(file=npz.name, sha256=digest, cells=stats.cells,
+                                          scale=[round(float(v), 6) for v in stats.scale])
+    elif cal.normal_statistics is None:
+        p.with_name(f"{cal.product}.normal.npz").unlink(missing_ok=True)  # a stale one from an older fit
     cal.created = cal.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
     tmp = p.with_suffix(".tmp")
     tmp.write_text("# written by `inspector calibrate thresholds`; fit on golden samples\n"
@@ -76,3 +137,88 @@ def fit_threshold(good_scores, target: float) -> float:
     if k >= len(s):
         return float(s[-1])
     return float(np.nextafter(s[k], np.inf))  # just above the (k+1)-th highest good score
+
+
+MIN_GOOD_FOR_STATISTICS = 12  # fewer good parts than this cannot say what normal is
+FOLDS = 3
+
+
+@dataclass
+class Fitted:
+    """One way of calibrating a product, measured: `stats` None means the model's own map."""
+
+    stats: NormalStatistics | None
+    threshold: float
+    good: list  # evaluate.ImageResult at the threshold; out-of-fold with statistics
+    bad: list
+    unreadable: list[str]
+
+    def measured(self) -> Measured:
+        from inspector.prefilter.metrics import roc_auc
+
+        frr = float(np.mean([bool(r.candidates) for r in self.good]))
+        if not self.bad:
+            return Measured(good_images=len(self.good), false_reject_rate=frr)
+        scores = [r.score for r in self.good + self.bad]
+        return Measured(good_images=len(self.good), false_reject_rate=frr, bad_images=len(self.bad),
+                        bad_recall=float(np.mean([bool(r.candidates) for r in self.bad])),
+                        image_auroc=roc_auc(scores, [False] * len(self.good) + [True] * len(self.bad)))
+
+
+def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statistics: bool,
+        progress=None) -> Fitted:
+    """Fit the threshold (after the normal statistics, when asked and the model has them).
+
+    With statistics, each good part is scored by statistics fitted on the *other* good parts
+    (FOLDS-fold): scored by statistics that saw it, a good part looks more normal than a new one
+    will, and the threshold would send more new good parts on than the target allows. The
+    statistics kept are then fitted on all good parts."""
+    from inspector.prefilter.evaluate import Labelled, run
+    from inspector.prefilter.normal import fit_on
+
+    goods = [Labelled(p, []) for p in good]
+    stats = None
+    if statistics and detector.normal_spec is not None:
+        if len(good) < MIN_GOOD_FOR_STATISTICS:
+            raise CalibrationError(f"{len(good)} good parts are too few to fit normal statistics on "
+                                   f"(at least {MIN_GOOD_FOR_STATISTICS}); give more, or --no-statistics")
+        try:
+            stats = fit_on(detector, good, roi, progress)
+        except ValueError as e:
+            raise CalibrationError(f"normal statistics: {e}") from None
+    if stats is None:
+        scored, unreadable = run(detector, goods, roi, detector.threshold, "scoring good parts")
+        folds = [(None, scored)]
+    else:
+        folds, unreadable = [], []
+        for k in range(FOLDS):
+            others = [p for i, p in enumerate(good) if i % FOLDS != k]
+            try:
+                st = fit_on(detector, others, roi)
+            except ValueError as e:
+                raise CalibrationError(f"normal statistics: {e}") from None
+            res, unr = run(detector, goods[k::FOLDS], roi, detector.threshold, f"scoring good parts ({k + 1}/{FOLDS})", st)
+            folds.append((st, res))
+            unreadable += unr
+    scores = [r.score for _, res in folds for r in res]
+    if not scores:
+        raise CalibrationError(f"no usable good image ({'; '.join(unreadable[:3])})")
+    thr = fit_threshold(scores, target)
+    good_res = []
+    for st, res in folds:
+        good_res += run(detector, [Labelled(r.path, []) for r in res], roi, thr, "checking the threshold",
+                        st if stats is not None else None)[0]
+    bad_res, bad_unreadable = (run(detector, [Labelled(p, []) for p in bad], roi, thr, "checking bad parts", stats)
+                               if bad else ([], []))
+    return Fitted(stats, thr, good_res, bad_res, unreadable + bad_unreadable)
+
+
+def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None) -> tuple[Fitted, list[Fitted]]:
+    """With bad parts and a model that has statistics, both ways are fitted and the one that
+    flags more bad parts at the target is kept (then the higher AUROC): a product that is really
+    several surfaces may be described badly by one set of statistics."""
+    fits = [fit(detector, good, bad, roi, target, statistics, progress)]
+    if fits[0].stats is not None and bad:
+        fits.append(fit(detector, good, bad, roi, target, False, progress))
+    best = max(fits, key=lambda f: (f.measured().bad_recall or 0, f.measured().image_auroc or 0))
+    return best, fits

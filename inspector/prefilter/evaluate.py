@@ -92,7 +92,8 @@ def progress(i: int, n: int, what: str) -> None:
     sys.stderr.flush()
 
 
-def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what: str = "eval"):
+def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what: str = "eval",
+        normal=None):
     results, unreadable = [], []
     for i, it in enumerate(items, 1):
         img = cv2.imread(str(it.path), cv2.IMREAD_COLOR)
@@ -100,7 +101,7 @@ def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what
             unreadable.append(f"{it.path}: not a readable image")
         else:
             try:
-                ins = detector.inspect(img, roi, threshold)
+                ins = detector.inspect(img, roi, threshold, normal)
             except ValueError as e:  # e.g. an ROI that does not fit this image
                 unreadable.append(f"{it.path}: {e}")
             else:

@@ -21,6 +21,8 @@ class ModelEntry:
     output_stride: int
     version: str
     input: dict  # how the model wants its image: layout, dtype, channels, scale, max_side
+    output_name: str | None = None
+    normal_statistics: dict | None = None  # outputs/inputs for per-product normal statistics
 
 
 def sha256_of(path: Path) -> str:
@@ -56,7 +58,8 @@ def load_entry(manifest: Path, model: Path) -> ModelEntry:
             name=entry["name"], path=model, sha256=actual, kind=entry["kind"],
             labels=tuple(entry["labels"]), default_threshold=float(entry["default_threshold"]),
             output_stride=int(entry["output"]["stride"]), version=str(entry.get("version", "")),
-            input=dict(entry.get("input", {})),
+            input=dict(entry.get("input", {})), output_name=entry["output"].get("name"),
+            normal_statistics=entry.get("normal_statistics"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"manifest {manifest} entry for {model.name} lacks a valid field: {e}") from None

@@ -113,8 +113,12 @@ class YoloDetector:
         x = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) * (1 / 255.0)
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), lb
 
-    def inspect(self, image: np.ndarray, roi: Box | None = None,
-                threshold: float | None = None) -> Inspection:
+    normal_spec = None  # a detection head has no per-product normal statistics
+
+    def inspect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+                normal=None) -> Inspection:
+        if normal is not None:
+            raise ValueError(f"detector {self.model_id} takes no normal statistics")
         x0, y0, x1, y1 = _roi(image, roi)
         x, lb = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))
         pred = self.session.run([self.output_name], {self.input_name: x})[0][0]  # [4+nc, N]
@@ -146,6 +150,6 @@ class YoloDetector:
         cands.sort(key=lambda c: c.score, reverse=True)
         return Inspection(image_score, cands[: self.max_candidates])
 
-    def detect(self, image: np.ndarray, roi: Box | None = None,
-               threshold: float | None = None) -> list[Candidate]:
-        return self.inspect(image, roi, threshold).candidates
+    def detect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
+               normal=None) -> list[Candidate]:
+        return self.inspect(image, roi, threshold, normal).candidates

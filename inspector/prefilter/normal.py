@@ -1,0 +1,145 @@
+"""Per-product normal statistics: what a good part's surface looks like to the detector.
+
+A model that has them (the bundled default: manifest `normal_statistics`) outputs a feature
+vector per map cell; the statistics are the mean and a whitening matrix of those vectors over a
+product's good parts, fitted by `inspector calibrate thresholds` and fed back to the model, which
+then scores each cell by its distance from normal. They live next to the product's calibration
+YAML as `<product>.normal.npz` (a few tens of KiB of numbers do not belong in YAML).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Shrinks the covariance towards its mean variance: a feature that never varies on the golden
+# samples (the chroma of a grey part) must not turn camera noise into an infinite distance.
+SHRINK = 1e-3
+# A feature group's distance is divided by what this share of good cells stays under.
+SCALE_QUANTILE = 0.999
+
+
+@dataclass(frozen=True)
+class NormalStatistics:
+    mean: np.ndarray  # [D] float32
+    whiten: np.ndarray  # [D, D] float32: z = whiten @ (f - mean) has unit covariance on good parts
+    scale: np.ndarray  # [G] float32: each feature group's distance that good parts reach (1 in 1000 cells)
+    cells: int = 0  # feature vectors they were fitted on
+
+    def feeds(self, names: dict[str, str]) -> dict[str, np.ndarray]:
+        return {names["mean"]: self.mean, names["whiten"]: self.whiten, names["scale"]: self.scale}
+
+    def scaled(self, group_maps) -> "NormalStatistics":
+        """The same statistics with `scale` measured on distance maps [1, G, h, w] of good parts."""
+        vals = np.concatenate([np.asarray(m, np.float32).reshape(m.shape[1], -1) for m in group_maps], axis=1)
+        scale = np.quantile(vals, SCALE_QUANTILE, axis=1).astype(np.float32).clip(min=1e-6)
+        return NormalStatistics(self.mean, self.whiten, scale, self.cells)
+
+
+class NormalFit:
+    """Running mean and covariance of feature maps [1, D, h, w], in float64."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.s1: np.ndarray | None = None
+        self.s2: np.ndarray | None = None
+
+    def add(self, features: np.ndarray) -> None:
+        f = np.asarray(features, np.float64).reshape(features.shape[1], -1)
+        if self.s1 is None:
+            self.s1, self.s2 = np.zeros(f.shape[0]), np.zeros((f.shape[0], f.shape[0]))
+        if f.shape[0] != self.s1.shape[0]:
+            raise ValueError(f"feature size changed from {self.s1.shape[0]} to {f.shape[0]}")
+        self.n += f.shape[1]
+        self.s1 += f.sum(axis=1)
+        self.s2 += f @ f.T
+
+    def result(self, groups: list[int]) -> NormalStatistics:
+        """Whitening per feature group (block diagonal): each group's distance is its own."""
+        if self.n < 2 or self.s1 is None:
+            raise ValueError("no feature vectors to fit normal statistics on")
+        if sum(groups) != len(self.s1):
+            raise ValueError(f"feature groups {groups} do not add up to {len(self.s1)} features")
+        mean = self.s1 / self.n
+        cov = (self.s2 - self.n * np.outer(mean, mean)) / (self.n - 1)
+        whiten = np.zeros_like(cov)
+        at = 0
+        for size in groups:
+            c = cov[at:at + size, at:at + size]
+            c = c + (SHRINK * float(np.mean(np.diag(c))) + 1e-9) * np.eye(size)
+            vals, vecs = np.linalg.eigh(c)
+            whiten[at:at + size, at:at + size] = (vecs * vals.clip(min=1e-12) ** -0.5) @ vecs.T  # c^-1/2
+            at += size
+        return NormalStatistics(mean.astype(np.float32), whiten.astype(np.float32),
+                                np.ones(len(groups), np.float32), self.n)
+
+
+def save(path: Path, stats: NormalStatistics) -> str:
+    """Write atomically; returns the file's sha256 (the YAML records it)."""
+    buf = io.BytesIO()
+    np.savez(buf, mean=stats.mean, whiten=stats.whiten, scale=stats.scale, cells=np.int64(stats.cells))
+    data = buf.getvalue()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load(path: Path, sha256: str | None = None, size: int | None = None,
+         groups: int | None = None) -> NormalStatistics:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"normal statistics {path}: {e.strerror or e}") from None
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"normal statistics {path} do not match the sha256 in the calibration file "
+                         f"(changed or copied from another product)")
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            mean, whiten = z["mean"].astype(np.float32), z["whiten"].astype(np.float32)
+            scale, cells = z["scale"].astype(np.float32), int(z["cells"])
+    except (ValueError, KeyError, OSError) as e:
+        raise ValueError(f"normal statistics {path} are not readable ({e})") from None
+    d = mean.shape[0] if mean.ndim == 1 else -1
+    if (d < 1 or whiten.shape != (d, d) or (size is not None and d != size) or scale.ndim != 1
+            or (groups is not None and scale.shape[0] != groups)):
+        raise ValueError(f"normal statistics {path}: mean {mean.shape} / whiten {whiten.shape} / scale "
+                         f"{scale.shape} do not fit a model with {size} features in {groups} groups")
+    if not all(np.isfinite(a).all() for a in (mean, whiten, scale)) or (scale <= 0).any():
+        raise ValueError(f"normal statistics {path} contain NaN, infinity or a scale <= 0")
+    return NormalStatistics(mean, whiten, scale, cells)
+
+
+def fit_on(detector, images, roi, progress=None) -> NormalStatistics:
+    """Fit `detector`'s normal statistics on good images (paths or BGR arrays). Unreadable images
+    and ones the ROI does not fit are skipped here: scoring the same images reports them."""
+    import cv2
+
+    def frames(what: str):
+        for i, im in enumerate(images, 1):
+            img = im if isinstance(im, np.ndarray) else cv2.imread(str(im), cv2.IMREAD_COLOR)
+            if img is not None:
+                yield img
+            if progress:
+                progress(i, len(images), what)
+
+    fit = NormalFit()
+    for img in frames("fitting normal statistics"):
+        try:
+            fit.add(detector.features(img, roi))
+        except ValueError:
+            continue
+    first = fit.result(list(detector.normal_spec.groups))
+    maps = []
+    for img in frames("scaling normal statistics"):
+        try:
+            maps.append(detector.group_distances(img, roi, first))
+        except ValueError:
+            continue
+    return first.scaled(maps)
