@@ -10,8 +10,10 @@ map cell's feature vector over the golden samples, and the detector then scores 
 its Mahalanobis distance from them (as PaDiM does, one Gaussian for the whole surface because a
 product's surface texture is stationary, not one per position).
 
-The feature vector (74 per cell, on the same stride-4 grid as the probability map):
-- the network's own 32 features and the same minus the image's mean (what its head sees);
+The feature vector (42 per cell, on the same stride-4 grid as the probability map):
+- the network's own 32 features (not the "minus the image's mean" copy its head also sees: that
+  copy differs from them only by a per-image constant, whose tiny spread over a few golden
+  samples would make one odd spot anywhere light up the whole frame);
 - 10 hand-made ones that a texture's normal range is easy to state in: opponent colour (lightness
   and two chroma axes) at two scales, local lightness spread at two scales, edge strength and a
   difference of Gaussians. They catch what the network was never taught to see (a colour shift).
@@ -62,7 +64,7 @@ def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
     first_conv = next(n for n in g.node if n.op_type == "Conv")
     x01 = first_conv.input[0]  # float NCHW BGR in 0..1, as the network sees it
     concat = next(n for n in g.node if n.op_type == "Concat")
-    f_net, g_net = concat.input[0], concat.input[1]
+    f_net = concat.input[0]
     nodes, inits = [], []
 
     def const(name, arr):
@@ -106,10 +108,10 @@ def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
     g2 = node("ReduceSum", [node("Mul", [gxy, gxy]), "nh/ax1"], keepdims=1)
     edge = blur(node("AveragePool", [node("Sqrt", [g2])], **pool), 1, 0.5)
     dog = node("Sub", [p_l, blur(p_l, 1, 1.0)])
-    feats = node("Concat", [f_net, g_net, *hand, node("Mul", [edge, const("nh/q", np.float32(0.25))]), dog],
+    feats = node("Concat", [f_net, *hand, node("Mul", [edge, const("nh/q", np.float32(0.25))]), dog],
                  [FEATURES], axis=1)
 
-    n_net = _channels(m, f_net) * 2
+    n_net = _channels(m, f_net)
     n_feat = n_net + HAND
     groups = np.zeros((2, n_feat, 1, 1), np.float32)  # which features make up each distance
     groups[0, :n_net], groups[1, n_net:] = 1.0, 1.0
@@ -125,8 +127,8 @@ def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
     centred = node("Sub", [feats, node("Reshape", [MEAN, const("nh/shape_mu", np.array([1, -1, 1, 1], np.int64))])])
     z = node("Conv", [centred, node("Reshape", [WHITEN, const("nh/shape_w", np.array([n_feat, n_feat, 1, 1], np.int64))])])
     # Two distances, the network's features and the hand-made ones, each scaled by what it
-    # reaches on good parts, then the larger: a colour shift that is far out in 2 of 74
-    # dimensions must not drown in the other 72.
+    # reaches on good parts, then the larger: a colour shift that is far out in 2 of 42
+    # dimensions must not drown in the other 40.
     d = node("Sqrt", [node("Conv", [node("Mul", [z, z]), const("nh/groups", groups)])], [GROUPS])
     scaled = node("Div", [d, node("Reshape", [SCALE, const("nh/shape_s", np.array([1, 2, 1, 1], np.int64))])])
     worst = node("ReduceMax", [scaled], axes=[1], keepdims=1)
@@ -195,7 +197,7 @@ def main() -> int:
     if any(o.name == FEATURES for o in base.graph.output):  # re-run: start from the trained part
         base = strip_head(base)
     probe = add_head(base)
-    n_net = _channels(base, next(n for n in base.graph.node if n.op_type == "Concat").input[0]) * 2
+    n_net = _channels(base, next(n for n in base.graph.node if n.op_type == "Concat").input[0])
     groups = [n_net, HAND]
     stats = generic_statistics(probe.SerializeToString(), groups, a.frames, a.seed)
     final = add_head(base, stats.mean, stats.whiten, stats.scale)

@@ -16,6 +16,7 @@ place is for this part), which is what lets it generalise to surfaces it never s
 uint8 BGR NHWC, so the caller does no per-pixel work; the output is a probability map in 0..1.
 
 Everything is seeded; the recipe (surfaces, defects, sizes, steps) is written into the manifest.
+At the end, models/normal_head.py adds the per-product normal-statistics outputs.
 """
 
 from __future__ import annotations
@@ -226,6 +227,12 @@ def export(model, a, seconds: float) -> None:
     doc["models"] = [m for m in doc["models"] if m["name"] != entry["name"]] + [entry]
     manifest_path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha[:12]}) in {seconds:.0f} s")
+    # The per-product normal-statistics head is added to the trained network (and its manifest
+    # entry updated) by its own script, which can also be re-run alone on an exported model.
+    from models import normal_head
+
+    sys.argv = [sys.argv[0], "--model", str(out), "--manifest", str(manifest_path)]
+    normal_head.main()
 
 
 if __name__ == "__main__":

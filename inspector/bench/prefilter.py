@@ -35,39 +35,59 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _measure(det, imgs, normal, rounds: int) -> tuple[float, float]:
+    """Median seconds per frame of (the whole stage, bare session.run of the same output)."""
+    tensors = [det.tensor(i)[0] for i in imgs]
+    name = det.session.get_inputs()[0].name
+    out = [det.map_name if normal is None else det.normal_spec.distance]
+    extra = {} if normal is None else normal.feeds(det.normal_spec.inputs)
+    det.inspect(imgs[0], normal=normal)  # warm-up
+    stage, bare = [], []
+    for _ in range(rounds):  # interleaved rounds, so drift hits both cases alike
+        t = time.perf_counter()
+        for i in imgs:
+            det.inspect(i, normal=normal)
+        stage.append((time.perf_counter() - t) / len(imgs))
+        t = time.perf_counter()
+        for x in tensors:
+            det.session.run(out, {name: x, **extra})
+        bare.append((time.perf_counter() - t) / len(imgs))
+    return statistics.median(stage), statistics.median(bare)
+
+
+def _row(s: float, b: float) -> dict:
+    return {"stage_ms": round(s * 1000, 2), "stage_fps": round(1 / s, 1),
+            "session_run_ms": round(b * 1000, 2), "session_run_fps": round(1 / b, 1),
+            "ratio": round(s / b, 3), "outside_session_run": round(1 - b / s, 3)}
+
+
+def _print(title: str, r: dict) -> None:
+    print(f"  {title}")
+    print(f"    whole stage (preprocess + run + postprocess) {r['stage_ms']:8.2f} ms  {r['stage_fps']:7.1f} frames/s")
+    print(f"    bare session.run on pre-made tensors        {r['session_run_ms']:8.2f} ms  {r['session_run_fps']:7.1f} frames/s")
+    print(f"    ratio stage / bare {r['ratio']:.3f}: {r['outside_session_run']:.1%} of the stage is "
+          f"outside session.run")
+
+
 def main(detector_cfg, frames: int = 20, as_json: bool = False, rounds: int = 5) -> int:
     from inspector.prefilter import build_detector
 
     det = build_detector(detector_cfg)
     imgs = globals()["frames"](max(4, frames))
     rss0 = _peak_mib()
-    tensors = [det.tensor(i)[0] for i in imgs]
-    sess, name = det.session, det.session.get_inputs()[0].name
-    out = [det.session.get_outputs()[0].name]
-    det.inspect(imgs[0])  # warm-up
-    stage, bare = [], []
-    for _ in range(rounds):  # interleaved rounds, so drift hits both cases alike
-        t = time.perf_counter()
-        for i in imgs:
-            det.inspect(i)
-        stage.append((time.perf_counter() - t) / len(imgs))
-        t = time.perf_counter()
-        for x in tensors:
-            sess.run(out, {name: x})
-        bare.append((time.perf_counter() - t) / len(imgs))
-    s, b = statistics.median(stage), statistics.median(bare)
     res = {"bench": "prefilter", "model": det.model_id, "frame": [W, H], "frames": len(imgs),
-           "rounds": rounds, "input": list(tensors[0].shape),
-           "stage_ms": round(s * 1000, 2), "stage_fps": round(1 / s, 1),
-           "session_run_ms": round(b * 1000, 2), "session_run_fps": round(1 / b, 1),
-           "ratio": round(s / b, 3), "outside_session_run": round(1 - b / s, 3),
-           "peak_rss_mib": round(_peak_mib(), 1), "rss_before_runs_mib": round(rss0, 1)}
+           "rounds": rounds, "input": list(det.tensor(imgs[0])[0].shape),
+           **_row(*_measure(det, imgs, None, rounds))}
     print(f"prefilter bench: {det.model_id}, {W}x{H} frames ({len(imgs)} distinct, median of "
           f"{rounds} rounds), model input {res['input']}")
-    print(f"  whole stage (preprocess + run + postprocess) {res['stage_ms']:8.2f} ms  {res['stage_fps']:7.1f} frames/s")
-    print(f"  bare session.run on pre-made tensors        {res['session_run_ms']:8.2f} ms  {res['session_run_fps']:7.1f} frames/s")
-    print(f"  ratio stage / bare {res['ratio']:.3f}: {res['outside_session_run']:.1%} of the stage is "
-          f"outside session.run")
+    _print("the model's map", res)
+    if det.normal_spec is not None:
+        # A product calibrated with normal statistics: the distance map is what runs per frame.
+        from inspector.prefilter.normal import fit_on
+
+        res["normal_statistics"] = _row(*_measure(det, imgs, fit_on(det, imgs, None), rounds))
+        _print("with a product's normal statistics (distance from normal)", res["normal_statistics"])
+    res.update(peak_rss_mib=round(_peak_mib(), 1), rss_before_runs_mib=round(rss0, 1))
     print(f"  peak memory (max RSS) {res['peak_rss_mib']:.0f} MiB")
     if as_json:
         print(json.dumps(res))

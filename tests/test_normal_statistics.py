@@ -1,0 +1,186 @@
+"""Per-product normal statistics: the fit, the in-graph distance, calibration and its use by the line."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from inspector.config import DetectorConfig
+from inspector.demo.defects import PAINTERS
+from inspector.demo.line import ROI, generate
+from inspector.prefilter import ModelError, build_detector
+from inspector.prefilter import calibration as cal
+from inspector.prefilter import normal
+from inspector.prefilter.normal import NormalFit
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def det():
+    return build_detector(DetectorConfig())
+
+
+@pytest.fixture(scope="module")
+def gravel(tmp_path_factory):
+    """A product the default model never saw in training: 24 good parts, 12 defective ones."""
+    root = tmp_path_factory.mktemp("gravel")
+    good = generate(root / "good", 24, seed=41, defect_rate=0.0, surfaces=["gravel"], defects=list(PAINTERS))
+    bad = generate(root / "bad", 12, seed=42, defect_rate=1.0, surfaces=["gravel"], defects=list(PAINTERS))
+    return good, bad
+
+
+def test_whitening_is_per_group_and_gives_unit_covariance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    x = rng.normal(size=(5, 4000))
+    x[:3] = a @ x[:3] + 5.0  # correlated, shifted first group
+    x[3:] *= np.array([[0.5], [3.0]])
+    fit = NormalFit()
+    for part in np.split(x, 4, axis=1):
+        fit.add(part.reshape(1, 5, 40, 25))
+    st = fit.result([3, 2])
+    z = st.whiten.astype(np.float64) @ (x - st.mean[:, None])
+    cov = np.cov(z)  # across groups only sampling noise remains: they are whitened apart
+    assert np.allclose(cov[:3, :3], np.eye(3), atol=0.01) and np.allclose(cov[3:, 3:], np.eye(2), atol=0.03)
+    assert np.all(st.whiten[:3, 3:] == 0) and np.all(st.whiten[3:, :3] == 0)
+    with pytest.raises(ValueError, match="do not add up to 5"):
+        fit.result([3, 3])
+
+
+def test_a_feature_that_never_varies_gets_a_bounded_gain():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 4000))
+    x[1] *= 1e-4  # e.g. the chroma of a grey part: noise only
+    fit = NormalFit()
+    fit.add(x.reshape(1, 2, 40, 100))
+    st = fit.result([2])
+    # A shift of 0.1 in it (a faint stain) is far out, but not 1000 sigma as raw whitening says.
+    d = np.linalg.norm(st.whiten @ np.array([0.0, 0.1]))
+    assert 2.0 < d < 10.0
+
+
+def test_scale_is_what_good_cells_reach_once_in_a_thousand():
+    st = normal.NormalStatistics(np.zeros(2, np.float32), np.eye(2, dtype=np.float32), np.ones(2, np.float32))
+    maps = [np.stack([np.full((10, 100), 2.0), np.arange(1000.0).reshape(10, 100)])[None]]
+    s = st.scaled(maps)
+    assert s.scale[0] == pytest.approx(2.0)
+    assert s.scale[1] == pytest.approx(np.quantile(np.arange(1000.0), normal.SCALE_QUANTILE))
+
+
+def test_the_graph_distance_is_the_scaled_mahalanobis_distance(det, gravel):
+    good, _ = gravel
+    frames = [cv2.imread(str(p)) for p in sorted(good.frames_dir.glob("*.png"))[:6]]
+    st = normal.fit_on(det, frames, ROI)
+    img = frames[0].copy()
+    cv2.circle(img, (300, 240), 12, (0, 0, 200), -1)  # something far from normal
+    f = det.features(img, ROI)[0].astype(np.float64)
+    z = st.whiten.astype(np.float64) @ (f.reshape(len(f), -1) - st.mean[:, None])
+    groups = det.normal_spec.groups
+    d = [np.sqrt((z[sum(groups[:k]):sum(groups[:k + 1])] ** 2).sum(0)) / st.scale[k] for k in range(len(groups))]
+    worst = np.max(d, axis=0).reshape(f.shape[1:]).astype(np.float32)
+    expected = cv2.GaussianBlur(worst, (9, 9), 1.5, borderType=cv2.BORDER_REFLECT_101)  # 3 sigma
+    got, _, _ = det.anomaly_map(np.ascontiguousarray(img[ROI[1]:ROI[3], ROI[0]:ROI[2]]), st)
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=1e-3, atol=1e-3)
+    assert got.max() > 3 * np.median(got)  # the red disc stands out
+
+
+def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surface(tmp_path, gravel):
+    good, bad = gravel
+    p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
+                "--bad", str(bad.frames_dir), "--target", "0.1", "--out-dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    lines = {ln.split(":")[0].strip(): ln for ln in p.stdout.splitlines()}
+    flagged = {k: float(lines[k].split("flagged ")[1].split("%")[0]) for k in ("distance from normal", "model map")}
+    assert flagged["distance from normal"] > flagged["model map"]
+    doc = yaml.safe_load((tmp_path / "demo-tile.yaml").read_text())
+    ref = doc["normal_statistics"]
+    assert ref["file"] == "demo-tile.normal.npz" and (tmp_path / ref["file"]).is_file()
+    assert doc["measured"]["false_reject_rate"] <= 0.1
+    assert doc["measured"]["bad_recall"] == pytest.approx(flagged["distance from normal"] / 100, abs=1e-3)
+    assert "each scored by statistics fitted on the others" in p.stdout
+
+    from inspector.config import load_config
+    from inspector.pipeline import product_tuning
+
+    cfg = load_config(None)
+    cfg.calibration_dir = tmp_path
+    det = build_detector(cfg.detector)
+    t = product_tuning(cfg, det)["demo-tile"]
+    assert t.threshold == doc["threshold"] and t.normal is not None
+    assert list(np.round(t.normal.scale, 6)) == pytest.approx(ref["scale"])
+    # The line's detection with these statistics finds what the model map alone misses.
+    img = cv2.imread(str(sorted(bad.frames_dir.glob("*.png"))[0]))
+    assert det.detect(img, ROI, t.threshold, t.normal)
+
+    # Refitted without statistics: the statistics file goes with them.
+    p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
+                "--target", "0.1", "--out-dir", str(tmp_path), "--no-statistics")
+    assert p.returncode == 0, p.stderr
+    assert not (tmp_path / "demo-tile.normal.npz").exists()
+    assert yaml.safe_load((tmp_path / "demo-tile.yaml").read_text())["normal_statistics"] is None
+    assert product_tuning(cfg, det)["demo-tile"].normal is None
+
+
+def _calibrated(tmp_path, det, gravel):
+    good, _ = gravel
+    fitted = cal.fit(det, sorted(good.frames_dir.glob("*.png")), [], ROI, 0.1, True)
+    c = cal.ProductCalibration(product="p", detector_model=det.model_id, threshold=fitted.threshold,
+                               target_false_reject=0.1, measured=fitted.measured())
+    cal.save(tmp_path, c, fitted.stats)
+    return fitted
+
+
+def test_changed_or_misfit_statistics_are_refused_naming_the_file(tmp_path, det, gravel):
+    fitted = _calibrated(tmp_path, det, gravel)
+    loaded = cal.load_for(tmp_path, "p", det).normal
+    assert np.array_equal(loaded.whiten, fitted.stats.whiten) and np.array_equal(loaded.scale, fitted.stats.scale)
+    npz = tmp_path / "p.normal.npz"
+    data = bytearray(npz.read_bytes())
+    data[-20] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(cal.CalibrationError, match="p.normal.npz do not match the sha256.*calibrate thresholds"):
+        cal.load_for(tmp_path, "p", det)
+    npz.unlink()
+    with pytest.raises(cal.CalibrationError, match="p.normal.npz"):
+        cal.load_for(tmp_path, "p", det)
+    # Statistics of the right form but another size (fitted for another model), sha256 updated.
+    small = normal.NormalStatistics(np.zeros(3, np.float32), np.eye(3, dtype=np.float32), np.ones(2, np.float32))
+    doc = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    doc["normal_statistics"]["sha256"] = normal.save(npz, small)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(cal.CalibrationError, match="do not fit a model with 42 features"):
+        cal.load_for(tmp_path, "p", det)
+
+
+def test_too_few_good_parts_for_statistics_is_a_clear_error(tmp_path, det, gravel):
+    good, _ = gravel
+    with pytest.raises(cal.CalibrationError, match="5 good parts are too few.*--no-statistics"):
+        cal.fit(det, sorted(good.frames_dir.glob("*.png"))[:5], [], ROI, 0.1, True)
+
+
+def test_manifest_naming_missing_statistics_io_is_refused(tmp_path):
+    import json
+
+    model = tmp_path / "default-anomaly.onnx"
+    shutil.copy(DetectorConfig().model, model)
+    man = json.loads(DetectorConfig().manifest.read_text())
+    man["models"][0]["normal_statistics"]["whiten"] = "whitening_matrix"
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelError, match=r"normal_statistics name \['whitening_matrix'\], which the model lacks"):
+        build_detector(DetectorConfig(model=model, manifest=tmp_path / "manifest.json"))
+
+
+def test_committed_model_is_what_the_head_script_builds():
+    """models/normal_head.py on the trained network reproduces the committed model byte for byte
+    (so the head, its defaults and the manifest's sha256 cannot drift apart silently)."""
+    import onnx
+
+    from models.normal_head import add_head, strip_head
+
+    committed = onnx.load(str(DetectorConfig().model))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in committed.graph.initializer}
+    rebuilt = add_head(strip_head(committed), inits["normal_mean"], inits["normal_whiten"], inits["normal_scale"])
+    assert rebuilt.SerializeToString() == committed.SerializeToString()
