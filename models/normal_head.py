@@ -89,10 +89,13 @@ def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
     opp_w = np.array([[1 / 3, 1 / 3, 1 / 3],  # lightness (B, G, R in)
                       [0.0, -1.0, 1.0],  # red - green
                       [-1.0, 0.5, 0.5]], np.float32) * s  # yellow - blue
-    opp = node("Conv", [x01, const("nh/opp_w", opp_w.reshape(3, 3, 1, 1))])
+    # Everything per-pixel runs at half resolution: at full resolution these few cheap-looking
+    # ops cost 4x the whole network (memory traffic, not arithmetic).
+    half = dict(kernel_shape=[2, 2], strides=[2, 2])
+    opp = node("Conv", [node("AveragePool", [x01], **half), const("nh/opp_w", opp_w.reshape(3, 3, 1, 1))])
     lum = node("Slice", [opp, const("nh/s0", np.array([0], np.int64)), const("nh/s1", np.array([1], np.int64)),
                          const("nh/ax1", np.array([1], np.int64))])
-    pool = dict(kernel_shape=[STRIDE, STRIDE], strides=[STRIDE, STRIDE])
+    pool = dict(kernel_shape=[STRIDE // 2, STRIDE // 2], strides=[STRIDE // 2, STRIDE // 2])
     p_opp = node("AveragePool", [opp], **pool)
     p_l = node("Slice", [p_opp, "nh/s0", "nh/s1", "nh/ax1"])
     p_l2 = node("AveragePool", [node("Mul", [lum, lum])], **pool)

@@ -75,15 +75,9 @@ class AnomalyMapDetector:
     def _check_io(self, map_output: str | None, source: str) -> None:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         f = self.feed
-        if self.normal_spec is not None:
-            ns = self.normal_spec
-            # Inputs with defaults are listed apart by onnxruntime.
-            have_in = {i.name for i in [*ins, *self.session.get_overridable_initializers()]}
-            have_out = {o.name for o in outs}
-            missing = ({*ns.inputs.values()} - have_in) | ({ns.features, ns.groups_output, ns.distance} - have_out)
-            if missing:
-                raise ModelError(f"{source}: the manifest's normal_statistics name {sorted(missing)}, "
-                                 f"which the model lacks; inputs: {describe(ins)}; outputs: {describe(outs)}")
+        ns = self.normal_spec
+        all_ins, all_outs = ins, outs
+        if ns is not None:
             ins = [i for i in ins if i.name not in ns.inputs.values()]
             outs = [o for o in outs if o.name not in (ns.features, ns.groups_output, ns.distance)]
         want_dtype = "tensor(uint8)" if f.dtype == "uint8" else "tensor(float)"
@@ -99,6 +93,15 @@ class AnomalyMapDetector:
             raise ModelError(f"{source}: expected an anomaly map output [1, 1, h, w] or [1, h, w], "
                              f"got {describe(outs)}")
         self.input_name, self.map_name = ins[0].name, maps[0].name
+        if ns is not None:
+            # Inputs with defaults are listed apart by onnxruntime.
+            have_in = {i.name for i in [*all_ins, *self.session.get_overridable_initializers()]}
+            missing = (set(ns.inputs.values()) - have_in) | (
+                {ns.features, ns.groups_output, ns.distance} - {o.name for o in all_outs})
+            if missing:
+                raise ModelError(f"{source}: the manifest's normal_statistics name {sorted(missing)}, "
+                                 f"which the model lacks; inputs: {describe(all_ins)}; outputs: "
+                                 f"{describe(all_outs)}")
         h, w = ins[0].shape[2:4] if f.layout == "NCHW" else ins[0].shape[1:3]
         if isinstance(h, int) and isinstance(w, int) and f.size != (w, h):
             # A model of fixed size (as anomalib exports them) is fed at that size, whatever the
