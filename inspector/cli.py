@@ -211,7 +211,11 @@ def cmd_reason(args) -> int:
         crop = crop_around(img, cand, 0, padding=cfg.cropper.padding if args.box else 0.0,
                            min_side=cfg.cropper.min_side_px, out_side=cfg.cropper.max_side_px,
                            upscale=False)
-        frame = Frame(cam.id, 0, img, roi=cam.roi, source_name=str(args.image), mm_per_px=cam.mm_per_px)
+        from inspector.camera_calibration import for_camera
+
+        # The image is taken as the line stores frames: already undistorted; only the scale applies.
+        frame = Frame(cam.id, 0, img, roi=cam.roi, source_name=str(args.image),
+                      mm_per_px=for_camera(cfg.calibration_dir, cam)[1])
         rep = reasoner.analyze(crop, cfg.product(product_name), frame)
     finally:
         reasoner.close()
@@ -340,6 +344,47 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_calibrate_camera(args) -> int:
+    from inspector import camera_calibration as cc
+    from inspector.prefilter.evaluate import progress
+
+    cfg = _load(args)
+    if args.camera not in {c.id for c in cfg.cameras}:
+        print(f"inspector: note: camera {args.camera!r} is not in the config (cameras: "
+              f"{[c.id for c in cfg.cameras]}); the file is written anyway", file=sys.stderr)
+    if not args.square_mm or args.square_mm <= 0:
+        _fail(f"--square-mm must be > 0, got {args.square_mm}")
+    try:
+        board = cc.parse_board(args.board)
+        cal, skipped = cc.calibrate(args.camera, _images_in(args.images, "--images"), board,
+                                    args.square_mm, progress)
+        for s in skipped:
+            print(f"inspector: {s} (skipped)", file=sys.stderr)
+        tilt = None
+        if args.scale:
+            cal.mm_per_px, tilt = cc.measure_scale(cal, args.scale)
+            cal.scale_image = args.scale.name
+        path = cc.save(args.out_dir or cfg.calibration_dir, cal)
+    except cc.CameraCalibrationError as e:
+        _fail(str(e))
+    K, dist = cal.matrices()
+    print(f"camera {args.camera}: {len(cal.per_view_error_px)} views of a {board[0]}x{board[1]} board "
+          f"({args.square_mm:g} mm squares), {cal.image_size[0]}x{cal.image_size[1]}")
+    print(f"  focal length fx {K[0, 0]:.2f} px, fy {K[1, 1]:.2f} px; principal point "
+          f"({K[0, 2]:.1f}, {K[1, 2]:.1f})")
+    print(f"  distortion k1 {dist[0]:.4f}, k2 {dist[1]:.4f}, p1 {dist[2]:.5f}, p2 {dist[3]:.5f}, k3 {dist[4]:.4f}")
+    worst = max(cal.per_view_error_px.items(), key=lambda kv: kv[1])
+    print(f"  reprojection error {cal.reprojection_error_px:.3f} px RMS (worst view {worst[0]}: {worst[1]:.3f} px)")
+    if cal.mm_per_px:
+        print(f"  scale on the working plane: {cal.mm_per_px:.5f} mm per pixel (from {args.scale.name})")
+        if tilt > cc.TILT_WARN:
+            print(f"inspector: warning: the board in {args.scale.name} looks tilted (x and y spacing "
+                  f"differ by {tilt:.1%}); lay it flat on the working plane for an exact scale",
+                  file=sys.stderr)
+    print(f"  written to {path}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from inspector.prefilter import calibration as cal
     from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
@@ -442,8 +487,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-vlm", action="store_true", help="use the tiny random-weight test VLM")
     p.set_defaults(func=cmd_reason)
 
-    p = sub.add_parser("calibrate", help="fit per-product thresholds on golden samples")
-    p.add_argument("what", choices=["thresholds"])
+    p = sub.add_parser("calibrate", help="fit per-product thresholds, or a camera's geometry")
+    csub = p.add_subparsers(dest="what", required=True)
+    p = csub.add_parser("camera", help="intrinsics, distortion and mm per pixel from checkerboard photos")
+    p.add_argument("--camera", required=True, help="camera id (writes calibration/<camera>.yaml)")
+    p.add_argument("--images", type=Path, required=True, help="folder of photos of the board at varied angles")
+    p.add_argument("--board", default="9x6", help="inner corners, COLSxROWS (default 9x6)")
+    p.add_argument("--square-mm", type=float, required=True, help="side of one square in mm")
+    p.add_argument("--scale", type=Path, help="a photo of the board lying on the working plane: mm per pixel")
+    p.add_argument("--out-dir", type=Path, help="where to write <camera>.yaml (default: calibration_dir)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_calibrate_camera)
+
+    p = csub.add_parser("thresholds", help="per-product pre-filter threshold from golden samples")
     p.add_argument("--product", required=True)
     p.add_argument("--good", type=Path, required=True, help="folder of images of good parts")
     p.add_argument("--bad", type=Path, help="folder of images of defective parts (reports recall)")

@@ -63,7 +63,11 @@ class CameraConfig(_Model):
     roi: tuple[int, int, int, int] | None = Field(
         None, description="inspection rectangle x1,y1,x2,y2 in frame pixels; None = whole frame")
     mm_per_px: float | None = Field(
-        None, gt=0, description="millimetres per pixel on the part plane; findings get mm boxes")
+        None, gt=0, description="millimetres per pixel on the part plane; findings get mm boxes "
+                                "(default: from calibration/<id>.yaml when it was measured)")
+    undistort: bool = Field(
+        True, description="remove lens distortion when calibration/<id>.yaml exists "
+                          "(`inspector calibrate camera`)")
 
     @field_validator("roi")
     @classmethod

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.judge import judge
@@ -63,6 +64,7 @@ class CameraState:
     frames_inspected: int = 0
     read_errors: int = 0
     last_frame_wall: float | None = None
+    error: str | None = None  # why it failed, for the API and dashboard
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Pipeline:
         self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
                            save_frames=tuple(cfg.store.save_frames))
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
+        # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
+        self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
         self.stats = Stats()
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=cfg.frame_queue)
@@ -175,6 +179,7 @@ class Pipeline:
         period = 1.0 / src.fps if src.fps else 0.0
         next_due = time.monotonic()
         roi = cam.roi or src.default_roi
+        undistort, mm_per_px = self.geometry[cam.id]
         try:
             while not self.stop_event.is_set():
                 item = src.read()
@@ -183,13 +188,15 @@ class Pipeline:
                     state.state = "exhausted"
                     break
                 image, name = item
+                if undistort is not None:
+                    image = undistort(image)
                 if period:
                     next_due += period
                     delay = next_due - time.monotonic()
                     if delay > 0 and self.stop_event.wait(delay):
                         break
                 seq += 1
-                frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=cam.mm_per_px)
+                frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
                 state.frames_in += 1
                 state.last_frame_wall = frame.captured_wall
                 # Replay sources block here (offline, nothing to lose); the wait is bounded so a
@@ -200,8 +207,11 @@ class Pipeline:
                         break
                     except queue.Full:
                         continue
-        except Exception:
-            state.state = "failed"
+        except camera_calibration.CameraCalibrationError as e:
+            state.state, state.error = "failed", str(e)
+            log.error("camera %s failed: %s", cam.id, e)
+        except Exception as e:
+            state.state, state.error = "failed", f"{type(e).__name__}: {e}"
             log.exception("camera %s failed", cam.id)
         finally:
             self._maybe_finish_capture()
