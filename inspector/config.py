@@ -56,6 +56,14 @@ SourceConfig = Annotated[
 ]
 
 
+class BufferConfig(_Model):
+    policy: Literal["auto", "latest", "drop_oldest", "block"] = Field(
+        "auto", description="when processing falls behind: latest (keep the newest frame), "
+                            "drop_oldest, or block (offline replay only); auto = block for files "
+                            "and folders, latest for live cameras")
+    size: int | None = Field(None, ge=1, description="frames held (drop_oldest, block); default frame_queue")
+
+
 class CameraConfig(_Model):
     id: str = Field("demo-cam", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     product: str = "demo-tile"
@@ -65,6 +73,7 @@ class CameraConfig(_Model):
     mm_per_px: float | None = Field(
         None, gt=0, description="millimetres per pixel on the part plane; findings get mm boxes "
                                 "(default: from calibration/<id>.yaml when it was measured)")
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
     undistort: bool = Field(
         True, description="remove lens distortion when calibration/<id>.yaml exists "
                           "(`inspector calibrate camera`)")
@@ -331,7 +340,8 @@ class Config(_Model):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     web: WebConfig = Field(default_factory=WebConfig)
-    frame_queue: int = Field(8, ge=1, description="frames buffered between capture and pre-filter")
+    frame_queue: int = Field(8, ge=1, description="frames buffered per camera between capture and "
+                                                  "pre-filter (cameras[].buffer.size overrides)")
 
     @model_validator(mode="after")
     def _cross_refs(self):

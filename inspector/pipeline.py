@@ -14,12 +14,13 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
+from inspector.framebuffer import FrameBuffer
 from inspector.judge import judge
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.prefilter import build_detector
@@ -29,6 +30,7 @@ from inspector.sources import open_source
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
+LATENCY_WINDOW = 1000  # verdicts per camera the latency percentiles are taken over
 
 
 def product_tuning(cfg: Config, detector) -> dict:
@@ -100,7 +102,13 @@ class Pipeline:
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
         self.stats = Stats()
-        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=cfg.frame_queue)
+        self.frames = FrameBuffer()
+        for cam in cfg.cameras:
+            policy = cam.buffer.policy
+            if policy == "auto":  # every source so far is a replay: nothing to lose by waiting
+                policy = "block"
+            self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
+        self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
         qsize = getattr(cfg.reasoner, "queue_size", 1)
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=qsize)
         self.workers = getattr(cfg.reasoner, "workers", 1)
@@ -127,7 +135,7 @@ class Pipeline:
                 "reasoner_model": self.reasoner.model_id if self.reasoner else None,
                 "detector_model": self.detector.model_id,
                 "detector_thresholds": {p: t.threshold for p, t in self.tuning.items()},
-                "cameras": [vars(c).copy() for c in self.cameras.values()],
+                "cameras": [self._camera_status(c) for c in self.cameras.values()],
                 "verdicts": dict(self.stats.verdicts),
                 "candidates": self.stats.candidates,
                 "vlm_crops": self.stats.vlm_crops,
@@ -136,11 +144,17 @@ class Pipeline:
                 "vlm_backlog": len(self.backlog) if self.backlog is not None else 0,
                 "vlm_late": self.stats.vlm_late,
                 "reasoner": self.reasoner.status() if self.reasoner else None,
-                "frame_queue": self.frames.qsize(),
+                "frame_queue": self.frames.depth(),
                 "processing_errors": self.stats.processing_errors,
                 "store_errors": self.stats.store_errors,
                 "done": self.done.is_set(),
             }
+
+    def _camera_status(self, c: CameraState) -> dict:
+        lat = sorted(self._latency[c.id])
+        pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
+        return {**vars(c), "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
+                "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
 
     def start(self) -> None:
         for cam in self.cfg.cameras:
@@ -199,14 +213,8 @@ class Pipeline:
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
                 state.frames_in += 1
                 state.last_frame_wall = frame.captured_wall
-                # Replay sources block here (offline, nothing to lose); the wait is bounded so a
-                # stop request is always seen.
-                while not self.stop_event.is_set():
-                    try:
-                        self.frames.put(frame, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                if not self.frames.put(cam.id, frame, self.stop_event):
+                    break
         except camera_calibration.CameraCalibrationError as e:
             state.state, state.error = "failed", str(e)
             log.error("camera %s failed: %s", cam.id, e)
@@ -214,19 +222,14 @@ class Pipeline:
             state.state, state.error = "failed", f"{type(e).__name__}: {e}"
             log.exception("camera %s failed", cam.id)
         finally:
-            self._maybe_finish_capture()
-
-    def _maybe_finish_capture(self) -> None:
-        with self._lock:
-            if all(c.state in ("exhausted", "failed") for c in self.cameras.values()):
-                self.frames.put(None)  # end of input marker for the pre-filter stage
+            self.frames.close(cam.id)
 
     def _process(self) -> None:
         products = {cam.id: cam.product for cam in self.cfg.cameras}
         while not self.stop_event.is_set():
             try:
                 frame = self.frames.get(timeout=0.2)
-            except queue.Empty:
+            except TimeoutError:
                 continue
             if frame is None:
                 if self.reasoner is not None:
@@ -328,6 +331,7 @@ class Pipeline:
             return
         with self._lock:
             self.stats.verdicts[verdict.kind.value] += 1
+            self._latency[verdict.frame.camera_id].append(time.monotonic() - verdict.frame.captured_mono)
         if self.backlog is not None:
             by_index = {c.index: c for c in crops}
             for r in verdict.reports:
