@@ -51,8 +51,44 @@ class DemoSourceConfig(_Model):
     loop: bool = True
 
 
+class ReconnectConfig(_Model):
+    initial_s: float = Field(0.5, gt=0, description="first wait after a camera fails; doubles each time")
+    max_s: float = Field(30.0, gt=0, description="longest wait between reconnect attempts")
+
+
+class _LiveSource(_Model):
+    width: int | None = Field(None, gt=0, description="resolution to ask the camera for")
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0, description="frame rate to ask the camera for")
+    exposure: float | None = Field(None, description="manual exposure, in the backend's units")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+
+class UsbSourceConfig(_LiveSource):
+    type: Literal["usb"]
+    device: int | str = Field(0, description="V4L2 index (0) or path (/dev/video0, /dev/v4l/by-id/...)")
+
+
+class RtspSourceConfig(_LiveSource):
+    type: Literal["rtsp"]
+    url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:password@host:554/stream")
+    timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
+
+
+class MjpegSourceConfig(_LiveSource):
+    type: Literal["mjpeg"]
+    url: str = Field(pattern=r"^https?://", description="an HTTP multipart MJPEG stream")
+    timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
+
+
+class GStreamerSourceConfig(_LiveSource):
+    type: Literal["gstreamer"]
+    pipeline: str = Field(description="a GStreamer pipeline ending in appsink (GigE/industrial cameras)")
+
+
 SourceConfig = Annotated[
-    Union[FolderSourceConfig, VideoSourceConfig, DemoSourceConfig], Field(discriminator="type")
+    Union[FolderSourceConfig, VideoSourceConfig, DemoSourceConfig, UsbSourceConfig, RtspSourceConfig,
+          MjpegSourceConfig, GStreamerSourceConfig], Field(discriminator="type")
 ]
 
 

@@ -98,6 +98,10 @@ class Pipeline:
         self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
                            save_frames=tuple(cfg.store.save_frames))
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
+        self.stop_event = threading.Event()
+        for src in self.sources.values():
+            if hasattr(src, "stop_event"):  # live sources wait out reconnects on it
+                src.stop_event = self.stop_event
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
@@ -105,8 +109,12 @@ class Pipeline:
         self.frames = FrameBuffer()
         for cam in cfg.cameras:
             policy = cam.buffer.policy
-            if policy == "auto":  # every source so far is a replay: nothing to lose by waiting
-                policy = "block"
+            replay = getattr(self.sources[cam.id], "replay", True)
+            if policy == "auto":  # a replay loses nothing by waiting; a live camera must not wait
+                policy = "block" if replay else "latest"
+            elif policy == "block" and not replay:
+                raise ValueError(f"camera {cam.id}: buffer.policy block is for offline replay only; a "
+                                 f"live camera would fall behind the line (use latest or drop_oldest)")
             self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
         self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
         qsize = getattr(cfg.reasoner, "queue_size", 1)
@@ -115,7 +123,6 @@ class Pipeline:
         self._workers_left = self.workers
         self.backlog = Backlog(cfg.data_dir / "vlm-backlog", getattr(cfg.reasoner, "backlog_max", 0)) \
             if self.reasoner is not None else None
-        self.stop_event = threading.Event()
         self.done = threading.Event()  # every source exhausted and every frame judged
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -153,7 +160,10 @@ class Pipeline:
     def _camera_status(self, c: CameraState) -> dict:
         lat = sorted(self._latency[c.id])
         pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
-        return {**vars(c), "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
+        src = self.sources[c.id]
+        link = {"connection": getattr(src, "state", None), "reconnects": getattr(src, "reconnects", 0),
+                "last_error": getattr(src, "last_error", None)}
+        return {**vars(c), **link, "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
                 "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
 
     def start(self) -> None:

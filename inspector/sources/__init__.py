@@ -39,7 +39,7 @@ def register(type_name: str):
 
 
 def open_source(cfg, data_dir: Path) -> FrameSource:
-    from inspector.sources import files  # noqa: F401  (registers the built-in sources)
+    from inspector.sources import files, live  # noqa: F401  (registers the built-in sources)
 
     try:
         factory = SOURCES[cfg.type]

@@ -1,0 +1,91 @@
+"""Live sources: a real MJPEG stream on loopback that dies and comes back; clear errors."""
+
+import time
+
+import pytest
+
+from inspector.config import parse_config
+from inspector.pipeline import Pipeline
+from inspector.sources import SourceError, open_source
+from tests.mjpeg_server import MjpegCamera
+
+
+def wait_for(cond, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_mjpeg_camera_reconnects_and_the_other_camera_keeps_running(tmp_path, demo_line):
+    cam = MjpegCamera().start()
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"),
+        "cameras": [
+            {"id": "live", "source": {"type": "mjpeg", "url": cam.url, "timeout_s": 1,
+                                      "reconnect": {"initial_s": 0.2, "max_s": 0.5}}},
+            {"id": "files", "source": {"type": "folder", "path": str(demo_line.frames_dir), "loop": True,
+                                       "fps": 20}}],
+        "web": {"enabled": False}})
+    pipe = Pipeline(cfg)
+    status = lambda: {c["id"]: c for c in pipe.status()["cameras"]}  # noqa: E731
+    pipe.start()
+    try:
+        assert wait_for(lambda: status()["live"]["frames_in"] >= 10)
+        s = status()["live"]
+        assert s["connection"] == "connected" and s["reconnects"] == 0
+        # A live camera gets the `latest` policy by default.
+        assert pipe.frames._policies["live"] == "latest"
+
+        cam.kill()
+        assert wait_for(lambda: status()["live"]["connection"] == "reconnecting")
+        assert status()["live"]["last_error"]
+        files_before, live_before = status()["files"]["frames_in"], status()["live"]["frames_in"]
+        time.sleep(1.5)
+        assert status()["files"]["frames_in"] > files_before + 10  # the other camera never stopped
+        assert status()["live"]["frames_in"] <= live_before + 1
+        assert status()["live"]["reconnects"] >= 1 and status()["live"]["state"] == "running"
+
+        cam.start()  # power back on, same address
+        assert wait_for(lambda: status()["live"]["connection"] == "connected")
+        assert wait_for(lambda: status()["live"]["frames_in"] >= live_before + 10)
+        assert status()["live"]["frames_inspected"] > 0
+    finally:
+        pipe.stop()
+        cam.kill()
+
+
+def test_a_device_that_does_not_exist_is_named(tmp_path):
+    cfg = parse_config({"cameras": [{"id": "usb", "source": {"type": "usb", "device": "/dev/video-nope"}}]})
+    with pytest.raises(SourceError, match="camera device /dev/video-nope does not exist"):
+        open_source(cfg.cameras[0].source, tmp_path)
+
+
+def test_gstreamer_without_support_says_so(tmp_path):
+    import re
+
+    import cv2
+
+    cfg = parse_config({"cameras": [{"id": "gige", "source": {
+        "type": "gstreamer", "pipeline": "aravissrc ! videoconvert ! appsink"}}]})
+    if re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
+        pytest.skip("this OpenCV has GStreamer")
+    with pytest.raises(SourceError, match="no GStreamer support"):
+        open_source(cfg.cameras[0].source, tmp_path)
+
+
+def test_block_is_refused_for_a_live_camera(tmp_path):
+    cfg = parse_config({"data_dir": str(tmp_path), "web": {"enabled": False}, "cameras": [
+        {"id": "live", "buffer": {"policy": "block"},
+         "source": {"type": "mjpeg", "url": "http://127.0.0.1:9/x.mjpg"}}]})
+    with pytest.raises(ValueError, match="block is for offline replay only"):
+        Pipeline(cfg)
+
+
+def test_credentials_never_reach_the_camera_name():
+    from inspector.sources.live import _redact
+
+    assert _redact("rtsp://admin:s3cret@10.0.0.7:554/main") == "rtsp://admin:***@10.0.0.7:554/main"
+    assert _redact("http://cam.local/stream.mjpg") == "http://cam.local/stream.mjpg"
