@@ -105,7 +105,7 @@ def _start_web(pipe, cfg):
 
     from inspector.web import create_app
 
-    app = create_app(pipe.store, pipe.status)
+    app = create_app(pipe.store, pipe.status, pipe.trigger)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", access_log=False))
     t = threading.Thread(target=server.run, name="web", daemon=True)

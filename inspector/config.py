@@ -100,6 +100,27 @@ class BufferConfig(_Model):
     size: int | None = Field(None, ge=1, description="frames held (drop_oldest, block); default frame_queue")
 
 
+class TriggerConfig(_Model):
+    mode: Literal["continuous", "every_n", "part_presence", "software"] = Field(
+        "continuous", description="which frames are inspected (POST /api/cameras/{id}/trigger "
+                                  "also fires under every mode)")
+    n: int = Field(5, ge=1, description="every_n: inspect one frame in n")
+    enter_fraction: float = Field(0.05, gt=0, le=1, description="part_presence: share of the ROI "
+                                  "that must differ from the empty belt for a part to be there")
+    leave_fraction: float = Field(0.02, gt=0, le=1, description="part_presence: below this the belt is empty again")
+    pixel_threshold: float = Field(25, gt=0, description="part_presence: grey-level difference that counts")
+    settle_frames: int = Field(2, ge=1, description="part_presence: frames a change must last")
+    background_rate: float = Field(0.02, gt=0, le=1, description="part_presence: how fast the empty "
+                                   "belt's picture follows slow light changes")
+    analysis_width: int = Field(160, ge=16, description="part_presence: ROI width analysed, px")
+
+    @model_validator(mode="after")
+    def _hysteresis(self):
+        if self.leave_fraction > self.enter_fraction:
+            raise ValueError("leave_fraction must not exceed enter_fraction")
+        return self
+
+
 class CameraConfig(_Model):
     id: str = Field("demo-cam", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     product: str = "demo-tile"
@@ -110,6 +131,7 @@ class CameraConfig(_Model):
         None, gt=0, description="millimetres per pixel on the part plane; findings get mm boxes "
                                 "(default: from calibration/<id>.yaml when it was measured)")
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
     undistort: bool = Field(
         True, description="remove lens distortion when calibration/<id>.yaml exists "
                           "(`inspector calibrate camera`)")

@@ -21,6 +21,7 @@ from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.framebuffer import FrameBuffer
+from inspector.triggers import Trigger
 from inspector.judge import judge
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.prefilter import build_detector
@@ -67,6 +68,7 @@ class CameraState:
     read_errors: int = 0
     last_frame_wall: float | None = None
     error: str | None = None  # why it failed, for the API and dashboard
+    untriggered: int = 0  # frames captured but not inspected (the trigger did not fire)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Pipeline:
                                  f"live camera would fall behind the line (use latest or drop_oldest)")
             self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
         self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
+        self.triggers = {cam.id: Trigger(cam.trigger) for cam in cfg.cameras}
         qsize = getattr(cfg.reasoner, "queue_size", 1)
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=qsize)
         self.workers = getattr(cfg.reasoner, "workers", 1)
@@ -157,12 +160,19 @@ class Pipeline:
                 "done": self.done.is_set(),
             }
 
+    def trigger(self, camera_id: str) -> int:
+        """A software trigger: the camera's next frame is inspected. Returns the requests waiting;
+        KeyError for an unknown camera."""
+        return self.triggers[camera_id].request()
+
     def _camera_status(self, c: CameraState) -> dict:
         lat = sorted(self._latency[c.id])
         pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
         src = self.sources[c.id]
         link = {"connection": getattr(src, "state", None), "reconnects": getattr(src, "reconnects", 0),
                 "last_error": getattr(src, "last_error", None)}
+        t = self.triggers[c.id]
+        link.update(trigger=t.mode, parts_seen=t.parts if t.mode == "part_presence" else None)
         return {**vars(c), **link, "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
                 "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
 
@@ -204,6 +214,7 @@ class Pipeline:
         next_due = time.monotonic()
         roi = cam.roi or src.default_roi
         undistort, mm_per_px = self.geometry[cam.id]
+        trigger = self.triggers[cam.id]
         try:
             while not self.stop_event.is_set():
                 item = src.read()
@@ -212,17 +223,20 @@ class Pipeline:
                     state.state = "exhausted"
                     break
                 image, name = item
-                if undistort is not None:
-                    image = undistort(image)
-                if period:
+                if period:  # a replay plays at the camera's rate, inspected or not
                     next_due += period
                     delay = next_due - time.monotonic()
                     if delay > 0 and self.stop_event.wait(delay):
                         break
+                state.frames_in += 1
+                state.last_frame_wall = time.time()
+                if undistort is not None:
+                    image = undistort(image)
+                if not trigger.fire(image, roi):
+                    state.untriggered += 1
+                    continue
                 seq += 1
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
-                state.frames_in += 1
-                state.last_frame_wall = frame.captured_wall
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except camera_calibration.CameraCalibrationError as e:

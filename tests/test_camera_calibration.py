@@ -158,7 +158,7 @@ def test_line_undistorts_its_frames_and_a_misfit_calibration_fails_that_camera_o
     finally:
         pipe.stop()
     assert cams["cam-a"]["state"] == "exhausted" and cams["cam-a"]["frames_in"] == 12
-    assert cams["cam-b"]["state"] == "failed" and cams["cam-b"]["frames_in"] == 0
+    assert cams["cam-b"]["state"] == "failed" and cams["cam-b"]["frames_inspected"] == 0
     assert "frame is 640x480, but its calibration is for 1280x1024" in cams["cam-b"]["error"]
     assert len(seen) == 12
     first = cv2.imread(str(sorted(demo_line.frames_dir.glob("*.png"))[0]))

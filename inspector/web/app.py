@@ -36,7 +36,8 @@ def vlm_down_text(st: dict) -> str:
             f"{st.get('vlm_backlog', 0)} crop(s) kept to ask again when it is back.")
 
 
-def create_app(store: Store, status: Callable[[], dict]) -> FastAPI:
+def create_app(store: Store, status: Callable[[], dict],
+               trigger: Callable[[str], int] | None = None) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
                   description="Verdicts of the visual inspection line")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -94,6 +95,18 @@ def create_app(store: Store, status: Callable[[], dict]) -> FastAPI:
         ok, buf = cv2.imencode(".jpg", cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA),
                                [cv2.IMWRITE_JPEG_QUALITY, 80])
         return Response(buf.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+    @app.post("/api/cameras/{camera_id}/trigger", status_code=202)
+    def camera_trigger(camera_id: str):
+        """Inspect this camera's next frame (for PLCs and scripts)."""
+        if trigger is None:
+            raise HTTPException(503, "no line is running behind this dashboard")
+        try:
+            pending = trigger(camera_id)
+        except KeyError:
+            known = [c["id"] for c in status()["cameras"]]
+            raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
+        return {"camera": camera_id, "pending": pending}
 
     @app.get("/healthz")
     def healthz():
