@@ -250,14 +250,18 @@ def cmd_reason(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "loop":
+        from inspector.bench import loop as bench_loop
+
+        return bench_loop.main(frames=args.calls or 200, as_json=args.json)
     if args.what == "prefilter":
         from inspector.bench import prefilter as bench_prefilter
 
         cfg = _load(args)
-        return bench_prefilter.main(cfg.detector, frames=args.calls, as_json=args.json)
+        return bench_prefilter.main(cfg.detector, frames=args.calls or 20, as_json=args.json)
     from inspector.bench import reasoner as bench_reasoner
 
-    return bench_reasoner.main(calls=args.calls, as_json=args.json, workdir=args.workdir)
+    return bench_reasoner.main(calls=args.calls or 20, as_json=args.json, workdir=args.workdir)
 
 
 def _detector_for(cfg):
@@ -523,9 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
-    p.add_argument("what", choices=["reasoner", "prefilter"])
+    p.add_argument("what", choices=["reasoner", "prefilter", "loop"])
     p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
-    p.add_argument("--calls", "--frames", type=int, default=20, help="timed calls / frames per case")
+    p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
     p.set_defaults(func=cmd_bench)

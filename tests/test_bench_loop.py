@@ -1,0 +1,24 @@
+"""`inspector bench loop` measures what it says, in one run."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_bench_loop_prints_rates_ratios_and_keeps_every_crop():
+    p = run_cli("bench", "loop", "--frames", "40", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "bare cv2.VideoCapture.read() loop" in p.stdout and "VLM taking 2 s per crop" in p.stdout
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["frame"] == [1280, 1024] and r["frames"] == 40
+    assert r["capture_ratio"] == pytest.approx(r["capture_fps"] / r["bare_read_fps"], abs=0.002)
+    line, live, slow = r["line"], r["live"], r["slow_vlm"]
+    assert line["frames_in"] == line["frames_inspected"] == 40 and line["dropped"] == 0  # replay: block
+    for run in (live, slow):  # live: every frame either judged or counted as dropped
+        assert run["frames_in"] == 40 and run["frames_inspected"] + run["dropped"] == 40
+    assert slow["candidates"] > 0 and slow["vlm_queue_max"] <= 2
+    # Nothing lost: every frame whose crops did not fit the VLM queue has them in the backlog.
+    assert slow["vlm_backlog"] >= slow["vlm_overflow"]
+    assert r["slow_vlm_capture_ratio"] == pytest.approx(slow["capture_fps"] / live["capture_fps"], abs=0.002)
