@@ -214,7 +214,7 @@ def cmd_reason(args) -> int:
         from inspector.camera_calibration import for_camera
 
         # The image is taken as the line stores frames: already undistorted; only the scale applies.
-        frame = Frame(cam.id, 0, img, roi=cam.roi, source_name=str(args.image),
+        frame = Frame(cam.id, 0, img, roi=cam.inspection_roi(), source_name=str(args.image),
                       mm_per_px=for_camera(cfg.calibration_dir, cam)[1])
         rep = reasoner.analyze(crop, cfg.product(product_name), frame)
     finally:
@@ -288,11 +288,11 @@ def _roi_for(args, cfg, product: str | None):
     cam = next((c for c in cfg.cameras if c.product == product), None) if product else None
     if cam is None:
         return None
-    if cam.roi is None and cam.source.type == "demo":
+    if cam.inspection_roi() is None and cam.source.type == "demo":
         from inspector.demo.line import ROI  # the demo source's own ROI
 
         return ROI
-    return cam.roi
+    return cam.inspection_roi()
 
 
 def _images_in(folder: Path, what: str) -> list[Path]:

@@ -136,12 +136,38 @@ class CameraConfig(_Model):
         True, description="remove lens distortion when calibration/<id>.yaml exists "
                           "(`inspector calibrate camera`)")
 
+    roi_polygon: list[tuple[float, float]] | None = Field(
+        None, description="inspection area as [[x, y], ...] in frame pixels (after rotation); "
+                          "candidates outside it are dropped; roi defaults to its bounding box")
+    rotate: Literal[0, 90, 180, 270] = Field(0, description="degrees clockwise, applied after undistortion")
+    flip: Literal["none", "horizontal", "vertical", "both"] = "none"
+
     @field_validator("roi")
     @classmethod
     def _roi_ordered(cls, v):
         if v is not None and (v[0] >= v[2] or v[1] >= v[3] or min(v) < 0):
             raise ValueError("roi must be x1,y1,x2,y2 with x1 < x2, y1 < y2, all >= 0")
         return v
+
+    @field_validator("roi_polygon")
+    @classmethod
+    def _polygon(cls, v):
+        if v is not None:
+            if len(v) < 3:
+                raise ValueError("roi_polygon needs at least 3 points")
+            if min(min(p) for p in v) < 0:
+                raise ValueError("roi_polygon points must be >= 0")
+            xs, ys = [p[0] for p in v], [p[1] for p in v]
+            if max(xs) - min(xs) < 8 or max(ys) - min(ys) < 8:
+                raise ValueError("roi_polygon encloses less than 8x8 pixels")
+        return v
+
+    def inspection_roi(self):
+        """The rectangle the pre-filter looks at: roi, else the polygon's bounding box."""
+        if self.roi is not None or self.roi_polygon is None:
+            return self.roi
+        xs, ys = [p[0] for p in self.roi_polygon], [p[1] for p in self.roi_polygon]
+        return (int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1)
 
 
 # --- product recipe ----------------------------------------------------------------------------

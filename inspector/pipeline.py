@@ -21,6 +21,7 @@ from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.framebuffer import FrameBuffer
+from inspector.orientation import inside, orienter
 from inspector.triggers import Trigger
 from inspector.judge import judge
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
@@ -212,7 +213,8 @@ class Pipeline:
         seq = 0
         period = 1.0 / src.fps if src.fps else 0.0
         next_due = time.monotonic()
-        roi = cam.roi or src.default_roi
+        roi = cam.inspection_roi() or src.default_roi
+        orient = orienter(cam.rotate, cam.flip)
         undistort, mm_per_px = self.geometry[cam.id]
         trigger = self.triggers[cam.id]
         try:
@@ -231,7 +233,9 @@ class Pipeline:
                 state.frames_in += 1
                 state.last_frame_wall = time.time()
                 if undistort is not None:
-                    image = undistort(image)
+                    image = undistort(image)  # in the sensor's geometry, so before turning
+                if orient is not None:
+                    image = orient(image)
                 if not trigger.fire(image, roi):
                     state.untriggered += 1
                     continue
@@ -250,6 +254,7 @@ class Pipeline:
 
     def _process(self) -> None:
         products = {cam.id: cam.product for cam in self.cfg.cameras}
+        polygons = {cam.id: cam.roi_polygon for cam in self.cfg.cameras}
         while not self.stop_event.is_set():
             try:
                 frame = self.frames.get(timeout=0.2)
@@ -266,6 +271,7 @@ class Pipeline:
                 tune = self.tuning.get(products[frame.camera_id])
                 cands = (self.detector.detect(frame.image, frame.roi, tune.threshold, tune.normal)
                          if tune else self.detector.detect(frame.image, frame.roi))
+                cands = inside(polygons[frame.camera_id], cands)
                 crops = make_crops(frame.image, cands, self.cfg.cropper) if cands else []
             except Exception as e:
                 self.stats.processing_errors += 1
