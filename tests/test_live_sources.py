@@ -89,3 +89,41 @@ def test_credentials_never_reach_the_camera_name():
 
     assert _redact("rtsp://admin:s3cret@10.0.0.7:554/main") == "rtsp://admin:***@10.0.0.7:554/main"
     assert _redact("http://cam.local/stream.mjpg") == "http://cam.local/stream.mjpg"
+
+
+def test_camera_state_and_counters_reach_metrics(tmp_path, demo_line):
+    """/metrics (Prometheus text) carries each camera's state, frames, drops and latency."""
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from inspector.web import create_app
+
+    cam = MjpegCamera().start()
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+        "cameras": [{"id": "live", "source": {"type": "mjpeg", "url": cam.url, "timeout_s": 1,
+                                              "reconnect": {"initial_s": 0.2, "max_s": 0.5}}},
+                    {"id": "files", "source": {"type": "folder", "path": str(demo_line.frames_dir)}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        with TestClient(create_app(pipe.store, pipe.status, pipe.trigger)) as c:
+            def scrape():
+                r = c.get("/metrics")
+                assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+                return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                        for f in text_string_to_metric_families(r.text) for s in f.samples}
+
+            assert wait_for(lambda: pipe.done.is_set() or pipe.status()["cameras"][1]["state"] == "exhausted")
+            assert wait_for(lambda: pipe.status()["cameras"][0]["frames_in"] >= 5)
+            m = scrape()
+            assert m[("inspector_camera_state", (("camera", "live"), ("state", "connected")))] == 1.0
+            assert m[("inspector_camera_frames_total", (("camera", "files"),))] == 12.0
+            assert m[("inspector_camera_state", (("camera", "files"), ("state", "exhausted")))] == 1.0
+            assert ("inspector_camera_latency_seconds", (("camera", "files"), ("quantile", "0.95"))) in m
+            cam.kill()
+            assert wait_for(lambda: scrape()[("inspector_camera_state", (("camera", "live"), ("state", "reconnecting")))] == 1.0)
+            assert scrape()[("inspector_camera_reconnects_total", (("camera", "live"),))] >= 1
+    finally:
+        pipe.stop()
+        cam.kill()

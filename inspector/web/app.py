@@ -108,6 +108,14 @@ def create_app(store: Store, status: Callable[[], dict],
             raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
         return {"camera": camera_id, "pending": pending}
 
+    @app.get("/metrics")
+    def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from inspector.web.metrics import render
+
+        return Response(render(status), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz")
     def healthz():
         return {"ok": True}

@@ -1,0 +1,65 @@
+"""`/metrics` for Prometheus: the line's status, read when scraped (no second set of counters to
+keep in step with the pipeline's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+CONNECTIONS = ("connecting", "connected", "reconnecting")
+STATES = ("starting", "running", "exhausted", "failed")
+
+
+class LineCollector:
+    def __init__(self, status: Callable[[], dict]):
+        self.status = status
+
+    def collect(self):
+        st = self.status()
+        cams = st["cameras"]
+        per_cam = [
+            ("frames_in", "inspector_camera_frames", "frames captured", CounterMetricFamily),
+            ("frames_inspected", "inspector_camera_frames_inspected", "frames through the pre-filter", CounterMetricFamily),
+            ("dropped", "inspector_camera_frames_dropped", "frames dropped by the capture buffer", CounterMetricFamily),
+            ("untriggered", "inspector_camera_frames_untriggered", "frames the trigger let pass", CounterMetricFamily),
+            ("read_errors", "inspector_camera_read_errors", "frames that could not be read", CounterMetricFamily),
+            ("reconnects", "inspector_camera_reconnects", "reconnect attempts of a live camera", CounterMetricFamily),
+            ("buffered", "inspector_camera_buffered_frames", "frames waiting for the pre-filter", GaugeMetricFamily),
+            ("last_frame_wall", "inspector_camera_last_frame_timestamp_seconds", "when the last frame came", GaugeMetricFamily),
+        ]
+        for key, name, doc, kind in per_cam:
+            m = kind(name, doc, labels=["camera"])
+            for c in cams:
+                if c.get(key) is not None:
+                    m.add_metric([c["id"]], float(c[key]))
+            yield m
+        lat = GaugeMetricFamily("inspector_camera_latency_seconds",
+                                "capture-to-verdict latency over the last verdicts", labels=["camera", "quantile"])
+        for c in cams:
+            for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")):
+                if c.get(key) is not None:
+                    lat.add_metric([c["id"], q], c[key] / 1000)
+        yield lat
+        up = GaugeMetricFamily("inspector_camera_state", "1 for the camera's current state",
+                               labels=["camera", "state"])
+        for c in cams:
+            now = c.get("connection") if c.get("connection") and c["state"] == "running" else c["state"]
+            for s in (*STATES, *CONNECTIONS):
+                up.add_metric([c["id"], s], 1.0 if s == now else 0.0)
+        yield up
+        verdicts = CounterMetricFamily("inspector_verdicts", "verdicts stored", labels=["verdict"])
+        for k, v in st["verdicts"].items():
+            verdicts.add_metric([k], float(v))
+        yield verdicts
+        for key, doc in (("vlm_queue", "crops waiting for the VLM"), ("vlm_backlog", "crops kept on disk for the VLM")):
+            g = GaugeMetricFamily(f"inspector_{key}", doc)
+            g.add_metric([], float(st[key]))
+            yield g
+
+
+def render(status: Callable[[], dict]) -> bytes:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(LineCollector(status))
+    return generate_latest(reg)
