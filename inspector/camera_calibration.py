@@ -21,6 +21,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector.atomic_write import write_yaml_model
+
 SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 MIN_VIEWS = 3  # OpenCV needs a few views at different angles to separate focal length from distance
 TILT_WARN = 0.02  # the scale photo's x and y spacing differ by more: the board is not flat-on
@@ -148,13 +150,8 @@ def save(directory: Path, cal: CameraCalibration) -> Path:
         if isinstance(doc, dict) and "product" in doc and "camera_matrix" not in doc:
             raise CameraCalibrationError(f"{p} is the calibration of product {doc['product']!r}; a camera "
                                          f"may not share its name with a product")
-    p.parent.mkdir(parents=True, exist_ok=True)
     cal.created = cal.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text("# written by `inspector calibrate camera`; checkerboard calibration\n"
-                   + yaml.safe_dump(cal.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(p)
-    return p
+    return write_yaml_model(p, cal, "written by `inspector calibrate camera`; checkerboard calibration")
 
 
 def load(directory: Path, camera: str) -> CameraCalibration | None:

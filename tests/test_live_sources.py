@@ -7,16 +7,8 @@ import pytest
 from inspector.config import parse_config
 from inspector.pipeline import Pipeline
 from inspector.sources import SourceError, open_source
+from tests.conftest import wait_for
 from tests.mjpeg_server import MjpegCamera
-
-
-def wait_for(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_mjpeg_camera_reconnects_and_the_other_camera_keeps_running(tmp_path, demo_line):

@@ -1,7 +1,6 @@
 """The reasoner inside the running pipeline: a VLM that goes down gives review verdicts with the
 reason, its crops are kept, and their answers join the stored inspections once it is back."""
 
-import time
 
 import pytest
 
@@ -12,19 +11,11 @@ from inspector.config import parse_config
 from inspector.demo.line import ROI
 from inspector.pipeline import Pipeline
 from inspector.store.models import FindingRow, Inspection, VlmAnswer
+from tests.conftest import wait_for
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900],
          "reason": "tint"}
-
-
-def wait_for(cond, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def started_line(demo_line, data_dir, vlm, mm_per_px, **reasoner) -> Pipeline:

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector.atomic_write import write_yaml_model
 from inspector.prefilter import normal
 from inspector.prefilter.normal import NormalStatistics
 
@@ -112,7 +113,6 @@ def load_for(directory: Path, product: str, detector) -> Tuning | None:
 def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | None = None) -> Path:
     """Write the YAML (and the statistics beside it) atomically, the YAML last."""
     p = path_for(directory, cal.product)
-    p.parent.mkdir(parents=True, exist_ok=True)
     if stats is not None:
         npz = p.with_name(f"{cal.product}.normal.npz")
         digest = normal.save(npz, stats)
@@ -121,11 +121,7 @@ def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | Non
     elif cal.normal_statistics is None:
         p.with_name(f"{cal.product}.normal.npz").unlink(missing_ok=True)  # a stale one from an older fit
     cal.created = cal.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text("# written by `inspector calibrate thresholds`; fit on golden samples\n"
-                   + yaml.safe_dump(cal.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(p)
-    return p
+    return write_yaml_model(p, cal, "written by `inspector calibrate thresholds`; fit on golden samples")
 
 
 def fit_threshold(good_scores, target: float) -> float:

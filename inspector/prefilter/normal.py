@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.atomic_write import write_atomic
+
 # Shrinks the covariance towards its mean variance: a feature that never varies on the golden
 # samples (the chroma of a grey part) must not turn camera noise into an infinite distance.
 SHRINK = 1e-3
@@ -83,10 +85,7 @@ def save(path: Path, stats: NormalStatistics) -> str:
     buf = io.BytesIO()
     np.savez(buf, mean=stats.mean, whiten=stats.whiten, scale=stats.scale, cells=np.int64(stats.cells))
     data = buf.getvalue()
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -1,0 +1,27 @@
+"""Files that are either the old version or the new one, never half written (a crash or a full
+disk mid-write must not leave a calibration the line cannot read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_yaml_model(path: Path, model: BaseModel, header: str) -> Path:
+    """`model` as YAML (keys in field order) under a `# header` comment line."""
+    return write_atomic(path, f"# {header}\n" + yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
