@@ -21,15 +21,15 @@ from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.framebuffer import FrameBuffer
-from inspector.orientation import inside, orienter
-from inspector.triggers import Trigger
 from inspector.judge import judge
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
+from inspector.orientation import inside, orienter
 from inspector.prefilter import build_detector
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
 from inspector.sources import open_source
 from inspector.store import Store
+from inspector.triggers import Trigger
 
 log = logging.getLogger(__name__)
 LATENCY_WINDOW = 1000  # verdicts per camera the latency percentiles are taken over

@@ -1,7 +1,6 @@
 """The reasoner inside the running pipeline: a VLM that goes down gives review verdicts with the
 reason, its crops are kept, and their answers join the stored inspections once it is back."""
 
-
 import pytest
 
 from sqlalchemy import select
