@@ -437,6 +437,33 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_db(args) -> int:
+    from sqlalchemy import create_engine
+
+    from inspector.store import schema
+
+    cfg = _load(args)
+    url = cfg.database_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    try:
+        if args.action == "current":
+            rev = schema.current(engine)
+            print(f"{url}: schema revision {rev or 'none'} (this version needs {schema.head()})")
+            return 0
+        before, after = schema.upgrade(engine)
+    except schema.SchemaError as e:
+        _fail(f"{url}: {e}")
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"{url}: already at schema revision {after}")
+    else:
+        print(f"{url}: schema revision {before or 'none (made before migrations)'} -> {after}")
+    return 0
+
+
 def cmd_config(args) -> int:
     from inspector.config import defaults_yaml
 
@@ -533,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("db", help="the database's schema: upgrade it, or show its revision")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("config", help="print the effective config (all keys, with defaults)")
     p.add_argument("--config", type=Path)

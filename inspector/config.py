@@ -448,7 +448,7 @@ class Config(_Model):
 
 
 _UNIONS = {"detector": {"default", "anomaly_map", "yolo"}, "reasoner": {"none", "llama_cpp", "openai"},
-           "source": {"folder", "video", "demo"}}
+           "source": {"folder", "video", "demo", "usb", "rtsp", "mjpeg", "gstreamer"}}
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

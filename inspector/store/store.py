@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inspector.messages import CropReport, Finding, Look, Verdict
-from inspector.store.models import Base, CandidateRow, FindingRow, Inspection, VlmAnswer
+from inspector.store import schema
+from inspector.store.models import CandidateRow, FindingRow, Inspection, VlmAnswer
 from inspector.store.models import Verdict as VerdictRow
 
 
@@ -34,8 +35,7 @@ class Store:
         self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        _check_columns(self.engine, url)
+        schema.prepare(self.engine, url)  # new: created at head; otherwise exactly head, or a clear refusal
         self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
 
     # --- writing ---------------------------------------------------------------------------
@@ -174,21 +174,6 @@ def _summary(i: Inspection) -> dict:
         "reasoner_mode": i.reasoner_mode, "has_frame": bool(i.frame_path),
         "defect_types": sorted({f.defect_type for f in i.findings}),
     }
-
-
-def _check_columns(engine, url: str) -> None:
-    """create_all adds missing tables, never missing columns: refuse a database from an older
-    version with a clear message instead of failing on the first insert."""
-    from sqlalchemy import inspect
-
-    insp = inspect(engine)
-    for table in Base.metadata.sorted_tables:
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in have]
-        if missing:
-            raise StoreError(f"database {url}: table {table.name} lacks column(s) {missing}; it was "
-                             f"made by an older inspector version. Move the file aside to start a "
-                             f"new one.")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -1,0 +1,110 @@
+"""The database schema's version: Alembic migrations, and the checks the store makes at start.
+
+A new database is created at the newest revision. Anything else must be at exactly the revision
+this version of inspector was built for; otherwise the store refuses to start and says what to do:
+`inspector db upgrade` for an older database (and for one made before migrations existed), nothing
+for one made by a newer version (it would be damaged by this one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+HERE = Path(__file__).resolve().parent
+FIRST = "0001"  # the schema as it was before migrations existed
+
+
+class SchemaError(ValueError):
+    """The database is not at the schema this version needs; the message says what to do."""
+
+
+def _config(connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(HERE / "migrations"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(_config(None)).get_current_head()
+
+
+def known() -> set[str]:
+    return {s.revision for s in ScriptDirectory.from_config(_config(None)).walk_revisions()}
+
+
+def current(engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _has_tables(engine) -> bool:
+    from inspector.store.models import Base
+
+    return bool(set(inspect(engine).get_table_names()) & set(Base.metadata.tables))
+
+
+def prepare(engine, url: str) -> None:
+    """At start: create a new database, accept one at head, refuse anything else with the fix."""
+    rev = current(engine)
+    if rev is None and not _has_tables(engine):
+        upgrade(engine)
+        return
+    want = head()
+    if rev == want:
+        return
+    if rev is None:
+        raise SchemaError(f"database {url} was made before schema migrations existed: run "
+                          f"`inspector db upgrade` once to adopt it (nothing is lost)")
+    if rev not in known():
+        raise SchemaError(f"database {url} is at schema revision {rev}, which this inspector version "
+                          f"does not know (made by a newer version?); use that version, or another "
+                          f"database_url")
+    raise SchemaError(f"database {url} is at schema revision {rev}, this inspector needs {want}: run "
+                      f"`inspector db upgrade` (back up the database first)")
+
+
+def upgrade(engine) -> tuple[str | None, str]:
+    """Bring the database to head; a pre-migration database is first stamped as FIRST.
+    Returns (revision before, revision after)."""
+    before = current(engine)
+    with engine.begin() as conn:
+        cfg = _config(conn)
+        if before is None and _has_tables(engine):
+            _check_first(engine)
+            command.stamp(cfg, FIRST)
+        elif before is not None and before not in known():
+            raise SchemaError(f"database is at schema revision {before}, which this inspector "
+                              f"version does not know; it will not touch it")
+        command.upgrade(cfg, "head")
+    return before, current(engine)
+
+
+def _first_columns() -> dict[str, set[str]]:
+    """Tables and columns as revision FIRST makes them (built in memory, so it stays true when
+    later revisions change the models)."""
+    from sqlalchemy import create_engine
+
+    mem = create_engine("sqlite://")
+    with mem.begin() as conn:
+        command.upgrade(_config(conn), FIRST)
+    insp = inspect(mem)
+    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
+
+
+def _check_first(engine) -> None:
+    """A pre-migration database must have the first revision's columns to be adopted."""
+    insp = inspect(engine)
+    for table, cols in _first_columns().items():
+        if table not in insp.get_table_names():
+            continue
+        missing = sorted(cols - {c["name"] for c in insp.get_columns(table)})
+        if missing:
+            raise SchemaError(f"table {table} lacks column(s) {missing}: this database is older "
+                              f"than any version migrations can adopt; move it aside to start a new one")

@@ -1,0 +1,72 @@
+"""Schema migrations: new databases at head, old ones adopted by `inspector db upgrade`, unknown
+ones refused with the fix in the message."""
+
+import sqlite3
+
+import pytest
+import yaml
+from sqlalchemy import create_engine
+
+from inspector.store import Store, schema
+from inspector.store.models import Base
+from tests.conftest import run_cli
+
+
+def _config(tmp_path):
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                   "store": {"url": f"sqlite:///{tmp_path / 'line.db'}"}}))
+    return cfg
+
+
+def test_a_new_database_is_created_at_head(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'new.db'}", tmp_path)
+    try:
+        assert schema.current(store.engine) == schema.head()
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_migrations_is_refused_then_adopted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    old = create_engine(url)
+    Base.metadata.create_all(old)  # what versions before migrations made
+    with old.begin() as c:
+        c.exec_driver_sql("INSERT INTO inspections (camera_id, product, seq, source_name, captured_at, "
+                          "width, height, reasoner_mode) VALUES ('cam', 'p', 1, 'x', '2026-01-01', 8, 8, 'none')")
+    old.dispose()
+    with pytest.raises(schema.SchemaError, match="made before schema migrations existed: run `inspector db upgrade`"):
+        Store(url, tmp_path)
+    p = run_cli("run", "--config", str(_config(tmp_path)), "--no-web", "--exit-when-done")
+    assert p.returncode == 2 and "cannot start" in p.stderr and "inspector db upgrade" in p.stderr
+
+    p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
+    assert p.returncode == 0, p.stderr
+    assert f"none (made before migrations) -> {schema.head()}" in p.stdout
+    Store(url, tmp_path).close()  # now accepted
+    with sqlite3.connect(tmp_path / "line.db") as c:  # and the old row is still there
+        assert c.execute("SELECT camera_id FROM inspections").fetchall() == [("cam",)]
+    p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
+    assert p.returncode == 0 and "already at schema revision" in p.stdout
+
+
+def test_a_revision_this_version_does_not_know_is_left_alone(tmp_path):
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    Store(url, tmp_path).close()
+    with sqlite3.connect(tmp_path / "line.db") as c:
+        c.execute("UPDATE alembic_version SET version_num = 'f00dcafe'")
+    with pytest.raises(schema.SchemaError, match="revision f00dcafe, which this inspector version does not know"):
+        Store(url, tmp_path)
+    p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
+    assert p.returncode == 2 and "will not touch it" in p.stderr
+    with sqlite3.connect(tmp_path / "line.db") as c:
+        assert c.execute("SELECT version_num FROM alembic_version").fetchone() == ("f00dcafe",)
+    p = run_cli("db", "current", "--config", str(_config(tmp_path)))
+    assert "schema revision f00dcafe" in p.stdout
+
+
+def test_a_database_older_than_any_adoptable_one_is_named(tmp_path):
+    with sqlite3.connect(tmp_path / "line.db") as c:
+        c.execute("CREATE TABLE inspections (id INTEGER PRIMARY KEY, camera_id TEXT)")
+    p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
+    assert p.returncode == 2 and "table inspections lacks column(s)" in p.stderr and "move it aside" in p.stderr
