@@ -115,7 +115,8 @@ def test_camera_state_and_counters_reach_metrics(tmp_path, demo_line):
             assert ("inspector_camera_latency_seconds", (("camera", "files"), ("quantile", "0.95"))) in m
             cam.kill()
             assert wait_for(lambda: scrape()[("inspector_camera_state", (("camera", "live"), ("state", "reconnecting")))] == 1.0)
-            assert scrape()[("inspector_camera_reconnects_total", (("camera", "live"),))] >= 1
+            # The attempt is counted when it is made, after the first backoff wait.
+            assert wait_for(lambda: scrape()[("inspector_camera_reconnects_total", (("camera", "live"),))] >= 1)
     finally:
         pipe.stop()
         cam.kill()
