@@ -8,7 +8,7 @@ import yaml
 from sqlalchemy import create_engine
 
 from inspector.store import Store, schema
-from inspector.store.models import Base
+from alembic import command
 from tests.conftest import run_cli
 
 
@@ -30,8 +30,9 @@ def test_a_new_database_is_created_at_head(tmp_path):
 def test_a_database_from_before_migrations_is_refused_then_adopted(tmp_path):
     url = f"sqlite:///{tmp_path / 'line.db'}"
     old = create_engine(url)
-    Base.metadata.create_all(old)  # what versions before migrations made
-    with old.begin() as c:
+    with old.begin() as c:  # what versions before migrations made: revision 0001's tables, unversioned
+        command.upgrade(schema._config(c), schema.FIRST)
+        c.exec_driver_sql("DROP TABLE alembic_version")
         c.exec_driver_sql("INSERT INTO inspections (camera_id, product, seq, source_name, captured_at, "
                           "width, height, reasoner_mode) VALUES ('cam', 'p', 1, 'x', '2026-01-01', 8, 8, 'none')")
     old.dispose()
@@ -70,3 +71,18 @@ def test_a_database_older_than_any_adoptable_one_is_named(tmp_path):
         c.execute("CREATE TABLE inspections (id INTEGER PRIMARY KEY, camera_id TEXT)")
     p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
     assert p.returncode == 2 and "table inspections lacks column(s)" in p.stderr and "move it aside" in p.stderr
+
+
+def test_an_older_revision_is_refused_until_upgraded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    eng = create_engine(url)
+    with eng.begin() as c:
+        command.upgrade(schema._config(c), schema.FIRST)
+    eng.dispose()
+    assert schema.FIRST != schema.head()
+    with pytest.raises(schema.SchemaError, match=f"revision {schema.FIRST}, this inspector needs {schema.head()}: "
+                                                 "run `inspector db upgrade`"):
+        Store(url, tmp_path)
+    p = run_cli("db", "upgrade", "--config", str(_config(tmp_path)))
+    assert p.returncode == 0 and f"{schema.FIRST} -> {schema.head()}" in p.stdout, p.stderr
+    Store(url, tmp_path).close()

@@ -45,6 +45,21 @@ class Inspection(Base):
     findings: Mapped[list[FindingRow]] = relationship(cascade="all, delete-orphan")
     answers: Mapped[list[VlmAnswer]] = relationship(cascade="all, delete-orphan",
                                                     order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
+    reviews: Mapped[list[Review]] = relationship(order_by=lambda: Review.id)
+
+
+class Review(Base):
+    """An operator's decision on an inspection. Append-only (the database refuses UPDATE and
+    DELETE on this table): a correction is a new review, so the history is never rewritten."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime)
+    from_verdict: Mapped[str] = mapped_column(String(8))  # the verdict in force before this review
+    to_verdict: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class Verdict(Base):

@@ -8,6 +8,7 @@ for one made by a newer version (it would be damaged by this one).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 HERE = Path(__file__).resolve().parent
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin otherwise
 FIRST = "0001"  # the schema as it was before migrations existed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from inspector.messages import CropReport, Finding, Look, Verdict
 from inspector.store import schema
-from inspector.store.models import CandidateRow, FindingRow, Inspection, VlmAnswer
+from inspector.store.models import CandidateRow, FindingRow, Inspection, Review, VlmAnswer
 from inspector.store.models import Verdict as VerdictRow
+
+
+VERDICTS = ("pass", "fail", "review")
 
 
 class StoreError(Exception):
@@ -124,7 +128,26 @@ class Store:
                                  "answer": a.answer, "raw": a.raw, "thinking": a.thinking,
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
                                  "latency_ms": a.latency_ms, "late": a.late} for a in i.answers]
+            d["reviews"] = [_review(r) for r in i.reviews]
+            d["verdict_in_force"] = _in_force(i)
             return d
+
+    def add_review(self, inspection_id: int, reviewer: str, to_verdict: str, note: str = "") -> dict:
+        """Record an operator's decision; it never edits the machine verdict or earlier reviews."""
+        if to_verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {to_verdict!r}")
+        reviewer = (reviewer or "").strip()
+        if not reviewer or len(reviewer) > 64:
+            raise ValueError("reviewer must be a name of 1 to 64 characters")
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            i = s.get(Inspection, inspection_id)
+            if i is None or i.verdict is None:
+                raise KeyError(f"no inspection {inspection_id}")
+            r = Review(inspection_id=inspection_id, reviewer=reviewer, reviewed_at=_utc(time.time()),
+                       from_verdict=_in_force(i), to_verdict=to_verdict, note=note or "")
+            s.add(r)
+            s.flush()
+            return _review(r)
 
     def frame_file(self, inspection_id: int) -> Path | None:
         with Session(self.engine) as s:
@@ -164,6 +187,16 @@ def _answer_rows(r: CropReport, late: bool = False) -> list[VlmAnswer]:
                       model_id=r.model_id, latency_ms=lk.latency_ms, late=late,
                       region=[round(v, 1) for v in lk.region] if r.looks else None)
             for lk in looks]
+
+
+def _in_force(i: Inspection) -> str:
+    """The latest review's verdict, else the machine's."""
+    return i.reviews[-1].to_verdict if i.reviews else i.verdict.kind
+
+
+def _review(r: Review) -> dict:
+    return {"id": r.id, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at.isoformat() + "Z",
+            "from": r.from_verdict, "to": r.to_verdict, "note": r.note}
 
 
 def _summary(i: Inspection) -> dict:

@@ -1,0 +1,61 @@
+"""Operator reviews: recorded beside the machine verdict, never editing it; append-only in the
+database itself."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from inspector.messages import Frame, Verdict, VerdictKind
+from inspector.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path, save_frames=())
+    yield s
+    s.close()
+
+
+def _inspection(store, kind=VerdictKind.fail) -> int:
+    frame = Frame("cam", 1, np.zeros((8, 8, 3), np.uint8))
+    return store.save(Verdict(frame, kind, "detector_only", "a dark blob", (), ()), "p", "none")
+
+
+def test_reviews_add_history_and_the_verdict_in_force(store):
+    iid = _inspection(store)
+    first = store.add_review(iid, "anna", "pass", "glare, not a defect")
+    second = store.add_review(iid, "ben", "review", "ask quality")
+    assert (first["from"], first["to"]) == ("fail", "pass")
+    assert (second["from"], second["to"]) == ("pass", "review")  # from what was in force, not the machine's
+    d = store.inspection(iid)
+    assert d["verdict"] == "fail"  # the machine's verdict stands as it was
+    assert d["verdict_in_force"] == "review"
+    assert [(r["reviewer"], r["note"]) for r in d["reviews"]] == [("anna", "glare, not a defect"), ("ben", "ask quality")]
+
+
+@pytest.mark.parametrize("args,error", [
+    (("anna", "ok"), "verdict must be one of"),
+    (("  ", "pass"), "reviewer must be a name"),
+    (("x" * 65, "pass"), "reviewer must be a name"),
+])
+def test_bad_reviews_are_refused(store, args, error):
+    iid = _inspection(store)
+    with pytest.raises(ValueError, match=error):
+        store.add_review(iid, *args)
+    assert store.inspection(iid)["reviews"] == []
+
+
+def test_unknown_inspection(store):
+    with pytest.raises(KeyError, match="no inspection 999"):
+        store.add_review(999, "anna", "pass")
+
+
+def test_the_database_refuses_to_rewrite_reviews(store, tmp_path):
+    iid = _inspection(store)
+    store.add_review(iid, "anna", "pass")
+    with sqlite3.connect(tmp_path / "line.db") as c:
+        for sql in ("UPDATE reviews SET to_verdict = 'fail'", "DELETE FROM reviews"):
+            with pytest.raises(sqlite3.DatabaseError, match="reviews are append-only"):
+                c.execute(sql)
+    assert store.inspection(iid)["reviews"][0]["to"] == "pass"
