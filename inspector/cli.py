@@ -464,6 +464,50 @@ def cmd_db(args) -> int:
     return 0
 
 
+def _when(text: str, what: str):
+    """An ISO date/time (UTC), or an age back from now: 30m, 12h, 7d."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    m = re.fullmatch(r"(\d+)([mhd])", text.strip())
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
+        return now - timedelta(**{unit: int(m[1])})
+    try:
+        t = datetime.fromisoformat(text.strip().removesuffix("Z"))
+    except ValueError:
+        _fail(f"{what} {text!r}: expected an ISO date or time (2026-11-24, 2026-11-24T06:00) or an age "
+              f"(30m, 12h, 7d)")
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def cmd_export(args) -> int:
+    from inspector.store import Store
+    from inspector.store.export import export
+
+    cfg = _load(args)
+    since = _when(args.since, "--since")
+    until = _when(args.until, "--until") if args.until else None
+    if until is not None and until <= since:
+        _fail("--until must be after --since")
+    try:
+        store = Store(cfg.database_url, cfg.data_dir)
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        counts = export(store, args.out, args.format, since, until)
+    except OSError as e:
+        _fail(f"cannot write {args.out}: {e.strerror or e}")
+    finally:
+        store.close()
+    what = (f"{counts['rows']} inspections" if "rows" in counts else
+            f"{counts['images']} reviewed defective parts, {counts['boxes']} boxes, classes {counts['classes']}")
+    print(f"exported {what} from {since.isoformat()}Z{' to ' + until.isoformat() + 'Z' if until else ''} "
+          f"to {args.out} ({args.format})")
+    return 0
+
+
 def cmd_config(args) -> int:
     from inspector.config import defaults_yaml
 
@@ -560,6 +604,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="verdicts as csv/jsonl, reviewed defects as a COCO/YOLO dataset")
+    p.add_argument("--since", required=True, help="ISO date/time (UTC) or an age: 30m, 12h, 7d")
+    p.add_argument("--until", help="ISO date/time (UTC) or an age (default: now)")
+    p.add_argument("--format", choices=["csv", "jsonl", "coco", "yolo"], required=True)
+    p.add_argument("--out", type=Path, required=True, help="a file (csv, jsonl) or a folder (coco, yolo)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("db", help="the database's schema: upgrade it, or show its revision")
     p.add_argument("action", choices=["upgrade", "current"])
