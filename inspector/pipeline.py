@@ -100,6 +100,7 @@ class Pipeline:
         self.reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
                            save_frames=tuple(cfg.store.save_frames))
+        self.versions = self._register_models()
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
         self.stop_event = threading.Event()
         for src in self.sources.values():
@@ -160,6 +161,20 @@ class Pipeline:
                 "store_errors": self.stats.store_errors,
                 "done": self.done.is_set(),
             }
+
+    def _register_models(self) -> dict[str, int]:
+        """Every model file in use, by content, so each verdict says which files made it."""
+        model = getattr(self.cfg.detector, "model", None)
+        out = {"detector": self.store.register_model("detector", self.detector.model_id, model)}
+        if self.reasoner is not None:
+            files = getattr(self.reasoner, "model_files", {})
+            for role, path in files.items():
+                vid = self.store.register_model(role, self.reasoner.model_id, path)
+                if role == "vlm":
+                    out["vlm"] = vid
+            if "vlm" not in files:  # behind an HTTP server: known by name only
+                out["vlm"] = self.store.register_model("vlm", self.reasoner.model_id)
+        return out
 
     def trigger(self, camera_id: str) -> int:
         """A software trigger: the camera's next frame is inspected. Returns the requests waiting;
@@ -353,7 +368,7 @@ class Pipeline:
 
     def _record(self, verdict: Verdict, product: str, crops: list[Crop] = ()) -> None:
         try:
-            inspection_id = self.store.save(verdict, product, self.reasoner_mode)
+            inspection_id = self.store.save(verdict, product, self.reasoner_mode, self.versions)
         except Exception as e:
             self.stats.store_errors += 1
             log.error("could not store verdict for camera %s frame %d: %s",

@@ -67,6 +67,11 @@ def test_demo_line_with_test_vlm(tmp_path):
     whys = {w for (w,) in db.execute("select why from verdicts")}
     assert "detector_only" not in whys
     assert db.execute("select distinct reasoner_mode from inspections").fetchall() == [("test_model",)]
+    # The in-process VLM's text model and projector are recorded by content; verdicts point at them.
+    roles = dict(db.execute("select role, sha256 from model_versions"))
+    assert set(roles) == {"detector", "vlm", "mmproj"} and all(len(v) == 64 for v in roles.values())
+    assert db.execute("select count(*) from inspections i join model_versions m on m.id = i.vlm_version_id "
+                      "where m.role = 'vlm'").fetchone()[0] == summary["inspected"]
 
 
 def test_missing_folder_source_fails_clearly(tmp_path):

@@ -122,6 +122,8 @@ def test_looks_thinking_and_millimetres_reach_the_dashboard(demo_line, tmp_path)
                 page = c.get(f"/inspections/{fail['id']}").text
         finally:
             pipe.stop()
+    assert d["models"]["vlm"]["sha256"] is None  # behind an HTTP server: known by name only
+    assert d["models"]["detector"]["sha256"]
     looks = [a for a in d["vlm_answers"] if a["crop_index"] == 0]
     assert [a["look"] for a in looks] == [0, 1]
     assert looks[0]["thinking"] == "first glance" and looks[1]["thinking"] == "zoomed in"

@@ -42,6 +42,7 @@ class LlamaCppReasoner(Reasoner):
             for key, p in (("reasoner.model", model), ("reasoner.mmproj", mmproj)):
                 check_gguf(key, p)
             self.model_id = model.name
+        self.model_files = {"vlm": model, "mmproj": mmproj}  # recorded by content in the store
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import MTMDChatHandler
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -38,6 +38,10 @@ class Inspection(Base):
     roi: Mapped[list | None] = mapped_column(JSON, nullable=True)
     frame_path: Mapped[str | None] = mapped_column(String(512), nullable=True)  # relative to data dir
     reasoner_mode: Mapped[str] = mapped_column(String(32))  # none / test_model / vlm
+    detector_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", name="fk_inspections_detector_version"), nullable=True)
+    vlm_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", name="fk_inspections_vlm_version"), nullable=True)
     verdict: Mapped[Verdict] = relationship(back_populates="inspection", uselist=False,
                                             cascade="all, delete-orphan")
     candidates: Mapped[list[CandidateRow]] = relationship(cascade="all, delete-orphan",
@@ -46,6 +50,21 @@ class Inspection(Base):
     answers: Mapped[list[VlmAnswer]] = relationship(cascade="all, delete-orphan",
                                                     order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
     reviews: Mapped[list[Review]] = relationship(order_by=lambda: Review.id)
+
+
+class ModelVersion(Base):
+    """A model the line used, by content: which file made a verdict, months later."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # detector / vlm / mmproj
+    name: Mapped[str] = mapped_column(String(256))  # the model id the line reports
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: behind an HTTP server
+    path: Mapped[str] = mapped_column(String(1024), default="")
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # with path+size: no re-hash
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_model_versions_role_sha", "role", "sha256", "name"),)
 
 
 class Review(Base):

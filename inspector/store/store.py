@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inspector.messages import CropReport, Finding, Look, Verdict
 from inspector.store import schema
-from inspector.store.models import CandidateRow, FindingRow, Inspection, Review, VlmAnswer
+from inspector.store.models import CandidateRow, FindingRow, Inspection, ModelVersion, Review, VlmAnswer
 from inspector.store.models import Verdict as VerdictRow
 
 
@@ -44,7 +44,31 @@ class Store:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def save(self, verdict: Verdict, product: str, reasoner_mode: str) -> int:
+    def register_model(self, role: str, name: str, path: Path | None = None) -> int:
+        """The model_versions row of this model, made on first sight. A file is identified by its
+        sha256, hashed once: an unchanged file (same path, size, mtime) is not read again."""
+        st = Path(path).stat() if path is not None else None
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            if st is not None:
+                row = s.scalar(select(ModelVersion).where(
+                    ModelVersion.role == role, ModelVersion.name == name, ModelVersion.path == str(path),
+                    ModelVersion.size_bytes == st.st_size, ModelVersion.mtime_ns == st.st_mtime_ns))
+                if row is not None:
+                    return row.id
+            digest = _sha256(Path(path)) if st is not None else None
+            row = s.scalar(select(ModelVersion).where(ModelVersion.role == role, ModelVersion.name == name,
+                                                      ModelVersion.sha256.is_(digest) if digest is None
+                                                      else ModelVersion.sha256 == digest))
+            if row is None:
+                row = ModelVersion(role=role, name=name, sha256=digest, first_seen_at=_utc(time.time()))
+                s.add(row)
+            row.path = str(path) if path is not None else ""
+            row.size_bytes, row.mtime_ns = (st.st_size, st.st_mtime_ns) if st is not None else (None, None)
+            s.flush()
+            return row.id
+
+    def save(self, verdict: Verdict, product: str, reasoner_mode: str,
+             versions: dict[str, int] | None = None) -> int:
         frame = verdict.frame
         rel = None
         if verdict.kind.value in self.save_frames:
@@ -52,7 +76,8 @@ class Store:
         insp = Inspection(
             camera_id=frame.camera_id, product=product, seq=frame.seq, source_name=frame.source_name,
             captured_at=_utc(frame.captured_wall), width=frame.size[0], height=frame.size[1],
-            roi=list(frame.roi) if frame.roi else None, frame_path=rel, reasoner_mode=reasoner_mode)
+            roi=list(frame.roi) if frame.roi else None, frame_path=rel, reasoner_mode=reasoner_mode,
+            detector_version_id=(versions or {}).get("detector"), vlm_version_id=(versions or {}).get("vlm"))
         insp.verdict = VerdictRow(kind=verdict.kind.value, why=verdict.why,
                                   explanation=verdict.explanation, decided_at=_utc(verdict.decided_wall))
         insp.candidates = [CandidateRow(idx=i, x1=c.box[0], y1=c.box[1], x2=c.box[2], y2=c.box[3],
@@ -129,6 +154,9 @@ class Store:
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
                                  "latency_ms": a.latency_ms, "late": a.late} for a in i.answers]
             d["reviews"] = [_review(r) for r in i.reviews]
+            d["models"] = {role: {"name": m.name, "sha256": m.sha256} for role, vid in
+                           (("detector", i.detector_version_id), ("vlm", i.vlm_version_id))
+                           if vid is not None and (m := s.get(ModelVersion, vid)) is not None}
             d["verdict_in_force"] = _in_force(i)
             return d
 
@@ -187,6 +215,16 @@ def _answer_rows(r: CropReport, late: bool = False) -> list[VlmAnswer]:
                       model_id=r.model_id, latency_ms=lk.latency_ms, late=late,
                       region=[round(v, 1) for v in lk.region] if r.looks else None)
             for lk in looks]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _in_force(i: Inspection) -> str:
