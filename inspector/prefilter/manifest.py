@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.filehash import sha256_of  # noqa: F401  (re-exported: plugins import it from here)
 from inspector.prefilter import ModelError
 
 
@@ -23,14 +23,6 @@ class ModelEntry:
     input: dict  # how the model wants its image: layout, dtype, channels, scale, max_side
     output_name: str | None = None
     normal_statistics: dict | None = None  # outputs/inputs for per-product normal statistics
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_entry(manifest: Path, model: Path) -> ModelEntry:

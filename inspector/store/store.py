@@ -11,6 +11,7 @@ import cv2
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from inspector.filehash import sha256_of as _sha256
 from inspector.messages import CropReport, Finding, Look, Verdict
 from inspector.store import schema
 from inspector.store.models import CandidateRow, FindingRow, Inspection, ModelVersion, Review, VlmAnswer
@@ -215,16 +216,6 @@ def _answer_rows(r: CropReport, late: bool = False) -> list[VlmAnswer]:
                       model_id=r.model_id, latency_ms=lk.latency_ms, late=late,
                       region=[round(v, 1) for v in lk.region] if r.looks else None)
             for lk in looks]
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _in_force(i: Inspection) -> str:
