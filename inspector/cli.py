@@ -250,6 +250,10 @@ def cmd_reason(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "store":
+        from inspector.bench import store as bench_store
+
+        return bench_store.main(writes_n=args.calls or 5000, inspections=args.inspections, as_json=args.json)
     if args.what == "loop":
         from inspector.bench import loop as bench_loop
 
@@ -598,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
-    p.add_argument("what", choices=["reasoner", "prefilter", "loop"])
+    p.add_argument("what", choices=["reasoner", "prefilter", "loop", "store"])
+    p.add_argument("--inspections", type=int, default=1_000_000, help="store: database size for the reads")
     p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
     p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")

@@ -22,3 +22,27 @@ def test_bench_loop_prints_rates_ratios_and_keeps_every_crop():
     # Nothing lost: every frame whose crops did not fit the VLM queue has them in the backlog.
     assert slow["vlm_backlog"] >= slow["vlm_overflow"]
     assert r["slow_vlm_capture_ratio"] == pytest.approx(slow["capture_fps"] / live["capture_fps"], abs=0.002)
+
+
+def test_bench_store_prints_write_rates_and_read_percentiles():
+    p = run_cli("bench", "store", "--frames", "300", "--inspections", "3000", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["writes"] == 300 and r["inspections"] == 3000
+    assert r["ratio"] == pytest.approx(r["store_save_per_s"] / r["bare_insert_per_s"], abs=0.01)
+    assert set(r["reads"]) == {"feed first page", "feed, fails only", "feed, one camera", "feed, an older page",
+                               "verdict counts (stats)"}
+    assert all(0 < v["p50_ms"] <= v["p95_ms"] for v in r["reads"].values())
+
+
+def test_bench_store_database_holds_what_it_says(tmp_path):
+    from inspector.bench.store import big_database
+    from inspector.store import Store
+
+    big_database(tmp_path, 1234)
+    store = Store(f"sqlite:///{tmp_path / 'big.db'}", tmp_path)
+    try:
+        c = store.counts()
+        assert c["total"] == 1234 and c["fail"] == 123 and len(store.feed(limit=50, kind="fail")) == 50
+    finally:
+        store.close()
