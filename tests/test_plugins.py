@@ -1,6 +1,5 @@
 """Detector plugins against small ONNX models built here: Ultralytics YOLO heads, anomalib maps."""
 
-import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings

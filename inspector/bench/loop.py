@@ -93,14 +93,13 @@ def whole_line(path: Path, data: Path, vlm_url: str | None = None, policy: str =
         line_s = time.perf_counter() - t
     finally:
         pipe.stop()
-    crops_in = st["candidates"]
     return {"capture_fps": round(cam["frames_in"] / capture_s, 1),
             "judged_fps": round(cam["frames_inspected"] / line_s, 1),
             "frames_in": cam["frames_in"], "frames_inspected": cam["frames_inspected"],
             "dropped": cam["dropped"], "vlm_queue_max": max(depth, default=0),
             "vlm_queue_median": statistics.median(depth) if depth else 0,
             "vlm_answered": st["vlm_crops"], "vlm_backlog": st["vlm_backlog"],
-            "vlm_overflow": st["vlm_overflow"], "candidates": crops_in,
+            "vlm_overflow": st["vlm_overflow"], "candidates": st["candidates"],
             "latency_p50_ms": cam["latency_p50_ms"], "latency_p95_ms": cam["latency_p95_ms"]}
 
 

@@ -12,7 +12,6 @@ import logging
 import random
 import re
 import threading
-import time
 from pathlib import Path
 
 import cv2
