@@ -1,7 +1,9 @@
 #!/bin/sh
 # Set up everything the inspector needs on a fresh Debian/Ubuntu machine with Python 3.11:
 #   ./bootstrap.sh        system packages (when missing) + .venv + the inspector
-#   ./bootstrap.sh test   ... + test tools + Debian's chromium for the browser tests
+#   ./bootstrap.sh test   ... + test tools, Debian's chromium for the browser tests and Debian's
+#                         postgresql for the store's PostgreSQL tests (the tests start their own
+#                         throwaway server; nothing is configured system-wide)
 # Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
 # (~6 minutes on 2 cores the first time).
 set -eu
@@ -15,6 +17,7 @@ python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need="$need python3-venv"
 if [ "$want_test" = "test" ]; then
   [ -x /usr/bin/chromium ] || need="$need chromium"
   command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

@@ -67,6 +67,8 @@ def cmd_run(args) -> int:
     if server:
         print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port}", file=sys.stderr)
 
+    if args.verdicts_out:
+        pipe.on_verdict.append(_verdict_printer(args.verdicts_out))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     pipe.start()
@@ -88,6 +90,20 @@ def cmd_run(args) -> int:
                "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"]}
     print(json.dumps(summary))
     return 0 if not (st["processing_errors"] or st["store_errors"]) else 1
+
+
+def _verdict_printer(target: str):
+    out = sys.stdout if target == "-" else open(target, "a", buffering=1)
+    lock = threading.Lock()
+
+    def emit(inspection_id, uid, verdict) -> None:
+        f = verdict.frame
+        line = json.dumps({"id": inspection_id, "uid": uid, "camera_id": f.camera_id, "seq": f.seq,
+                           "source_name": f.source_name, "verdict": verdict.kind.value, "why": verdict.why})
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+    return emit
 
 
 def _check_port(host: str, port: int) -> None:
@@ -496,7 +512,7 @@ def cmd_export(args) -> int:
     if until is not None and until <= since:
         _fail("--until must be after --since")
     try:
-        store = Store(cfg.database_url, cfg.data_dir)
+        store = Store(cfg.database_url, cfg.data_dir, cfg.store)
     except ValueError as e:
         _fail(str(e))
     try:
@@ -539,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-web", action="store_true", help="do not serve the dashboard")
         p.add_argument("--port", type=int, help="dashboard port (default from config: 8080)")
         p.add_argument("--data-dir", type=Path, help="override data_dir from the config")
+        p.add_argument("--verdicts-out", metavar="FILE",
+                       help="append one JSON line per verdict once it is committed to the database "
+                            "(- = standard output): for a reject gate, a PLC bridge or a log shipper")
 
     p = sub.add_parser("run", help="run a line from a config file")
     p.add_argument("--config", type=Path, help="YAML config (default: the bundled demo line)")

@@ -399,10 +399,44 @@ class JudgeConfig(_Model):
                                   description="VLM findings below this confidence give review")
 
 
+VerdictKindName = Literal["pass", "fail", "review"]
+
+
+class RetentionConfig(_Model):
+    """Which pictures go when. Verdict rows are never deleted by retention; pictures are."""
+
+    max_age_days: float | None = Field(30, gt=0, description="pictures older than this are deleted "
+                                                             "(None = kept until the budget needs room)")
+    keep_unreviewed_fail_days: float = Field(
+        14, ge=0, description="pictures of fail verdicts nobody has reviewed are kept at least this "
+                              "long, by age and by budget alike (when only they are left, the store "
+                              "stops writing new pictures instead)")
+    budget_gb: float | None = Field(None, gt=0, description="most disk the pictures may take; None = "
+                                                            "no budget (min_free_mb still holds)")
+    min_free_mb: float = Field(500, ge=0, description="free space kept on the data directory's disk "
+                                                      "(the database and the spool need room too)")
+    interval_s: float = Field(60, gt=0, description="how often retention runs")
+
+
 class StoreConfig(_Model):
-    url: str | None = Field(None, description="SQLAlchemy URL; None = <data_dir>/inspector.db")
+    url: str | None = Field(None, description="SQLAlchemy URL: sqlite:///path or "
+                                              "postgresql+psycopg://user@host/db; None = "
+                                              "<data_dir>/inspector.db")
     jpeg_quality: int = Field(90, ge=10, le=100)
-    save_frames: list[Literal["pass", "fail", "review"]] = ["fail", "review"]
+    save_frames: list[VerdictKindName] = Field(["fail", "review"], description="full frames kept for")
+    save_crops: list[VerdictKindName] = Field(["fail", "review"], description="crops the VLM saw, kept for")
+    save_thumbnails: list[VerdictKindName] = Field(["fail", "review"], description="feed thumbnails kept for")
+    thumbnail_px: int = Field(320, ge=32, le=2048, description="longest side of a thumbnail")
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="SQLite: normal (WAL) survives a crash of the process or kill -9 but "
+                              "may lose the last transactions on power loss; full fsyncs every "
+                              "commit and survives power loss too, at a lower write rate")
+    batch_max: int = Field(500, ge=1, description="verdicts per transaction at most")
+    batch_wait_ms: float = Field(0, ge=0, description="how long the writer waits to fill a batch (0: "
+                                                       "it takes what is waiting; batches grow under load)")
+    queue_size: int = Field(20000, ge=1, description="verdicts waiting for the writer at most "
+                                                     "(when full, the stages that made them wait)")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class WebConfig(_Model):

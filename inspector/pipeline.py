@@ -4,8 +4,13 @@ Threads, not processes, for this first version: onnxruntime and llama.cpp releas
 they compute. Capture only ever waits on the bounded frame queue (replay sources are paced by their
 fps); the pre-filter never waits on the VLM: crops go to a bounded reasoner queue served by
 `reasoner.workers` threads, and when it is full the frame is judged `review` ("VLM queue full")
-rather than blocking the line. Crops the VLM could not answer (down, circuit open, queue full) go
-to a disk backlog and are reasoned when it is back; their answers join the stored inspection.
+rather than blocking the line. A frame handed to the reasoner queue is first made durable in the
+spool and leaves it only when its verdict is committed, so a crash or restart loses none (the
+next start resumes them). Crops the VLM could not answer (down, circuit open, queue full) go to a
+disk backlog and are reasoned when it is back; their answers join the stored inspection.
+
+Verdicts go to the store's writer thread; a verdict counts as reported (stats, latency,
+`on_verdict` listeners) only once it is committed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -27,6 +33,7 @@ from inspector.orientation import inside, orienter
 from inspector.prefilter import build_detector
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
+from inspector.reasoner.spool import Spool, SpoolError
 from inspector.sources import open_source
 from inspector.store import Store
 from inspector.triggers import Trigger
@@ -85,6 +92,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class _Job:
+    uid: str  # the inspection's uid-to-be; also the job's name in the spool
     frame: Frame
     product: str
     candidates: list[Candidate]
@@ -98,9 +106,11 @@ class Pipeline:
         self.detector = build_detector(cfg.detector)
         self.tuning = product_tuning(cfg, self.detector)
         self.reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
-        self.store = Store(cfg.database_url, cfg.data_dir, jpeg_quality=cfg.store.jpeg_quality,
-                           save_frames=tuple(cfg.store.save_frames))
+        self.store = Store(cfg.database_url, cfg.data_dir, cfg.store)
+        self.store.sync_config(cfg)
         self.versions = self._register_models()
+        self.run_id = uuid.uuid4().hex[:12]  # with camera and seq, names each inspection for good
+        self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
         self.stop_event = threading.Event()
         for src in self.sources.values():
@@ -128,6 +138,9 @@ class Pipeline:
         self._workers_left = self.workers
         self.backlog = Backlog(cfg.data_dir / "vlm-backlog", getattr(cfg.reasoner, "backlog_max", 0)) \
             if self.reasoner is not None else None
+        self.spool = Spool(cfg.data_dir / "vlm-spool", fsync=cfg.store.synchronous == "full") \
+            if self.reasoner is not None else None
+        self.resumed: deque[_Job] = deque()  # spooled by an earlier run: reasoned before new frames
         self.done = threading.Event()  # every source exhausted and every frame judged
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -158,7 +171,10 @@ class Pipeline:
                 "reasoner": self.reasoner.status() if self.reasoner else None,
                 "frame_queue": self.frames.depth(),
                 "processing_errors": self.stats.processing_errors,
-                "store_errors": self.stats.store_errors,
+                "store_errors": self.stats.store_errors + self.store.writer.failed,
+                "vlm_spool": len(self.spool) if self.spool is not None else 0,
+                "vlm_resumed": len(self.resumed),
+                "store": self.store.status(),
                 "done": self.done.is_set(),
             }
 
@@ -192,7 +208,30 @@ class Pipeline:
         return {**vars(c), **link, "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
                 "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
 
+    def _resume_spool(self) -> None:
+        """Frames an earlier run spooled but did not finish: reason them first. One whose verdict
+        did get in before the crash just leaves the spool."""
+        for sj in self.spool.pending():
+            if self.store.has_uid(sj.uid):
+                self.spool.done(sj.uid)
+                continue
+            if sj.product not in {p.name for p in self.cfg.products}:
+                log.error("spool: frame %s is for product %s, which the config no longer has; "
+                          "judged without the VLM", sj.uid, sj.product)
+            cands = list(sj.candidates)
+            try:
+                crops = make_crops(sj.frame.image, cands, self.cfg.cropper)
+            except Exception as e:
+                log.error("spool: frame %s cannot be cropped again (%s); judged without the VLM", sj.uid, e)
+                crops = []
+            self.resumed.append(_Job(sj.uid, sj.frame, sj.product, cands, crops))
+        if self.resumed:
+            log.warning("resuming %d frame(s) spooled for the VLM by the previous run", len(self.resumed))
+
     def start(self) -> None:
+        if self.spool is not None:
+            self._resume_spool()
+        self.store.start_retention()
         for cam in self.cfg.cameras:
             self._spawn(f"capture-{cam.id}", self._capture, cam)
         self._spawn("prefilter", self._process)
@@ -209,6 +248,7 @@ class Pipeline:
         self.stop_event.set()
         for t in self._threads:
             t.join(timeout)
+        self.store.flush(timeout)
         for src in self.sources.values():
             src.close()
         if self.reasoner is not None:
@@ -280,7 +320,7 @@ class Pipeline:
                     for _ in range(self.workers):
                         self.jobs.put(None)
                 else:
-                    self.done.set()
+                    self._finish()
                 return
             try:
                 tune = self.tuning.get(products[frame.camera_id])
@@ -296,30 +336,59 @@ class Pipeline:
             self.cameras[frame.camera_id].frames_inspected += 1
             self.stats.candidates += len(cands)
             product = products[frame.camera_id]
+            uid = f"{self.run_id}:{frame.camera_id}:{frame.seq}"
             if not cands or self.reasoner is None:
                 self._record(judge(frame, cands, None if self.reasoner is None else [], self.cfg.judge),
-                             product)
+                             product, crops, uid)
+                continue
+            job = _Job(uid, frame, product, cands, crops)
+            if self.jobs.full():  # checked first: a frame that cannot wait is not spooled at all
+                self._unavailable(job, "VLM queue full (the VLM cannot keep up with the line)")
+                self.stats.vlm_overflow += 1
                 continue
             try:
-                self.jobs.put_nowait(_Job(frame, product, cands, crops))
-            except queue.Full:
+                self.spool.put(uid, product, frame, cands)
+            except SpoolError as e:
+                log.error("%s; judged without the VLM", e)
+                self._unavailable(job, f"could not keep the frame for the VLM ({e})")
+                continue
+            try:
+                self.jobs.put_nowait(job)
+            except queue.Full:  # only this thread puts, but workers may be slow to take
+                self.spool.done(uid)
                 self.stats.vlm_overflow += 1
-                reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0,
-                                      "VLM queue full (the VLM cannot keep up with the line)")
-                           for c in crops]
-                self._record(judge(frame, cands, reports, self.cfg.judge), product, crops)
+                self._unavailable(job, "VLM queue full (the VLM cannot keep up with the line)")
+
+    def _unavailable(self, job: _Job, why: str) -> None:
+        reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0, why) for c in job.crops]
+        self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product, job.crops, job.uid)
+
+    def _next_job(self) -> _Job | None | bool:
+        """A resumed job first, else the next live one; False when nothing came in time."""
+        with self._lock:
+            if self.resumed:
+                return self.resumed.popleft()
+        try:
+            return self.jobs.get(timeout=0.2)
+        except queue.Empty:
+            return False
+
+    def _finish(self) -> None:
+        """Every frame is judged: wait until the last verdicts are committed, then say done."""
+        self.store.flush(60)
+        self.done.set()
 
     def _reason(self) -> None:
         while not self.stop_event.is_set():
-            try:
-                job = self.jobs.get(timeout=0.2)
-            except queue.Empty:
+            job = self._next_job()
+            if job is False:
                 continue
             if job is None:
                 with self._lock:
                     self._workers_left -= 1
-                    if self._workers_left == 0:
-                        self.done.set()
+                    last = self._workers_left == 0
+                if last:
+                    self._finish()
                 return
             product = self.cfg.product(job.product)
             reports = []
@@ -334,7 +403,7 @@ class Pipeline:
                 with self._lock:
                     self.stats.vlm_crops += 1
             self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product,
-                         job.crops)
+                         job.crops, job.uid, spooled=True)
 
     def _drain_backlog(self) -> None:
         """Reason kept crops when the VLM answers again; the live line always goes first."""
@@ -366,20 +435,28 @@ class Pipeline:
                 with self._lock:
                     self.stats.vlm_late += 1
 
-    def _record(self, verdict: Verdict, product: str, crops: list[Crop] = ()) -> None:
+    def _record(self, verdict: Verdict, product: str, crops: list[Crop] = (), uid: str | None = None,
+                spooled: bool = False) -> None:
+        """Hand the verdict to the store's writer; what follows a commit happens in `committed`."""
+        def committed(inspection_id: int) -> None:
+            if spooled:
+                self.spool.done(uid)
+            with self._lock:
+                self.stats.verdicts[verdict.kind.value] += 1
+                self._latency[verdict.frame.camera_id].append(time.monotonic() - verdict.frame.captured_mono)
+            if self.backlog is not None:
+                by_index = {c.index: c for c in crops}
+                for r in verdict.reports:
+                    if r.answer is CropAnswer.unavailable and r.crop_index in by_index:
+                        self.backlog.put(inspection_id, product, verdict.frame.camera_id,
+                                         by_index[r.crop_index])
+            for listener in self.on_verdict:
+                listener(inspection_id, uid, verdict)
+
         try:
-            inspection_id = self.store.save(verdict, product, self.reasoner_mode, self.versions)
+            self.store.submit(verdict, product, self.reasoner_mode, uid=uid, versions=self.versions,
+                              crops=tuple(crops), on_commit=committed)
         except Exception as e:
             self.stats.store_errors += 1
             log.error("could not store verdict for camera %s frame %d: %s",
                       verdict.frame.camera_id, verdict.frame.seq, e)
-            return
-        with self._lock:
-            self.stats.verdicts[verdict.kind.value] += 1
-            self._latency[verdict.frame.camera_id].append(time.monotonic() - verdict.frame.captured_mono)
-        if self.backlog is not None:
-            by_index = {c.index: c for c in crops}
-            for r in verdict.reports:
-                if r.answer is CropAnswer.unavailable and r.crop_index in by_index:
-                    self.backlog.put(inspection_id, product, verdict.frame.camera_id,
-                                     by_index[r.crop_index])

@@ -73,3 +73,26 @@ def demo_crops(demo_line):
         out += [(img, c) for c in make_crops(img, det.detect(img, ROI), CropperConfig(max_crops=2))]
     assert len(out) >= 6
     return out[:12]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (skipped, with the reason, where none can run)."""
+    from tests.pg_server import PostgresServer, Unavailable
+
+    srv = PostgresServer()
+    try:
+        srv.start()
+    except Unavailable as e:
+        srv.stop()
+        pytest.skip(f"no PostgreSQL server: {e}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """The store's database: each test that takes it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'line.db'}"
+    return request.getfixturevalue("postgres_server").new_database()

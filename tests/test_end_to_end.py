@@ -1,6 +1,7 @@
 """The line end to end through the CLI: real sources, ONNX, llama.cpp, SQLite and JPEG files."""
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -36,17 +37,30 @@ def test_demo_line_detector_only(tmp_path):
     assert db.execute("select count(*) from findings").fetchone()[0] == 0
     # candidates are stored for every failed inspection
     assert db.execute("select count(distinct inspection_id) from candidates").fetchone()[0] == kinds.get("fail", 0)
-    # exactly the fail/review frames are saved, as readable JPEGs next to the database
-    paths = [p for (p,) in db.execute(
-        "select frame_path from inspections i join verdicts v on v.inspection_id = i.id "
-        "where v.kind in ('fail', 'review')")]
-    assert all(paths) and len(paths) == kinds.get("fail", 0)
-    for p in paths:
-        img = cv2.imread(str(tmp_path / "data" / p))
-        assert img is not None and img.shape == (480, 640, 3)
-    assert db.execute("select count(*) from inspections where frame_path is not null").fetchone()[0] == len(paths)
+    # exactly the fail/review frames are saved (frame, thumbnail and crops), as readable JPEGs
+    # under date-partitioned folders next to the database, by relative path
+    rows = db.execute("select i.id, im.kind, im.path, im.bytes, im.crop_index from images im "
+                      "join inspections i on i.id = im.inspection_id join verdicts v on v.inspection_id = i.id "
+                      "where v.kind in ('fail', 'review')").fetchall()
+    frames = [r for r in rows if r[1] == "frame"]
+    assert len(frames) == kinds.get("fail", 0) == len({r[0] for r in rows if r[1] == "thumb"})
+    n_cands = db.execute("select count(*) from candidates").fetchone()[0]
+    assert len([r for r in rows if r[1] == "crop"]) == n_cands  # one crop per candidate
+    assert db.execute("select count(*) from images").fetchone()[0] == len(rows)  # nothing for passes
+    for _, kind, rel, n_bytes, _ in rows:
+        assert not rel.startswith("/") and rel.split("/")[0] == {"frame": "frames", "thumb": "thumbs",
+                                                                 "crop": "crops"}[kind]
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rel.split("/")[1])
+        path = tmp_path / "data" / rel
+        assert path.stat().st_size == n_bytes
+        img = cv2.imread(str(path))
+        assert img is not None
+        if kind == "frame":
+            assert img.shape == (480, 640, 3)
+        if kind == "thumb":
+            assert max(img.shape[:2]) == 320
     files = list((tmp_path / "data" / "frames").rglob("*.jpg"))
-    assert len(files) == len(paths)
+    assert len(files) == len(frames)
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 

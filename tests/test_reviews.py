@@ -1,18 +1,19 @@
 """Operator reviews: recorded beside the machine verdict, never editing it; append-only in the
 database itself."""
 
-import sqlite3
-
 import numpy as np
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from inspector.config import StoreConfig
 from inspector.messages import Frame, Verdict, VerdictKind
 from inspector.store import Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path, save_frames=())
+def store(db_url, tmp_path):
+    s = Store(db_url, tmp_path, StoreConfig(save_frames=[], save_thumbnails=[], save_crops=[]))
     yield s
     s.close()
 
@@ -51,11 +52,11 @@ def test_unknown_inspection(store):
         store.add_review(999, "anna", "pass")
 
 
-def test_the_database_refuses_to_rewrite_reviews(store, tmp_path):
+def test_the_database_refuses_to_rewrite_reviews(store):
     iid = _inspection(store)
     store.add_review(iid, "anna", "pass")
-    with sqlite3.connect(tmp_path / "line.db") as c:
-        for sql in ("UPDATE reviews SET to_verdict = 'fail'", "DELETE FROM reviews"):
-            with pytest.raises(sqlite3.DatabaseError, match="reviews are append-only"):
-                c.execute(sql)
+    for sql in ("UPDATE reviews SET to_verdict = 'fail'", "DELETE FROM reviews"):
+        with pytest.raises(DBAPIError, match="reviews are append-only"):
+            with store.engine.begin() as c:  # hand-run SQL, past the store's code
+                c.execute(text(sql))
     assert store.inspection(iid)["reviews"][0]["to"] == "pass"

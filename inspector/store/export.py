@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inspector.store.models import Inspection
 
-FIELDS = ["id", "captured_at", "camera_id", "product", "seq", "source_name", "verdict", "why",
+FIELDS = ["id", "uid", "captured_at", "camera_id", "product", "seq", "source_name", "verdict", "why",
           "verdict_in_force", "reviews", "defect_types", "findings", "candidates", "explanation",
           "frame_path"]
 
@@ -28,7 +28,8 @@ FIELDS = ["id", "captured_at", "camera_id", "product", "seq", "source_name", "ve
 def _rows(store, since: datetime, until: datetime | None):
     q = (select(Inspection).where(Inspection.captured_at >= since)
          .options(selectinload(Inspection.verdict), selectinload(Inspection.findings),
-                  selectinload(Inspection.candidates), selectinload(Inspection.reviews))
+                  selectinload(Inspection.candidates), selectinload(Inspection.reviews),
+                  selectinload(Inspection.images))
          .order_by(Inspection.id))
     if until is not None:
         q = q.where(Inspection.captured_at < until)
@@ -39,12 +40,12 @@ def _rows(store, since: datetime, until: datetime | None):
 
 
 def _table_row(i: Inspection) -> dict:
-    return {"id": i.id, "captured_at": i.captured_at.isoformat() + "Z", "camera_id": i.camera_id,
+    return {"id": i.id, "uid": i.uid, "captured_at": i.captured_at.isoformat() + "Z", "camera_id": i.camera_id,
             "product": i.product, "seq": i.seq, "source_name": i.source_name, "verdict": i.verdict.kind,
             "why": i.verdict.why, "verdict_in_force": i.reviews[-1].to_verdict if i.reviews else i.verdict.kind,
             "reviews": len(i.reviews), "defect_types": " ".join(sorted({f.defect_type for f in i.findings})),
             "findings": len(i.findings), "candidates": len(i.candidates), "explanation": i.verdict.explanation,
-            "frame_path": i.frame_path or ""}
+            "frame_path": next((im.path for im in i.images if im.kind == "frame"), "")}
 
 
 def _boxes(i: Inspection) -> list[tuple[str, list[float]]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -25,18 +26,40 @@ class BoxColumns:
         return [self.x1, self.y1, self.x2, self.y2]
 
 
+class Camera(Base):
+    """A camera as configured when it last ran (kept when it leaves the config: old rows name it)."""
+
+    __tablename__ = "cameras"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product: Mapped[str] = mapped_column(String(128), default="")
+    source: Mapped[str] = mapped_column(String(512), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Product(Base):
+    """A product (recipe): what the line makes and which defects it can have."""
+
+    __tablename__ = "products"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    defect_types: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Inspection(Base):
     __tablename__ = "inspections"
     id: Mapped[int] = mapped_column(primary_key=True)
-    camera_id: Mapped[str] = mapped_column(String(64), index=True)
-    product: Mapped[str] = mapped_column(String(128))
+    # Made by the line before the row exists: a verdict re-sent after a crash (the spool) is
+    # recognised by it and not recorded twice.
+    uid: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id", name="fk_inspections_camera"), index=True)
+    product: Mapped[str] = mapped_column(ForeignKey("products.name", name="fk_inspections_product"))
     seq: Mapped[int] = mapped_column(Integer)
     source_name: Mapped[str] = mapped_column(String(512), default="")
-    captured_at: Mapped[datetime] = mapped_column(DateTime)
+    captured_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     roi: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    frame_path: Mapped[str | None] = mapped_column(String(512), nullable=True)  # relative to data dir
     reasoner_mode: Mapped[str] = mapped_column(String(32))  # none / test_model / vlm
     detector_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", name="fk_inspections_detector_version"), nullable=True)
@@ -50,6 +73,22 @@ class Inspection(Base):
     answers: Mapped[list[VlmAnswer]] = relationship(cascade="all, delete-orphan",
                                                     order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
     reviews: Mapped[list[Review]] = relationship(order_by=lambda: Review.id)
+    images: Mapped[list[Image]] = relationship(order_by=lambda: Image.id)
+    __table_args__ = (UniqueConstraint("uid", name="uq_inspections_uid"),)
+
+
+class Image(Base):
+    """A picture of an inspection on disk: the full frame, a crop the VLM saw, or a thumbnail.
+    Retention deletes the file and this row; the verdict stays."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # frame / crop / thumb
+    crop_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    path: Mapped[str] = mapped_column(String(512))  # relative to the data directory
+    bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: not yet measured
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class ModelVersion(Base):

@@ -1,21 +1,32 @@
-"""Writes verdicts (and the frames of fail/review verdicts) and answers the dashboard's questions."""
+"""The verdict store: one front for the writer, the pictures, retention and the dashboard's reads.
+
+SQLite settings (see `_sqlite_pragmas`): WAL, so the dashboard's reads never block the writer and
+the writer never blocks them; busy_timeout 30 s; synchronous NORMAL by default (a commit survives
+a crash or kill -9 of the process; power loss may lose the last commits) or FULL (store.synchronous,
+survives power loss, fewer commits per second).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+import uuid
 from pathlib import Path
 
-import cv2
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from inspector.config import StoreConfig
 from inspector.filehash import sha256_of as _sha256
-from inspector.messages import CropReport, Finding, Look, Verdict
+from inspector.messages import Crop, CropReport, Verdict
 from inspector.store import schema
-from inspector.store.models import CandidateRow, FindingRow, Inspection, ModelVersion, Review, VlmAnswer
+from inspector.store.images import ImageStore
+from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, Review,
+                                    VlmAnswer)
 from inspector.store.models import Verdict as VerdictRow
+from inspector.store.retention import Retention, used_bytes
+from inspector.store.rows import answer_rows, finding_row
+from inspector.store.writer import Pending, Writer, utc as _utc
 
 
 VERDICTS = ("pass", "fail", "review")
@@ -25,25 +36,58 @@ class StoreError(Exception):
     pass
 
 
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).replace(tzinfo=None)
+def new_uid() -> str:
+    return uuid.uuid4().hex
 
 
 class Store:
-    def __init__(self, url: str, data_dir: Path, *, jpeg_quality: int = 90,
-                 save_frames: tuple[str, ...] = ("fail", "review")):
+    def __init__(self, url: str, data_dir: Path, cfg: StoreConfig | None = None):
+        cfg = cfg or StoreConfig()
+        self.cfg = cfg
         self.data_dir = Path(data_dir)
-        self.jpeg_quality = jpeg_quality
-        self.save_frames = set(save_frames)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {},
+                                    pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            sync = cfg.synchronous.upper()
+            event.listen(self.engine, "connect", lambda c, r: _sqlite_pragmas(c, r, sync))
         schema.prepare(self.engine, url)  # new: created at head; otherwise exactly head, or a clear refusal
         self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
+        r = cfg.retention
+        self.images = ImageStore(self.data_dir, jpeg_quality=cfg.jpeg_quality,
+                                 budget_bytes=int(r.budget_gb * 1e9) if r.budget_gb else None,
+                                 min_free_bytes=int(r.min_free_mb * 1e6), used_bytes=used_bytes(self.engine),
+                                 synchronous_full=cfg.synchronous == "full")
+        self.writer = Writer(self.engine, self.images, save_frames=cfg.save_frames, save_crops=cfg.save_crops,
+                             save_thumbnails=cfg.save_thumbnails, thumbnail_px=cfg.thumbnail_px,
+                             batch_max=cfg.batch_max, batch_wait_s=cfg.batch_wait_ms / 1000,
+                             queue_size=cfg.queue_size, lock=self._write_lock)
+        self.retention = Retention(self.engine, self.images, r, self._write_lock)
+        self.images.on_pressure = self.retention.wake
 
     # --- writing ---------------------------------------------------------------------------
+
+    def sync_config(self, cfg) -> None:
+        """Cameras and products as the config has them now (rows are kept when they leave it:
+        older inspections still name them)."""
+        now = _utc(time.time())
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            for p in cfg.products:
+                row = s.get(Product, p.name) or Product(name=p.name)
+                row.description, row.defect_types, row.updated_at = p.good_part, sorted(p.defects), now
+                s.add(row)
+            s.flush()
+            for cam in cfg.cameras:
+                row = s.get(Camera, cam.id) or Camera(id=cam.id)
+                row.product, row.source, row.updated_at = cam.product, _describe(cam.source), now
+                s.add(row)
+        self.writer.forget_parents()
+
+    def start_retention(self) -> None:
+        self.retention.start()
 
     def register_model(self, role: str, name: str, path: Path | None = None) -> int:
         """The model_versions row of this model, made on first sight. A file is identified by its
@@ -68,62 +112,59 @@ class Store:
             s.flush()
             return row.id
 
+    def submit(self, verdict: Verdict, product: str, reasoner_mode: str, *, uid: str | None = None,
+               versions: dict[str, int] | None = None, crops: tuple[Crop, ...] = (),
+               on_commit=None) -> str:
+        """Queue a verdict for the writer; `on_commit(inspection_id)` runs once it is in the
+        database. Returns its uid. Waits only while the writer's queue is full."""
+        uid = uid or new_uid()
+        self.writer.submit(Pending(uid, verdict, product, reasoner_mode, dict(versions or {}), tuple(crops),
+                                   on_commit))
+        return uid
+
     def save(self, verdict: Verdict, product: str, reasoner_mode: str,
-             versions: dict[str, int] | None = None) -> int:
-        frame = verdict.frame
-        rel = None
-        if verdict.kind.value in self.save_frames:
-            rel = self._save_frame(verdict)
-        insp = Inspection(
-            camera_id=frame.camera_id, product=product, seq=frame.seq, source_name=frame.source_name,
-            captured_at=_utc(frame.captured_wall), width=frame.size[0], height=frame.size[1],
-            roi=list(frame.roi) if frame.roi else None, frame_path=rel, reasoner_mode=reasoner_mode,
-            detector_version_id=(versions or {}).get("detector"), vlm_version_id=(versions or {}).get("vlm"))
-        insp.verdict = VerdictRow(kind=verdict.kind.value, why=verdict.why,
-                                  explanation=verdict.explanation, decided_at=_utc(verdict.decided_wall))
-        insp.candidates = [CandidateRow(idx=i, x1=c.box[0], y1=c.box[1], x2=c.box[2], y2=c.box[3],
-                                        score=c.score, label=c.label, model_id=c.model_id)
-                           for i, c in enumerate(verdict.candidates)]
-        insp.findings = [_finding_row(f) for f in verdict.findings]
-        insp.answers = [a for r in verdict.reports for a in _answer_rows(r)]
-        with self._write_lock, Session(self.engine) as s, s.begin():
-            s.add(insp)
-            s.flush()
-            return insp.id
+             versions: dict[str, int] | None = None, *, uid: str | None = None,
+             crops: tuple[Crop, ...] = (), timeout: float = 60.0) -> int:
+        """Write one verdict and wait for it: the inspection's id."""
+        p = Pending(uid or new_uid(), verdict, product, reasoner_mode, dict(versions or {}), tuple(crops),
+                    done=threading.Event())
+        self.writer.submit(p)
+        if not p.done.wait(timeout):
+            raise StoreError(f"verdict {p.uid} not written within {timeout:.0f} s "
+                             f"({self.writer.last_error or 'the writer is behind'})")
+        if p.error is not None:
+            raise StoreError(f"verdict {p.uid} refused by the database: {p.error}")
+        return p.inspection_id
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        return self.writer.flush(timeout)
+
+    def has_uid(self, uid: str) -> bool:
+        with Session(self.engine) as s:
+            return s.scalar(select(Inspection.id).where(Inspection.uid == uid)) is not None
 
     def add_late_report(self, inspection_id: int, report: CropReport, note: str) -> bool:
         """Attach a VLM answer that arrived after the verdict (from the backlog). The verdict
         itself stands (the part was already handled); its explanation gains `note`."""
         with self._write_lock, Session(self.engine) as s, s.begin():
             insp = s.get(Inspection, inspection_id)
-            if insp is None:  # deleted by retention meanwhile
+            if insp is None:
                 return False
-            insp.answers.extend(_answer_rows(report, late=True))
-            insp.findings.extend(_finding_row(f, late=True) for f in report.findings)
+            insp.answers.extend(VlmAnswer(**a) for a in answer_rows(report, late=True))
+            insp.findings.extend(FindingRow(**finding_row(f, late=True)) for f in report.findings)
             insp.verdict.explanation = f"{insp.verdict.explanation} {note}".strip()
         return True
 
-    def _save_frame(self, verdict: Verdict) -> str | None:
-        f = verdict.frame
-        day = _utc(f.captured_wall).strftime("%Y-%m-%d")
-        stamp = _utc(f.captured_wall).strftime("%H%M%S%f")
-        rel = Path("frames") / day / f.camera_id / f"{stamp}_{f.seq:08d}.jpg"
-        path = self.data_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise StoreError(f"could not encode frame {f.seq} of camera {f.camera_id} as JPEG")
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(buf.tobytes())
-        tmp.replace(path)  # never leave a half-written JPEG behind a database row
-        return rel.as_posix()
+    def status(self) -> dict:
+        return {**self.writer.status(), **self.images.status(), **self.retention.status()}
 
     # --- reading ---------------------------------------------------------------------------
 
     def feed(self, *, limit: int = 50, after_id: int = 0, before_id: int | None = None,
              kind: str | None = None, camera: str | None = None) -> list[dict]:
         q = (select(Inspection).join(Inspection.verdict)
-             .options(selectinload(Inspection.verdict), selectinload(Inspection.findings))
+             .options(selectinload(Inspection.verdict), selectinload(Inspection.findings),
+                      selectinload(Inspection.images))
              .order_by(Inspection.id.desc()).limit(limit))
         if after_id:
             q = q.where(Inspection.id > after_id)
@@ -179,14 +220,17 @@ class Store:
             return _review(r)
 
     def frame_file(self, inspection_id: int) -> Path | None:
+        return self.image_file(inspection_id, "frame")
+
+    def image_file(self, inspection_id: int, kind: str, crop_index: int | None = None) -> Path | None:
+        """The file of one of an inspection's pictures, if it is still on disk."""
+        q = select(Image.path).where(Image.inspection_id == inspection_id, Image.kind == kind)
+        if crop_index is not None:
+            q = q.where(Image.crop_index == crop_index)
         with Session(self.engine) as s:
-            rel = s.scalar(select(Inspection.frame_path).where(Inspection.id == inspection_id))
-        if not rel:
-            return None
-        root = self.data_dir.resolve()
-        path = (root / rel).resolve()
-        # The path comes from our own rows, but a tampered database must still not reach outside.
-        return path if path.is_relative_to(root) and path.is_file() else None
+            rel = s.scalar(q.order_by(Image.id).limit(1))
+        path = self.images.resolve(rel) if rel else None
+        return path if path is not None and path.is_file() else None
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
@@ -197,25 +241,9 @@ class Store:
         return out
 
     def close(self) -> None:
+        self.retention.stop()
+        self.writer.close()
         self.engine.dispose()
-
-
-def _finding_row(f: Finding, late: bool = False) -> FindingRow:
-    return FindingRow(crop_index=f.crop_index, defect_type=f.defect_type, severity=f.severity.value,
-                      confidence=f.confidence, x1=f.box[0], y1=f.box[1], x2=f.box[2], y2=f.box[3],
-                      reason=f.reason, model_id=f.model_id, look=f.look,
-                      box_mm=[round(v, 3) for v in f.box_mm] if f.box_mm else None, late=late)
-
-
-def _answer_rows(r: CropReport, late: bool = False) -> list[VlmAnswer]:
-    """One row per look; a report made without asking (queue full) gets one row of its own."""
-    looks = r.looks or [Look(0, (0, 0, 0, 0), r.answer, r.findings, r.rejected, r.raw, "",
-                             r.latency_ms, r.error)]
-    return [VlmAnswer(crop_index=r.crop_index, look=lk.index, answer=lk.answer.value, raw=lk.raw,
-                      thinking=lk.thinking, rejected=list(lk.rejected), error=lk.error,
-                      model_id=r.model_id, latency_ms=lk.latency_ms, late=late,
-                      region=[round(v, 1) for v in lk.region] if r.looks else None)
-            for lk in looks]
 
 
 def _in_force(i: Inspection) -> str:
@@ -233,15 +261,26 @@ def _summary(i: Inspection) -> dict:
         "id": i.id, "camera_id": i.camera_id, "product": i.product, "seq": i.seq,
         "captured_at": i.captured_at.isoformat() + "Z", "width": i.width, "height": i.height,
         "verdict": i.verdict.kind, "why": i.verdict.why, "explanation": i.verdict.explanation,
-        "reasoner_mode": i.reasoner_mode, "has_frame": bool(i.frame_path),
+        "reasoner_mode": i.reasoner_mode, "uid": i.uid,
+        "has_frame": any(im.kind == "frame" for im in i.images),
+        "has_thumb": any(im.kind == "thumb" for im in i.images),
         "defect_types": sorted({f.defect_type for f in i.findings}),
     }
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _describe(source) -> str:
+    """A camera source in one line, without credentials (an RTSP URL may carry a password)."""
+    import re
+
+    text = next((str(v) for k in ("url", "path", "device", "pipeline")
+                 if (v := getattr(source, k, None)) is not None), "")
+    return f"{source.type}: " + re.sub(r"//[^/@\s]*@", "//***@", text)[:480]
+
+
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "NORMAL") -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block the writer
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cur.execute(f"PRAGMA synchronous={synchronous}")  # NORMAL / FULL: see the module's docstring
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
