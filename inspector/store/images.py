@@ -50,8 +50,11 @@ class ImageStore:
 
     # --- the guard ------------------------------------------------------------------------------
 
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
     def _problem(self, margin: float = 1.0) -> str | None:
-        free = shutil.disk_usage(self.root).free
+        free = self.free_bytes()
         if free < self.min_free_bytes / margin:
             return (f"disk nearly full: {free / 1e6:.0f} MB free on {self.root}, "
                     f"{self.min_free_bytes / 1e6:.0f} MB must stay free")

@@ -66,15 +66,21 @@ class Retention:
                 n, b = self._delete(rows)
                 n_age, bytes_age = n_age + n, bytes_age + b
         n_budget = bytes_budget = 0
-        while self._over():
+        while (need := self._shortfall()) > 0:
             with self.engine.connect() as conn:
-                rows = self._candidates(conn, protect, 100)
+                rows = self._candidates(conn, protect, 200)
             if not rows:
                 log.warning("retention: over the picture budget or short of disk, but only pictures "
                             "of unreviewed fails younger than %g days are left; they are kept",
                             self.cfg.keep_unreviewed_fail_days)
                 break
-            n, b = self._delete(rows)
+            take, acc = [], 0
+            for r in rows:  # just enough of the first in line, not the whole page
+                take.append(r)
+                acc += r[2] or 0
+                if acc >= need:
+                    break
+            n, b = self._delete(take)
             n_budget, bytes_budget = n_budget + n, bytes_budget + b
         self.last_run = time.time()
         if n_age or n_budget:
@@ -83,9 +89,16 @@ class Retention:
         self.images.recheck()
         return {"by_age": n_age, "by_budget": n_budget, "bytes": bytes_age + bytes_budget}
 
-    def _over(self) -> bool:
-        # Aim a little under the limits so one pass makes real room, not one picture's worth.
-        return self.images._problem(margin=0.9) is not None
+    def _shortfall(self) -> int:
+        """Bytes to free to be back under the limits, with 10% to spare (so one pass makes real
+        room, not one picture's worth); 0 when there is room."""
+        img = self.images
+        need = 0
+        if img.min_free_bytes:
+            need = max(need, int(img.min_free_bytes / 0.9) - img.free_bytes())
+        if img.budget_bytes is not None:
+            need = max(need, img.used_bytes - int(img.budget_bytes * 0.9))
+        return need
 
     def _delete(self, rows) -> tuple[int, int]:
         freed = 0

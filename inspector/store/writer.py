@@ -69,7 +69,8 @@ class Writer:
         self.batches = 0
         self.duplicates = 0  # re-sent verdicts recognised by uid
         self.failed = 0  # verdicts the database refused outright (logged with the reason)
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # while the database cannot be written (cleared on success)
+        self.last_refused: str | None = None  # the last verdict refused outright, and why
         self._known_cameras: set[str] = set()
         self._known_products: set[str] = set()
         self._thread: threading.Thread | None = None
@@ -111,7 +112,8 @@ class Writer:
     def status(self) -> dict:
         return {"writer_queue": self.queue.qsize(), "writer_committed": self.committed,
                 "writer_batches": self.batches, "writer_duplicates": self.duplicates,
-                "writer_failed": self.failed, "writer_last_error": self.last_error}
+                "writer_failed": self.failed, "writer_last_error": self.last_error,
+                "writer_last_refused": self.last_refused}
 
     # --- the thread -----------------------------------------------------------------------------
 
@@ -159,7 +161,7 @@ class Writer:
             except IntegrityError as e:
                 if len(batch) == 1:  # this verdict itself is refused: say which and why, go on
                     self._refuse(batch[0], e)
-                    break
+                    return
                 # One bad row must not hold back the rest: write them one by one.
                 for p in batch:
                     self._write_batch([p])
@@ -178,9 +180,10 @@ class Writer:
     def _refuse(self, p: Pending, e: Exception) -> None:
         self.failed += 1
         p.error = e
-        self.last_error = f"{type(e).__name__}: {e.orig if hasattr(e, 'orig') else e}"
+        why = f"{type(e).__name__}: {e.orig if hasattr(e, 'orig') else e}"
+        self.last_refused = f"{p.uid}: {why}"
         log.error("store: verdict %s (camera %s frame %d) refused by the database: %s",
-                  p.uid, p.verdict.frame.camera_id, p.verdict.frame.seq, self.last_error)
+                  p.uid, p.verdict.frame.camera_id, p.verdict.frame.seq, why)
         self._finish(p)
 
     def _finish(self, p: Pending) -> None:
@@ -222,7 +225,7 @@ class Writer:
 
     def _commit(self, batch: list[Pending], pictures: dict[int, list[dict]]) -> None:
         with self.lock, self.engine.begin() as conn:
-            self._ensure_parents(conn, batch)
+            new_parents = self._ensure_parents(conn, batch)
             uids = [p.uid for p in batch]
             stored = dict(conn.execute(select(m.Inspection.uid, m.Inspection.id)
                                        .where(m.Inspection.uid.in_(uids))).all())
@@ -262,10 +265,12 @@ class Writer:
             new_ids = {p.uid: p.inspection_id for p in fresh}
             for p in repeated:
                 p.inspection_id = new_ids[p.uid]
+        self._known_cameras |= new_parents[0]  # only now: a rolled-back insert must be made again
+        self._known_products |= new_parents[1]
         self.committed += len(fresh)
         self.batches += 1
 
-    def _ensure_parents(self, conn, batch: list[Pending]) -> None:
+    def _ensure_parents(self, conn, batch: list[Pending]) -> tuple[set[str], set[str]]:
         """Cameras and products the rows point at exist (a camera seen first in a verdict gets a
         bare row; `Store.sync_config` fills in what the config says)."""
         now = utc(time.time())
@@ -283,9 +288,7 @@ class Writer:
                        for c, prod in new_cams if c not in have]
             if missing:
                 conn.execute(insert(m.Camera), missing)
-        # Only after the commit would be exact; a rollback just costs one more lookup next time.
-        self._known_products |= new_prods
-        self._known_cameras |= {c for c, _ in new_cams}
+        return {c for c, _ in new_cams}, new_prods
 
     def forget_parents(self) -> None:
         self._known_cameras.clear()

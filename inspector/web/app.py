@@ -36,6 +36,15 @@ def vlm_down_text(st: dict) -> str:
             f"{st.get('vlm_backlog', 0)} crop(s) kept to ask again when it is back.")
 
 
+def disk_text(st: dict) -> str:
+    """The alert while pictures are not being saved ('' when they are). feed.js mirrors it."""
+    s = st.get("store") or {}
+    if not s.get("images_paused"):
+        return ""
+    return (f"Pictures are not being saved: {s.get('images_paused_reason')}. Verdicts are still recorded; "
+            f"{s.get('images_skipped', 0)} picture(s) skipped so far. Free disk space or raise the budget.")
+
+
 def create_app(store: Store, status: Callable[[], dict],
                trigger: Callable[[str], int] | None = None) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
@@ -48,6 +57,7 @@ def create_app(store: Store, status: Callable[[], dict],
         level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
         return templates.TemplateResponse(request, name, {
             "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
+            "disk_alert": disk_text(st),
             "version": __version__, **ctx})
 
     @app.get("/", response_class=HTMLResponse)

@@ -53,10 +53,29 @@ class LineCollector:
         for k, v in st["verdicts"].items():
             verdicts.add_metric([k], float(v))
         yield verdicts
-        for key, doc in (("vlm_queue", "crops waiting for the VLM"), ("vlm_backlog", "crops kept on disk for the VLM")):
+        for key, doc in (("vlm_queue", "crops waiting for the VLM"), ("vlm_backlog", "crops kept on disk for the VLM"),
+                         ("vlm_spool", "frames spooled on disk for the VLM")):
             g = GaugeMetricFamily(f"inspector_{key}", doc)
-            g.add_metric([], float(st[key]))
+            g.add_metric([], float(st.get(key) or 0))
             yield g
+        store = st.get("store")
+        if store:
+            for key, name, doc, kind in (
+                ("images_paused", "inspector_store_images_paused", "1 while pictures are not saved (disk full or "
+                                  "over budget): the alert", GaugeMetricFamily),
+                ("images_skipped", "inspector_store_images_skipped", "pictures not saved", CounterMetricFamily),
+                ("images_bytes", "inspector_store_images_bytes", "disk the saved pictures take", GaugeMetricFamily),
+                ("writer_queue", "inspector_store_writer_queue", "verdicts waiting for the writer", GaugeMetricFamily),
+                ("writer_committed", "inspector_store_verdicts_committed", "verdicts committed by the writer",
+                 CounterMetricFamily),
+                ("writer_failed", "inspector_store_verdicts_refused", "verdicts the database refused",
+                 CounterMetricFamily),
+                ("retention_deleted_files", "inspector_store_retention_deleted", "pictures removed by retention",
+                 CounterMetricFamily),
+            ):
+                m = kind(name, doc)
+                m.add_metric([], float(store.get(key) or 0))
+                yield m
 
 
 def render(status: Callable[[], dict]) -> bytes:

@@ -36,6 +36,10 @@
         vb.hidden = b.state === "closed";
         if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error}. ` +
           `${s.vlm_backlog} crop(s) kept to ask again when it is back.`;
+        const d = s.store || {}, db = document.getElementById("disk-banner");
+        db.hidden = !d.images_paused;
+        if (!db.hidden) db.textContent = `Pictures are not being saved: ${d.images_paused_reason}. Verdicts are still ` +
+          `recorded; ${d.images_skipped} picture(s) skipped so far. Free disk space or raise the budget.`;
       }
     } catch (e) { /* server restarting: try again next tick */ }
     setTimeout(tick, 1000);
