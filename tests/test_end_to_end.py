@@ -139,3 +139,33 @@ def test_reasoner_crash_gives_review_and_the_line_goes_on(tmp_path, tiny_vlm, mo
     assert flagged > 0
     assert db.execute("select count(*) from verdicts where why = 'vlm_unavailable'").fetchone()[0] == flagged
     assert st["verdicts"].get("review", 0) == flagged
+
+
+def test_the_line_on_postgresql(postgres_server, tmp_path):
+    """A whole plant's database: the same line, migrations and export against a real server."""
+    from sqlalchemy import create_engine, text
+
+    url = postgres_server.new_database()
+    cfg = _config(tmp_path, store={"url": url})
+    r = run_cli("run", "--config", str(cfg), "--exit-when-done", "--no-web", "--test-vlm",
+                "--verdicts-out", str(tmp_path / "v.jsonl"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    reported = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    eng = create_engine(url)
+    with eng.connect() as c:
+        rows = dict(c.execute(text("SELECT uid, id FROM inspections")).all())
+        kinds = dict(c.execute(text("SELECT kind, count(*) FROM verdicts GROUP BY kind")).all())
+        cams = c.execute(text("SELECT id, product FROM cameras")).all()
+        rev = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    eng.dispose()
+    assert len(rows) == summary["inspected"] == 8 == len(reported)
+    assert all(rows[v["uid"]] == v["id"] for v in reported)
+    assert sum(kinds.values()) == 8 and kinds.get("fail", 0) == summary["fail"]
+    assert cams == [("cam1", "demo-tile")]
+    from inspector.store import schema
+    assert rev == schema.head()
+    out = tmp_path / "export.jsonl"
+    r = run_cli("export", "--config", str(cfg), "--since", "1d", "--format", "jsonl", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(line)["uid"] for line in out.read_text().splitlines()) == sorted(rows)

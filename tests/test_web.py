@@ -81,3 +81,34 @@ def test_status_reports_mode_and_counts(client):
 ])
 def test_malformed_requests_are_4xx_not_500(client, url, code):
     assert client.get(url).status_code == code
+
+
+def test_the_picture_alert_shows_on_the_dashboard_and_in_metrics(tmp_path):
+    """The disk guard trips (more free space asked for than the disk has): the banner is on the
+    page, /api/status carries it for feed.js, /metrics has the gauge; verdicts keep coming."""
+    cfg = parse_config({"data_dir": str(tmp_path),
+                        "store": {"retention": {"min_free_mb": 1e12}},
+                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 6, "seed": 5,
+                                                              "fps": None, "loop": False}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        assert pipe.done.wait(60)
+        with TestClient(create_app(pipe.store, pipe.status)) as c:
+            page = c.get("/").text
+            banner = re.search(r'<div class="banner banner-warn" id="disk-banner" role="alert"( hidden)?>([^<]*)<',
+                               page)
+            assert banner and banner.group(1) is None
+            assert "Pictures are not being saved: disk nearly full" in banner.group(2)
+            st = c.get("/api/status").json()
+            assert st["store"]["images_paused"] is True and st["counts"]["total"] == 6
+            assert re.search(r"^inspector_store_images_paused 1\.0$", c.get("/metrics").text, re.M)
+            assert not list(tmp_path.rglob("*.jpg"))
+    finally:
+        pipe.stop()
+
+
+def test_no_picture_alert_when_there_is_room(client):
+    page = client.get("/").text
+    assert re.search(r'id="disk-banner" role="alert" hidden>', page)
+    assert re.search(r"^inspector_store_images_paused 0\.0$", client.get("/metrics").text, re.M)
