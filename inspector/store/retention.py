@@ -28,6 +28,7 @@ class Retention:
         self.deleted_files = 0
         self.freed_bytes = 0
         self.last_run: float | None = None
+        self._measured = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,7 +55,9 @@ class Retention:
         _, unreviewed_fail = self._classes()
         protect = or_(~unreviewed_fail,
                       m.Image.created_at < now_dt - timedelta(days=self.cfg.keep_unreviewed_fail_days))
-        self._measure_unknown()
+        if not self._measured:  # sizes unknown only in rows older versions wrote: once per start
+            self._measure_unknown()
+            self._measured = True
         n_age = bytes_age = 0
         if self.cfg.max_age_days is not None:
             old = and_(m.Image.created_at < now_dt - timedelta(days=self.cfg.max_age_days), protect)
