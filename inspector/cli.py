@@ -121,7 +121,19 @@ def _start_web(pipe, cfg):
 
     from inspector.web import create_app
 
-    app = create_app(pipe.store, pipe.status, pipe.trigger)
+    from inspector.web.accounts import Accounts
+
+    accounts = Accounts(pipe.store.engine)
+    if not accounts.has_users():
+        # First start: one admin with a random password, shown once here (never stored in clear).
+        import secrets
+
+        password = secrets.token_urlsafe(12)
+        accounts.add_user("admin", password, "admin")
+        print(f"inspector: no dashboard users yet; made user 'admin' with password {password} "
+              f"(shown once: change it with `inspector users passwd admin`, add people with "
+              f"`inspector users add NAME --role operator`)", file=sys.stderr)
+    app = create_app(pipe.store, pipe.status, pipe.trigger, secure_cookies=cfg.web.secure_cookies)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", access_log=False))
     t = threading.Thread(target=server.run, name="web", daemon=True)
@@ -457,6 +469,83 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _accounts(args):
+    from inspector.store import Store
+    from inspector.web.accounts import Accounts
+
+    cfg = _load(args)
+    try:
+        store = Store(cfg.database_url, cfg.data_dir, cfg.store)
+    except ValueError as e:
+        _fail(str(e))
+    return store, Accounts(store.engine)
+
+
+def _read_password(args, prompt: str = "password") -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass(f"{prompt}: ")
+    if getpass.getpass("again: ") != first:
+        _fail("the two passwords differ")
+    return first
+
+
+def cmd_users(args) -> int:
+    from inspector.web.accounts import AccountError
+
+    if args.action != "list" and not args.name:
+        _fail(f"inspector users {args.action} needs a user name")
+    store, acc = _accounts(args)
+    try:
+        if args.action == "list":
+            for u in acc.users():
+                print(f"{u['username']:24s} {u['role']:9s} since {u['created_at']}")
+        elif args.action == "add":
+            acc.add_user(args.name, _read_password(args), args.role)
+            print(f"user {args.name} added ({args.role})")
+        elif args.action == "passwd":
+            acc.set_password(args.name, _read_password(args, "new password"))
+            print(f"password of {args.name} changed; their sessions are ended")
+        elif args.action == "role":
+            acc.set_role(args.name, args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.action == "remove":
+            acc.remove_user(args.name)
+            print(f"user {args.name} removed")
+    except AccountError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    from inspector.web.accounts import AccountError
+
+    if args.action != "list" and not args.name:
+        _fail(f"inspector tokens {args.action} needs a token name")
+    store, acc = _accounts(args)
+    try:
+        if args.action == "list":
+            for t in acc.tokens():
+                print(f"{t['name']:24s} {t['role']:9s} since {t['created_at']}  last used {t['last_used_at'] or 'never'}")
+        elif args.action == "add":
+            token = acc.add_token(args.name, args.role)
+            print(token)
+            print(f"token {args.name} ({args.role}): send it as 'Authorization: Bearer <token>'; it is shown "
+                  f"only now", file=sys.stderr)
+        elif args.action == "revoke":
+            acc.revoke_token(args.name)
+            print(f"token {args.name} revoked")
+    except AccountError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_db(args) -> int:
     from sqlalchemy import create_engine
 
@@ -641,6 +730,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "current"])
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("users", help="dashboard users: list, add, passwd, role, remove")
+    p.add_argument("action", choices=["list", "add", "passwd", "role", "remove"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["viewer", "operator", "admin"], default="operator")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("tokens", help="API tokens for machines: list, add (prints it once), revoke")
+    p.add_argument("action", choices=["list", "add", "revoke"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_tokens)
 
     p = sub.add_parser("config", help="print the effective config (all keys, with defaults)")
     p.add_argument("--config", type=Path)

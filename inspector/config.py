@@ -441,7 +441,10 @@ class StoreConfig(_Model):
 
 class WebConfig(_Model):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="127.0.0.1 = this box only; 0.0.0.0 to serve the plant "
+                                                "network (put TLS in front and set secure_cookies)")
+    secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only (set it "
+                                                    "when a TLS proxy is in front)")
     port: int = Field(8080, ge=1, le=65535)
 
 

@@ -41,9 +41,10 @@ def wait_for(cond, timeout: float = 30.0) -> bool:
     return False
 
 
-def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+                          timeout=timeout, cwd=cwd, input=input)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +97,14 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'line.db'}"
     return request.getfixturevalue("postgres_server").new_database()
+
+
+def authorize(client, store, role: str = "admin"):
+    """Give a TestClient a machine token of `role` (the dashboard lets no anonymous request in)."""
+    import secrets
+
+    from inspector.web.accounts import Accounts
+
+    token = Accounts(store.engine).add_token(f"test-{role}-{secrets.token_hex(4)}", role)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client

@@ -15,6 +15,7 @@ import yaml
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (./bootstrap.sh test installs it)")
+PASSWORD = "line-3-operator"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -32,6 +33,10 @@ def start_line(tmp_path, **extra):
                                                  "loop": True}}], **extra}
     p = tmp_path / "line.yaml"
     p.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "inspector", "users", "add", "anna", "--role", "operator",
+                        "--password-stdin", "--config", str(p)], input=PASSWORD + "\n", capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
     proc = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(p)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -44,6 +49,17 @@ def start_line(tmp_path, **extra):
                 pytest.fail(proc.stderr.read())
             time.sleep(0.1)
     return base, proc
+
+
+def log_in(page, base: str, user: str = "anna", password: str = PASSWORD) -> None:
+    """The way an operator starts a shift: any page sends them to the login form first."""
+    page.goto(base + "/")
+    page.wait_for_url(re.compile(r"/login\?next=/$"))
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    assert page.inner_text("#who") == f"{user} (operator)"
 
 
 @pytest.fixture
@@ -60,7 +76,12 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
-        page.goto(line + "/")
+        page.goto(line + "/login")
+        page.fill("input[name=username]", "anna")
+        page.fill("input[name=password]", "wrong password")
+        page.click("button[type=submit]")
+        assert "wrong user name or password" in page.inner_text(".err")
+        log_in(page, line)
         assert "No VLM configured" in page.inner_text("#mode-banner")
         first = page.locator("#feed-body tr").count()
         # the page is never reloaded: new verdicts must arrive by themselves
@@ -84,6 +105,15 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         frame = page.locator(".frame img").bounding_box()
         assert box["width"] > 2 and frame["x"] <= box["x"] <= frame["x"] + frame["width"]
         page.screenshot(path=str(artifacts / "detail.png"))
+        # the operator overrules the machine: a pass, with a note, by keyboard shortcut
+        page.fill("form.review input[name=note]", "glare on the edge, not a chip")
+        page.locator("h1").click()  # out of the field, so the key is a shortcut
+        page.keyboard.press("p")
+        page.wait_for_selector("#review-history")
+        row = page.locator("#review-history tr").nth(1).inner_text()
+        assert "anna" in row and "fail" in row and "pass" in row and "glare on the edge" in row
+        assert page.inner_text("#in-force") == "PASS"
+        page.screenshot(path=str(artifacts / "detail-reviewed.png"))
         browser.close()
 
 
@@ -108,7 +138,7 @@ def test_operator_sees_the_vlm_go_down_and_come_back(tmp_path, artifacts):
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 860})
-                page.goto(base + "/")
+                log_in(page, base)
                 banner = page.locator("#vlm-banner")
                 banner.wait_for(state="visible", timeout=30000)
                 text = banner.inner_text()

@@ -7,7 +7,7 @@ import pytest
 from inspector.config import parse_config
 from inspector.pipeline import Pipeline
 from inspector.sources import SourceError, open_source
-from tests.conftest import wait_for
+from tests.conftest import authorize, wait_for
 from tests.mjpeg_server import MjpegCamera
 
 
@@ -100,6 +100,8 @@ def test_camera_state_and_counters_reach_metrics(tmp_path, demo_line):
     pipe.start()
     try:
         with TestClient(create_app(pipe.store, pipe.status, pipe.trigger)) as c:
+            authorize(c, pipe.store)
+
             def scrape():
                 r = c.get("/metrics")
                 assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

@@ -10,7 +10,7 @@ from inspector.config import parse_config
 from inspector.demo.line import ROI
 from inspector.pipeline import Pipeline
 from inspector.store.models import FindingRow, Inspection, VlmAnswer
-from tests.conftest import wait_for
+from tests.conftest import authorize, wait_for
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900],
@@ -117,6 +117,7 @@ def test_looks_thinking_and_millimetres_reach_the_dashboard(demo_line, tmp_path)
             st = pipe.status()
             assert st["verdicts"]["fail"] >= 1 and st["vlm_backlog"] == 0
             with TestClient(create_app(pipe.store, pipe.status)) as c:
+                authorize(c, pipe.store)
                 fail = c.get("/api/verdicts", params={"verdict": "fail"}).json()[0]
                 d = c.get(f"/api/inspections/{fail['id']}").json()
                 page = c.get(f"/inspections/{fail['id']}").text

@@ -81,6 +81,7 @@ def test_software_trigger_over_the_api(tmp_path, demo_line):
 
     from inspector.pipeline import Pipeline
     from inspector.web import create_app
+    from tests.conftest import authorize
 
     cfg = parse_config({
         "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
@@ -90,6 +91,7 @@ def test_software_trigger_over_the_api(tmp_path, demo_line):
     pipe.start()
     try:
         with TestClient(create_app(pipe.store, pipe.status, pipe.trigger)) as c:
+            authorize(c, pipe.store)
             time.sleep(0.5)
             cam = lambda: c.get("/api/status").json()["cameras"][0]  # noqa: E731
             assert cam()["frames_inspected"] == 0 and cam()["untriggered"] > 5

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from inspector.config import parse_config
 from inspector.pipeline import Pipeline
 from inspector.web import create_app
+from tests.conftest import authorize
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +21,7 @@ def client(tmp_path_factory):
     pipe.start()
     assert pipe.done.wait(60)
     with TestClient(create_app(pipe.store, pipe.status)) as c:
+        authorize(c, pipe.store)
         yield c
     pipe.stop()
 
@@ -95,6 +97,7 @@ def test_the_picture_alert_shows_on_the_dashboard_and_in_metrics(tmp_path):
     try:
         assert pipe.done.wait(60)
         with TestClient(create_app(pipe.store, pipe.status)) as c:
+            authorize(c, pipe.store)
             page = c.get("/").text
             banner = re.search(r'<div class="banner banner-warn" id="disk-banner" role="alert"( hidden)?>([^<]*)<',
                                page)

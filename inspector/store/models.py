@@ -118,6 +118,7 @@ class Review(Base):
     from_verdict: Mapped[str] = mapped_column(String(8))  # the verdict in force before this review
     to_verdict: Mapped[str] = mapped_column(String(8))
     note: Mapped[str] = mapped_column(Text, default="")
+    defect_type: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the operator's naming
 
 
 class Verdict(Base):
@@ -174,3 +175,41 @@ class VlmAnswer(Base):
     region: Mapped[list | None] = mapped_column(JSON, nullable=True)  # frame pixels shown
     thinking: Mapped[str] = mapped_column(Text, default="")
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """A person who uses the dashboard. Roles: viewer (looks), operator (+ reviews, triggers),
+    admin (+ everything)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))  # scrypt, see inspector/web/passwords.py
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """A machine's credential (a PLC bridge, a scraper, a script): sent as `Authorization: Bearer`.
+    Only its sha256 is stored; the token itself is shown once, when made."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebSession(Base):
+    """A logged-in browser. The cookie carries a random id; only its sha256 is stored, so a copy of
+    the database does not log anyone in."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

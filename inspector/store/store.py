@@ -202,19 +202,25 @@ class Store:
             d["verdict_in_force"] = _in_force(i)
             return d
 
-    def add_review(self, inspection_id: int, reviewer: str, to_verdict: str, note: str = "") -> dict:
+    def add_review(self, inspection_id: int, reviewer: str, to_verdict: str, note: str = "",
+                   defect_type: str | None = None) -> dict:
         """Record an operator's decision; it never edits the machine verdict or earlier reviews."""
         if to_verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {to_verdict!r}")
         reviewer = (reviewer or "").strip()
         if not reviewer or len(reviewer) > 64:
             raise ValueError("reviewer must be a name of 1 to 64 characters")
+        if defect_type is not None and not (0 < len(defect_type) <= 64):
+            raise ValueError("defect_type must be 1 to 64 characters")
+        if len(note or "") > 2000:
+            raise ValueError("a note is at most 2000 characters")
         with self._write_lock, Session(self.engine) as s, s.begin():
             i = s.get(Inspection, inspection_id)
             if i is None or i.verdict is None:
                 raise KeyError(f"no inspection {inspection_id}")
             r = Review(inspection_id=inspection_id, reviewer=reviewer, reviewed_at=_utc(time.time()),
-                       from_verdict=_in_force(i), to_verdict=to_verdict, note=note or "")
+                       from_verdict=_in_force(i), to_verdict=to_verdict, note=note or "",
+                       defect_type=defect_type or None)
             s.add(r)
             s.flush()
             return _review(r)
@@ -253,7 +259,7 @@ def _in_force(i: Inspection) -> str:
 
 def _review(r: Review) -> dict:
     return {"id": r.id, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at.isoformat() + "Z",
-            "from": r.from_verdict, "to": r.to_verdict, "note": r.note}
+            "from": r.from_verdict, "to": r.to_verdict, "note": r.note, "defect_type": r.defect_type}
 
 
 def _summary(i: Inspection) -> dict:

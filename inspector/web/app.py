@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Literal
 
 import cv2
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from pydantic import BaseModel, Field
+
 from inspector import __version__
 from inspector.store import Store
+from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
+from inspector.web.security import COOKIE, LoginGate, need, safe_next
 
 HERE = Path(__file__).resolve().parent
 MODE_BANNERS = {
@@ -45,20 +49,67 @@ def disk_text(st: dict) -> str:
             f"{s.get('images_skipped', 0)} picture(s) skipped so far. Free disk space or raise the budget.")
 
 
+class ReviewIn(BaseModel):
+    verdict: Literal["pass", "fail", "review"]
+    note: str = Field("", max_length=2000)
+    defect_type: str | None = Field(None, min_length=1, max_length=64)
+
+
 def create_app(store: Store, status: Callable[[], dict],
-               trigger: Callable[[str], int] | None = None) -> FastAPI:
+               trigger: Callable[[str], int] | None = None, *, secure_cookies: bool = False) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
-                  description="Verdicts of the visual inspection line")
+                  description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
+                              "send `Authorization: Bearer <token>` (`inspector tokens add`).")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    accounts = Accounts(store.engine)
+    app.add_middleware(LoginGate, accounts=accounts)
+    viewer, operator = Depends(need("viewer")), Depends(need("operator"))
 
     def page(request: Request, name: str, **ctx):
         st = status()
         level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
         return templates.TemplateResponse(request, name, {
             "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
-            "disk_alert": disk_text(st),
+            "disk_alert": disk_text(st), "user": request.state.principal,
             "version": __version__, **ctx})
+
+    # --- logging in -------------------------------------------------------------------------------
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(request: Request, next: str = "/"):
+        return templates.TemplateResponse(request, "login.html", {"next": safe_next(next), "error": None,
+                                                                  "version": __version__})
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login(request: Request, username: str = Form(..., max_length=64), password: str = Form(..., max_length=256),
+              next: str = Form("/")):
+        client = request.client.host if request.client else "?"
+        try:
+            token, _ = accounts.login(username, password, client)
+        except RateLimited as e:
+            return templates.TemplateResponse(request, "login.html", {
+                "next": safe_next(next), "error": str(e), "version": __version__},
+                status_code=429, headers={"Retry-After": str(e.retry_after)})
+        except AccountError as e:
+            return templates.TemplateResponse(request, "login.html", {
+                "next": safe_next(next), "error": str(e), "version": __version__}, status_code=401)
+        resp = RedirectResponse(safe_next(next), status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=secure_cookies,
+                        max_age=int(accounts.session_hours * 3600), path="/")
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request, who: Principal = viewer):
+        accounts.logout(request.cookies.get(COOKIE))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @app.get("/api/me")
+    def me(who: Principal = viewer):
+        """Who this request is (name, role, and how it authenticated)."""
+        return {"name": who.name, "role": who.role, "via": who.via}
 
     @app.get("/", response_class=HTMLResponse)
     def feed_page(request: Request):
@@ -106,8 +157,31 @@ def create_app(store: Store, status: Callable[[], dict],
                                [cv2.IMWRITE_JPEG_QUALITY, 80])
         return Response(buf.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
+    # --- reviews ----------------------------------------------------------------------------------
+
+    def _review(inspection_id: int, who: Principal, r: ReviewIn) -> dict:
+        try:
+            return store.add_review(inspection_id, who.name, r.verdict, r.note, r.defect_type)
+        except KeyError:
+            raise HTTPException(404, f"no inspection {inspection_id}") from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.post("/api/inspections/{inspection_id}/reviews", status_code=201)
+    def api_review(inspection_id: int, body: ReviewIn, who: Principal = operator):
+        """Confirm or override the verdict in force; recorded with the caller's name and the time.
+        The machine verdict and earlier reviews are never changed."""
+        return _review(inspection_id, who, body)
+
+    @app.post("/inspections/{inspection_id}/review", include_in_schema=False)
+    def form_review(inspection_id: int, verdict: Literal["pass", "fail", "review"] = Form(...),
+                    note: str = Form("", max_length=2000), defect_type: str = Form("", max_length=64),
+                    who: Principal = operator):
+        _review(inspection_id, who, ReviewIn(verdict=verdict, note=note, defect_type=defect_type or None))
+        return RedirectResponse(f"/inspections/{inspection_id}#reviews", status_code=303)
+
     @app.post("/api/cameras/{camera_id}/trigger", status_code=202)
-    def camera_trigger(camera_id: str):
+    def camera_trigger(camera_id: str, who: Principal = operator):
         """Inspect this camera's next frame (for PLCs and scripts)."""
         if trigger is None:
             raise HTTPException(503, "no line is running behind this dashboard")
