@@ -240,3 +240,29 @@ def test_the_budget_takes_passes_first_and_never_young_unreviewed_fails(make_sto
     assert not store.images.writable()  # still over: new pictures wait, the fails are kept
     store.save(_verdict(99, VerdictKind.fail), "p", "none")
     assert store.status()["images_paused"] and set(_picture_ids(store)) == set(fails)
+
+
+def test_the_feed_filters_by_camera_product_verdict_defect_and_time(make_store):
+    from datetime import datetime, timedelta, timezone
+
+    from inspector.messages import CropAnswer, CropReport, Finding, Severity
+
+    store = make_store(**NO_PICTURES)
+
+    def with_finding(seq, camera, defect, age_days):
+        v = _verdict(seq, VerdictKind.fail, camera=camera, age_days=age_days)
+        f = Finding(defect, Severity("major"), 0.9, (1, 2, 3, 4), "r", 0, "vlm@1")
+        return Verdict(v.frame, v.kind, "vlm_agreed", "x", v.candidates,
+                       (CropReport(0, CropAnswer.defect, (f,), (), "{}", "vlm@1", 10.0),))
+    a = store.save(with_finding(1, "left", "scratch", 3), "bracket", "vlm")
+    b = store.save(with_finding(2, "right", "dent", 1), "bracket", "vlm")
+    c = store.save(_verdict(3, VerdictKind.passed, camera="left"), "tile", "vlm")
+    ids = lambda **kw: [r["id"] for r in store.feed(**kw)]  # noqa: E731
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert ids() == [c, b, a]
+    assert ids(camera="left") == [c, a] and ids(product="bracket") == [b, a] and ids(kind="pass") == [c]
+    assert ids(defect_type="dent") == [b] and ids(defect_type="chip") == []
+    assert ids(since=now - timedelta(days=2)) == [c, b] and ids(until=now - timedelta(days=2)) == [a]
+    assert ids(limit=1, before_id=c) == [b] and ids(after_id=a) == [c, b]
+    cat = store.catalogue()
+    assert cat["cameras"] == ["left", "right"] and cat["products"] == ["bracket", "tile"]

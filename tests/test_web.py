@@ -115,3 +115,56 @@ def test_no_picture_alert_when_there_is_room(client):
     page = client.get("/").text
     assert re.search(r'id="disk-banner" role="alert" hidden>', page)
     assert re.search(r"^inspector_store_images_paused 0\.0$", client.get("/metrics").text, re.M)
+
+
+def test_feed_filters_and_pages_on_the_page_and_the_api(client):
+    fails = client.get("/api/verdicts", params={"verdict": "fail"}).json()
+    page = client.get("/", params={"verdict": "fail"}).text
+    assert re.findall(r'data-id="(\d+)"', page) == [str(r["id"]) for r in fails]
+    assert '<option value="fail" selected>' in page and 'data-filter="verdict=fail"' in page
+    assert client.get("/api/verdicts", params={"camera": "nope"}).json() == []
+    assert "Nothing matches these filters" in client.get("/", params={"camera": "nope"}).text
+    assert client.get("/api/verdicts", params={"since": "2999-01-01T00:00"}).json() == []
+    assert len(client.get("/api/verdicts", params={"until": "2999-01-01T00:00:00Z"}).json()) == 8
+    older = client.get("/", params={"before_id": 4}).text
+    assert re.findall(r'data-id="(\d+)"', older) == ["3", "2", "1"] and 'data-live="no"' in older
+    assert client.get("/api/verdicts", params={"since": "yesterday"}).status_code == 422
+    assert client.get("/api/catalogue").json()["cameras"] == ["cam1"]
+
+
+def test_the_event_stream_sends_new_verdicts_and_status(tmp_path):
+    """A line running behind the app: the stream delivers each new verdict once, in order, and the
+    status with the counts, as server-sent events."""
+    import json
+    import threading
+
+    cfg = parse_config({"data_dir": str(tmp_path),
+                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 6, "seed": 5,
+                                                              "fps": 4.0, "loop": False}}]})
+    pipe = Pipeline(cfg)
+    try:
+        with TestClient(create_app(pipe.store, pipe.status)) as c:
+            authorize(c, pipe.store)
+            got, statuses = [], []
+            done = threading.Event()
+
+            def read():
+                with c.stream("GET", "/api/events", params={"after_id": 0}) as r:
+                    assert r.headers["content-type"].startswith("text/event-stream")
+                    event = None
+                    for line in r.iter_lines():
+                        if line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: "):
+                            (got if event == "verdict" else statuses).append(json.loads(line[6:]))
+                            if len(got) >= 6:
+                                done.set()
+                                return
+            t = threading.Thread(target=read, daemon=True)
+            t.start()
+            pipe.start()
+            assert done.wait(60), f"only {len(got)} verdicts came"
+            assert [r["seq"] for r in got] == [1, 2, 3, 4, 5, 6]  # each once, oldest first
+            assert statuses and "counts" in statuses[-1] and statuses[-1]["cameras"][0]["id"] == "cam1"
+    finally:
+        pipe.stop()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inspector.config import StoreConfig
@@ -161,7 +162,11 @@ class Store:
     # --- reading ---------------------------------------------------------------------------
 
     def feed(self, *, limit: int = 50, after_id: int = 0, before_id: int | None = None,
-             kind: str | None = None, camera: str | None = None) -> list[dict]:
+             kind: str | None = None, camera: str | None = None, product: str | None = None,
+             defect_type: str | None = None, since: datetime | None = None,
+             until: datetime | None = None) -> list[dict]:
+        """The newest inspections first, filtered; `after_id` (live updates) and `before_id`
+        (older pages) page by id, which the primary key answers without an offset scan."""
         q = (select(Inspection).join(Inspection.verdict)
              .options(selectinload(Inspection.verdict), selectinload(Inspection.findings),
                       selectinload(Inspection.images))
@@ -174,8 +179,25 @@ class Store:
             q = q.where(VerdictRow.kind == kind)
         if camera:
             q = q.where(Inspection.camera_id == camera)
+        if product:
+            q = q.where(Inspection.product == product)
+        if defect_type:
+            q = q.where(exists().where(FindingRow.inspection_id == Inspection.id,
+                                       FindingRow.defect_type == defect_type))
+        if since is not None:
+            q = q.where(Inspection.captured_at >= since)
+        if until is not None:
+            q = q.where(Inspection.captured_at < until)
         with Session(self.engine) as s:
             return [_summary(i) for i in s.scalars(q)]
+
+    def catalogue(self) -> dict:
+        """What the feed's filters offer: cameras, products and the defect types they name."""
+        with Session(self.engine) as s:
+            cams = sorted(s.scalars(select(Camera.id)))
+            prods = s.execute(select(Product.name, Product.defect_types).order_by(Product.name)).all()
+        return {"cameras": cams, "products": [p for p, _ in prods],
+                "defect_types": sorted({t for _, types in prods for t in (types or [])} | {"other"})}
 
     def inspection(self, inspection_id: int) -> dict | None:
         with Session(self.engine) as s:

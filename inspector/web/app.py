@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlencode
 
 import cv2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -47,6 +53,34 @@ def disk_text(st: dict) -> str:
         return ""
     return (f"Pictures are not being saved: {s.get('images_paused_reason')}. Verdicts are still recorded; "
             f"{s.get('images_skipped', 0)} picture(s) skipped so far. Free disk space or raise the budget.")
+
+
+@dataclass
+class FeedFilter:
+    """The feed's filters, the same for the page, the JSON API and the live event stream."""
+
+    verdict: Literal["pass", "fail", "review"] | None = None
+    camera: str | None = None
+    product: str | None = None
+    defect_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def store_args(self) -> dict:
+        utc = lambda t: t.astimezone(timezone.utc).replace(tzinfo=None) if t and t.tzinfo else t  # noqa: E731
+        return {"kind": self.verdict, "camera": self.camera, "product": self.product,
+                "defect_type": self.defect_type, "since": utc(self.since), "until": utc(self.until)}
+
+    def query(self, **extra) -> str:
+        d = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in {**asdict(self), **extra}.items()}
+        return urlencode({k: v for k, v in d.items() if v not in (None, "")})
+
+
+def feed_filter(verdict: Literal["pass", "fail", "review", ""] | None = None,
+                camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128),
+                defect_type: str | None = Query(None, max_length=64), since: datetime | None = None,
+                until: datetime | None = None) -> FeedFilter:
+    return FeedFilter(verdict or None, camera or None, product or None, defect_type or None, since, until)
 
 
 class ReviewIn(BaseModel):
@@ -112,8 +146,39 @@ def create_app(store: Store, status: Callable[[], dict],
         return {"name": who.name, "role": who.role, "via": who.via}
 
     @app.get("/", response_class=HTMLResponse)
-    def feed_page(request: Request):
-        return page(request, "feed.html", rows=store.feed(limit=50), counts=store.counts())
+    def feed_page(request: Request, f: FeedFilter = Depends(feed_filter), before_id: int | None = Query(None, ge=1)):
+        rows = store.feed(limit=50, before_id=before_id, **f.store_args())
+        older = f"/?{f.query(before_id=rows[-1]['id'])}" if len(rows) == 50 else None
+        return page(request, "feed.html", rows=rows, counts=store.counts(), f=f, paged=before_id is not None,
+                    older=older, filter_query=f.query(), catalogue=store.catalogue())
+
+    @app.get("/api/events")
+    async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0)):
+        """Server-sent events: `verdict` (a feed row, oldest first, matching the filters) as they
+        are stored, and `status` (counts, cameras, VLM and store state) every second. Browsers
+        reconnect by themselves (EventSource), resuming after the last id they saw."""
+        last = int(request.headers.get("last-event-id") or after_id or 0)
+        if not last:
+            newest = await run_in_threadpool(store.feed, limit=1)
+            last = newest[0]["id"] if newest else 0
+
+        async def stream():
+            nonlocal last
+            yield "retry: 2000\n\n"
+            tick = 0
+            while not await request.is_disconnected():
+                rows = await run_in_threadpool(store.feed, limit=200, after_id=last, **f.store_args())
+                for r in reversed(rows):
+                    last = max(last, r["id"])
+                    yield f"id: {r['id']}\nevent: verdict\ndata: {json.dumps(r)}\n\n"
+                if tick % 4 == 0:
+                    st = {**status(), "counts": await run_in_threadpool(store.counts)}
+                    yield f"event: status\ndata: {json.dumps(st, default=str)}\n\n"
+                tick += 1
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/inspections/{inspection_id}", response_class=HTMLResponse)
     def detail_page(request: Request, inspection_id: int):
@@ -124,11 +189,15 @@ def create_app(store: Store, status: Callable[[], dict],
 
     @app.get("/api/verdicts")
     def api_verdicts(limit: int = Query(50, ge=1, le=500), after_id: int = Query(0, ge=0),
-                     before_id: int | None = Query(None, ge=1),
-                     verdict: Literal["pass", "fail", "review"] | None = None,
-                     camera: str | None = Query(None, max_length=64)):
-        return store.feed(limit=limit, after_id=after_id, before_id=before_id, kind=verdict,
-                          camera=camera)
+                     before_id: int | None = Query(None, ge=1), f: FeedFilter = Depends(feed_filter)):
+        """The feed, newest first: filter by verdict, camera, product, defect type, capture time
+        (ISO 8601; no zone = UTC); page with before_id (older) or after_id (newer)."""
+        return store.feed(limit=limit, after_id=after_id, before_id=before_id, **f.store_args())
+
+    @app.get("/api/catalogue")
+    def api_catalogue():
+        """Cameras, products and defect types, for the feed's filters."""
+        return store.catalogue()
 
     @app.get("/api/inspections/{inspection_id}")
     def api_inspection(inspection_id: int):
@@ -140,6 +209,13 @@ def create_app(store: Store, status: Callable[[], dict],
     @app.get("/api/status")
     def api_status():
         return {**status(), "counts": store.counts()}
+
+    @app.get("/inspections/{inspection_id}/thumb.jpg")
+    def thumb_image(inspection_id: int):
+        path = store.image_file(inspection_id, "thumb")
+        if path is None:
+            raise HTTPException(404, "no thumbnail kept for this inspection")
+        return Response(path.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/inspections/{inspection_id}/frame.jpg")
     def frame_image(inspection_id: int, w: int | None = Query(None, ge=16, le=4096)):
