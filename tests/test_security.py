@@ -186,3 +186,22 @@ def test_the_users_and_tokens_commands(tmp_path):
     assert r.returncode == 2 and "no user 'nobody'" in r.stderr
     assert run_cli("users", "remove", "mia", *base).returncode == 0
     assert "mia" not in run_cli("users", "list", *base).stdout
+
+
+def test_the_review_queue_empties_as_the_operator_decides(client, line):
+    pipe, _ = line
+    csrf = _login(client, "otto")
+    queue = client.get("/api/review-queue").json()
+    unreviewed = [r["id"] for r in client.get("/api/verdicts").json()
+                  if r["verdict"] in ("fail", "review") and not pipe.store.inspection(r["id"])["reviews"]]
+    assert [r["id"] for r in queue] == unreviewed and queue, "the demo line has unreviewed fails"
+    page = client.get("/review").text
+    assert re.findall(r'<tr class="row v-\w+(?: selected)?" data-id="(\d+)"', page) == [str(i) for i in unreviewed]
+    first = unreviewed[0]
+    r = client.post(f"/inspections/{first}/review", data={"verdict": "pass", "csrf_token": csrf, "back": "/review"})
+    assert r.status_code == 303 and r.headers["location"] == "/review"
+    assert first not in [x["id"] for x in client.get("/api/review-queue").json()]
+    if len(unreviewed) > 1:
+        r = client.post(f"/inspections/{unreviewed[1]}/review",
+                        data={"verdict": "fail", "csrf_token": csrf, "back": "//evil.example/"})
+        assert r.headers["location"] == "/"

@@ -191,6 +191,22 @@ class Store:
         with Session(self.engine) as s:
             return [_summary(i) for i in s.scalars(q)]
 
+    def review_queue(self, *, limit: int = 50, recent_fail_hours: float = 24.0) -> list[dict]:
+        """What an operator should look at: every `review` verdict and the recent fails, that
+        nobody has reviewed yet; newest first."""
+        from datetime import timedelta
+
+        recent = _utc(time.time()) - timedelta(hours=recent_fail_hours)
+        reviewed = exists().where(Review.inspection_id == Inspection.id)
+        q = (select(Inspection).join(Inspection.verdict)
+             .where(~reviewed, (VerdictRow.kind == "review") |
+                    ((VerdictRow.kind == "fail") & (Inspection.captured_at >= recent)))
+             .options(selectinload(Inspection.verdict), selectinload(Inspection.findings),
+                      selectinload(Inspection.images))
+             .order_by(Inspection.id.desc()).limit(limit))
+        with Session(self.engine) as s:
+            return [_summary(i) for i in s.scalars(q)]
+
     def catalogue(self) -> dict:
         """What the feed's filters offer: cameras, products and the defect types they name."""
         with Session(self.engine) as s:

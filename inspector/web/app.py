@@ -252,9 +252,20 @@ def create_app(store: Store, status: Callable[[], dict],
     @app.post("/inspections/{inspection_id}/review", include_in_schema=False)
     def form_review(inspection_id: int, verdict: Literal["pass", "fail", "review"] = Form(...),
                     note: str = Form("", max_length=2000), defect_type: str = Form("", max_length=64),
-                    who: Principal = operator):
+                    back: str = Form("", max_length=512), who: Principal = operator):
         _review(inspection_id, who, ReviewIn(verdict=verdict, note=note, defect_type=defect_type or None))
-        return RedirectResponse(f"/inspections/{inspection_id}#reviews", status_code=303)
+        return RedirectResponse(safe_next(back) if back else f"/inspections/{inspection_id}#reviews",
+                                status_code=303)
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review_page(request: Request):
+        return page(request, "review.html", rows=store.review_queue(limit=100))
+
+    @app.get("/api/review-queue")
+    def api_review_queue(limit: int = Query(50, ge=1, le=500),
+                         recent_fail_hours: float = Query(24.0, gt=0, le=24 * 90)):
+        """Unreviewed `review` verdicts and recent fails, newest first."""
+        return store.review_queue(limit=limit, recent_fail_hours=recent_fail_hours)
 
     @app.post("/api/cameras/{camera_id}/trigger", status_code=202)
     def camera_trigger(camera_id: str, who: Principal = operator):
