@@ -168,3 +168,32 @@ def test_the_event_stream_sends_new_verdicts_and_status(tmp_path):
             assert statuses and "counts" in statuses[-1] and statuses[-1]["cameras"][0]["id"] == "cam1"
     finally:
         pipe.stop()
+
+
+def test_health_says_what_is_wrong(client, tmp_path):
+    h = client.get("/api/health").json()
+    assert h["ok"] is True and h["problems"] == []
+    assert h["database"]["reachable"] and h["database"]["schema_ok"] and h["database"]["size_bytes"] > 0
+    assert h["database"]["disk"]["free_bytes"] > 0 and h["cameras"][0]["id"] == "cam1"
+    assert set(h["queues"]) == {"frames", "vlm_queue", "vlm_spool", "vlm_backlog", "writer_queue"}
+    page = client.get("/health").text
+    assert 'id="overall" class="ok">All systems working' in page
+
+
+def test_health_names_a_paused_disk(tmp_path):
+    cfg = parse_config({"data_dir": str(tmp_path), "store": {"retention": {"min_free_mb": 1e12}},
+                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 2, "seed": 5,
+                                                              "fps": None, "loop": False}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        assert pipe.done.wait(60)
+        with TestClient(create_app(pipe.store, pipe.status)) as c:
+            authorize(c, pipe.store, "viewer")
+            h = c.get("/api/health").json()
+            assert h["ok"] is False and len(h["problems"]) == 1
+            assert h["problems"][0].startswith("pictures paused: disk nearly full")
+            page = c.get("/health").text
+            assert 'class="bad">1 problem(s)' in page and "pictures paused: disk nearly full" in page
+    finally:
+        pipe.stop()

@@ -154,6 +154,7 @@ class ImageStore:
         return path if path.is_relative_to(root) else None
 
     def status(self) -> dict:
+        self.writable()  # the alert must show before the next picture is due, not only at it
         return {"images_paused": self.paused_reason is not None, "images_paused_reason": self.paused_reason,
                 "images_paused_since": self.paused_since, "images_skipped": self.skipped,
                 "images_written": self.written, "images_bytes": self.used_bytes,

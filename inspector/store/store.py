@@ -159,6 +159,26 @@ class Store:
     def status(self) -> dict:
         return {**self.writer.status(), **self.images.status(), **self.retention.status()}
 
+    def health(self) -> dict:
+        """The database and the data disk, for the health page: reachable, schema, size, space."""
+        import re
+        import shutil
+
+        out = {"url": re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.url), "reachable": True, "error": None}
+        try:
+            out["schema"] = schema.current(self.engine)
+            out["schema_ok"] = out["schema"] == schema.head()
+        except Exception as e:  # the page must render even when the database does not answer
+            out.update(reachable=False, error=f"{type(e).__name__}: {e}", schema=None, schema_ok=False)
+        if self.url.startswith("sqlite:///"):
+            db = Path(self.url.removeprefix("sqlite:///"))
+            out["size_bytes"] = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        du = shutil.disk_usage(self.data_dir)
+        out["disk"] = {"path": str(self.data_dir), "free_bytes": du.free, "total_bytes": du.total,
+                       "pictures_bytes": self.images.used_bytes, "budget_bytes": self.images.budget_bytes,
+                       "min_free_bytes": self.images.min_free_bytes}
+        return out
+
     # --- reading ---------------------------------------------------------------------------
 
     def feed(self, *, limit: int = 50, after_id: int = 0, before_id: int | None = None,

@@ -194,6 +194,39 @@ def create_app(store: Store, status: Callable[[], dict],
         (ISO 8601; no zone = UTC); page with before_id (older) or after_id (newer)."""
         return store.feed(limit=limit, after_id=after_id, before_id=before_id, **f.store_args())
 
+    def health() -> dict:
+        st = status()
+        db = store.health()
+        problems = []
+        for c in st["cameras"]:
+            if c["state"] == "failed" or c.get("connection") == "reconnecting":
+                problems.append(f"camera {c['id']}: {c.get('error') or c.get('last_error') or c['state']}")
+        breaker = ((st.get("reasoner") or {}).get("breaker") or {})
+        if breaker.get("state", "closed") != "closed":
+            problems.append(f"VLM unavailable: {breaker.get('last_error', '')}")
+        if not db["reachable"] or not db["schema_ok"]:
+            problems.append(f"database: {db['error'] or 'schema ' + str(db['schema'])}")
+        s = st.get("store") or {}
+        if s.get("images_paused"):
+            problems.append(f"pictures paused: {s.get('images_paused_reason')}")
+        if s.get("writer_last_error"):
+            problems.append(f"database writes failing: {s['writer_last_error']}")
+        queues = {"frames": st.get("frame_queue"), "vlm_queue": st.get("vlm_queue"),
+                  "vlm_spool": st.get("vlm_spool"), "vlm_backlog": st.get("vlm_backlog"),
+                  "writer_queue": s.get("writer_queue")}
+        return {"ok": not problems, "problems": problems, "cameras": st["cameras"],
+                "reasoner": {"mode": st["reasoner_mode"], "model": st.get("reasoner_model"), **breaker},
+                "queues": queues, "store": s, "database": db}
+
+    @app.get("/health", response_class=HTMLResponse)
+    def health_page(request: Request):
+        return page(request, "health.html", h=health())
+
+    @app.get("/api/health")
+    def api_health():
+        """Cameras, the VLM backend, queue depths, disk and database, with what is wrong now."""
+        return health()
+
     @app.get("/api/catalogue")
     def api_catalogue():
         """Cameras, products and defect types, for the feed's filters."""
