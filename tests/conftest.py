@@ -108,3 +108,20 @@ def authorize(client, store, role: str = "admin"):
     token = Accounts(store.engine).add_token(f"test-{role}-{secrets.token_hex(4)}", role)
     client.headers["Authorization"] = f"Bearer {token}"
     return client
+
+
+def judged_demo_line(data_dir, parts: int = 8, **extra):
+    """A real pipeline over `parts` generated demo parts (detector only unless `extra` says
+    otherwise), run until every part is judged. The caller stops it."""
+    from inspector.config import parse_config
+    from inspector.pipeline import Pipeline
+
+    cfg = parse_config({"data_dir": str(data_dir),
+                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": parts, "seed": 5,
+                                                              "fps": None, "loop": False}}], **extra})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    if not pipe.done.wait(60):
+        pipe.stop()
+        raise AssertionError("the demo line did not finish within 60 s")
+    return pipe

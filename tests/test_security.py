@@ -9,24 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from inspector.config import parse_config
-from inspector.pipeline import Pipeline
 from inspector.web import create_app
 from inspector.web.accounts import Accounts, hash_password, verify_password
-from tests.conftest import run_cli
+from tests.conftest import judged_demo_line, run_cli
 
 PASSWORDS = {"vera": "viewer-pass-1", "otto": "operator-pass-1"}
 
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sec")
-    cfg = parse_config({"data_dir": str(d),
-                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 6, "seed": 5,
-                                                              "fps": None, "loop": False}}]})
-    pipe = Pipeline(cfg)
-    pipe.start()
-    assert pipe.done.wait(60)
+    pipe = judged_demo_line(tmp_path_factory.mktemp("sec"), 6)
     acc = Accounts(pipe.store.engine)
     acc.add_user("vera", PASSWORDS["vera"], "viewer")
     acc.add_user("otto", PASSWORDS["otto"], "operator")

@@ -8,18 +8,12 @@ from fastapi.testclient import TestClient
 from inspector.config import parse_config
 from inspector.pipeline import Pipeline
 from inspector.web import create_app
-from tests.conftest import authorize
+from tests.conftest import authorize, judged_demo_line
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    d = tmp_path_factory.mktemp("web")
-    cfg = parse_config({"data_dir": str(d),
-                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 8, "seed": 5,
-                                                              "fps": None, "loop": False}}]})
-    pipe = Pipeline(cfg)
-    pipe.start()
-    assert pipe.done.wait(60)
+    pipe = judged_demo_line(tmp_path_factory.mktemp("web"), 8)
     with TestClient(create_app(pipe.store, pipe.status)) as c:
         authorize(c, pipe.store)
         yield c
@@ -88,14 +82,8 @@ def test_malformed_requests_are_4xx_not_500(client, url, code):
 def test_the_picture_alert_shows_on_the_dashboard_and_in_metrics(tmp_path):
     """The disk guard trips (more free space asked for than the disk has): the banner is on the
     page, /api/status carries it for feed.js, /metrics has the gauge; verdicts keep coming."""
-    cfg = parse_config({"data_dir": str(tmp_path),
-                        "store": {"retention": {"min_free_mb": 1e12}},
-                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 6, "seed": 5,
-                                                              "fps": None, "loop": False}}]})
-    pipe = Pipeline(cfg)
-    pipe.start()
+    pipe = judged_demo_line(tmp_path, 6, store={"retention": {"min_free_mb": 1e12}})
     try:
-        assert pipe.done.wait(60)
         with TestClient(create_app(pipe.store, pipe.status)) as c:
             authorize(c, pipe.store)
             page = c.get("/").text
@@ -181,13 +169,8 @@ def test_health_says_what_is_wrong(client, tmp_path):
 
 
 def test_health_names_a_paused_disk(tmp_path):
-    cfg = parse_config({"data_dir": str(tmp_path), "store": {"retention": {"min_free_mb": 1e12}},
-                        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 2, "seed": 5,
-                                                              "fps": None, "loop": False}}]})
-    pipe = Pipeline(cfg)
-    pipe.start()
+    pipe = judged_demo_line(tmp_path, 2, store={"retention": {"min_free_mb": 1e12}})
     try:
-        assert pipe.done.wait(60)
         with TestClient(create_app(pipe.store, pipe.status)) as c:
             authorize(c, pipe.store, "viewer")
             h = c.get("/api/health").json()
