@@ -180,3 +180,21 @@ def test_health_names_a_paused_disk(tmp_path):
             assert 'class="bad">1 problem(s)' in page and "pictures paused: disk nearly full" in page
     finally:
         pipe.stop()
+
+
+def test_metrics_count_candidates_vlm_calls_and_disk(tmp_path):
+    pipe = judged_demo_line(tmp_path, 8, reasoner={"type": "llama_cpp", "test_model": True})
+    try:
+        with TestClient(create_app(pipe.store, pipe.status)) as c:
+            authorize(c, pipe.store, "viewer")
+            text = c.get("/metrics").text
+        val = lambda name: float(re.search(rf"^{name} ([0-9.e+]+)$", text, re.M).group(1))  # noqa: E731
+        st = pipe.status()
+        assert val("inspector_candidates_total") == st["candidates"] > 0
+        assert val("inspector_vlm_calls_total") == st["reasoner"]["calls"] >= st["vlm_crops"] > 0
+        assert val("inspector_vlm_call_seconds_count") == st["reasoner"]["calls"]
+        assert 0 < val("inspector_vlm_call_seconds_sum") < 60 * st["reasoner"]["calls"]
+        assert val("inspector_vlm_call_errors_total") == 0
+        assert val("inspector_disk_free_bytes") > 0 and val("inspector_store_verdicts_committed_total") == 8
+    finally:
+        pipe.stop()

@@ -55,6 +55,12 @@ class Reasoner:
         except ValueError as e:
             raise ReasonerConfigError(f"reasoner.profile: {e}") from None
         self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
+        # For /metrics: model calls, how long they took (sum, for a Prometheus summary), failures
+        # (down, timeout, HTTP error) and answers validation refused.
+        self.calls = 0
+        self.call_seconds = 0.0
+        self.call_errors = 0
+        self.unusable_answers = 0
 
     def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
         """One model call; `schema` and `gbnf` describe the same answer, for the backend to use
@@ -133,15 +139,19 @@ class Reasoner:
                 return look(CropAnswer.unavailable, error=(
                     f"VLM unavailable: circuit open after {b['consecutive_failures']} failed calls "
                     f"(last: {b['last_error']}); next try in {self.breaker.retry_in():.0f} s"))
+            t0 = time.perf_counter()
             try:
                 reply = self._call(msgs, schema, gbnf)
             except ReasonerUnavailable as e:
+                self._count(t0, failed=True)
                 self.breaker.failure(str(e))
                 return look(CropAnswer.unavailable, error=str(e))
             except Exception as e:  # a backend bug must cost one crop a review, not the thread
+                self._count(t0, failed=True)
                 log.exception("%s backend failed", self.backend)
                 self.breaker.failure(f"{type(e).__name__}: {e}")
                 return look(CropAnswer.unavailable, error=f"reasoner error: {type(e).__name__}: {e}")
+            self._count(t0)
             self.breaker.success()
             raws.append(reply.text)
             thinking, body = self.profile.split_thinking(reply.text)
@@ -152,6 +162,7 @@ class Reasoner:
                              model_id=self.model_id, to_mm=frame.to_mm if frame else None,
                              look=index)
             except AnswerError as e:
+                self.unusable_answers += 1
                 log.info("crop %d look %d: unusable answer (attempt %d): %s",
                          crop.index, index, attempt + 1, e)
                 msgs = [*msgs, {"role": "assistant", "content": reply.text},
@@ -161,9 +172,17 @@ class Reasoner:
             return look(v.answer, v.findings, v.rejected)
         return look(CropAnswer.invalid, error=f"unusable answer after a repair attempt: {error}")
 
+    def _count(self, t0: float, failed: bool = False) -> None:
+        # Plain += from several worker threads can lose an update now and then; these are
+        # monitoring counters, not accounting, so no lock on the hot path.
+        self.calls += 1
+        self.call_seconds += time.perf_counter() - t0
+        self.call_errors += failed
+
     def status(self) -> dict:
         return {"backend": self.backend, "model": self.model_id, "profile": self.profile.name,
-                "breaker": self.breaker.snapshot()}
+                "breaker": self.breaker.snapshot(), "calls": self.calls, "call_seconds": round(self.call_seconds, 4),
+                "call_errors": self.call_errors, "unusable_answers": self.unusable_answers}
 
     def close(self) -> None:
         pass

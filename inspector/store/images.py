@@ -158,6 +158,7 @@ class ImageStore:
         return {"images_paused": self.paused_reason is not None, "images_paused_reason": self.paused_reason,
                 "images_paused_since": self.paused_since, "images_skipped": self.skipped,
                 "images_written": self.written, "images_bytes": self.used_bytes,
+                "disk_free_bytes": self.free_bytes(),
                 "images_budget_bytes": self.budget_bytes}
 
 

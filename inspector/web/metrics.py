@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 CONNECTIONS = ("connecting", "connected", "reconnecting")
 STATES = ("starting", "running", "exhausted", "failed")
@@ -58,6 +58,22 @@ class LineCollector:
             g = GaugeMetricFamily(f"inspector_{key}", doc)
             g.add_metric([], float(st.get(key) or 0))
             yield g
+        cands = CounterMetricFamily("inspector_candidates", "detector candidates (regions flagged)")
+        cands.add_metric([], float(st.get("candidates") or 0))
+        yield cands
+        r = st.get("reasoner")
+        if r:
+            for key, name, doc in (("calls", "inspector_vlm_calls", "VLM model calls (answers and repairs)"),
+                                   ("call_errors", "inspector_vlm_call_errors", "VLM calls that failed (down, "
+                                                                               "timeout, HTTP error)"),
+                                   ("unusable_answers", "inspector_vlm_unusable_answers",
+                                    "VLM answers refused by validation")):
+                m = CounterMetricFamily(name, doc)
+                m.add_metric([], float(r.get(key) or 0))
+                yield m
+            lat = SummaryMetricFamily("inspector_vlm_call_seconds", "time per VLM model call")
+            lat.add_metric([], count_value=float(r.get("calls") or 0), sum_value=float(r.get("call_seconds") or 0))
+            yield lat
         store = st.get("store")
         if store:
             for key, name, doc, kind in (
@@ -65,6 +81,8 @@ class LineCollector:
                                   "over budget): the alert", GaugeMetricFamily),
                 ("images_skipped", "inspector_store_images_skipped", "pictures not saved", CounterMetricFamily),
                 ("images_bytes", "inspector_store_images_bytes", "disk the saved pictures take", GaugeMetricFamily),
+                ("disk_free_bytes", "inspector_disk_free_bytes", "free space on the data directory's disk",
+                 GaugeMetricFamily),
                 ("writer_queue", "inspector_store_writer_queue", "verdicts waiting for the writer", GaugeMetricFamily),
                 ("writer_committed", "inspector_store_verdicts_committed", "verdicts committed by the writer",
                  CounterMetricFamily),
