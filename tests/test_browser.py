@@ -114,6 +114,12 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         assert "anna" in row and "fail" in row and "pass" in row and "glare on the edge" in row
         assert page.inner_text("#in-force") == "PASS"
         page.screenshot(path=str(artifacts / "detail-reviewed.png"))
+        # ... and the stats count it: the operators kept none of the one verdict they reviewed
+        page.click("header nav a[href='/stats']")
+        page.wait_for_selector("svg.chart rect")
+        assert "(0/1)" in page.inner_text(".tile.t-pass")
+        assert page.locator("#per-source tr").count() == 2  # cam1 / demo-tile
+        page.screenshot(path=str(artifacts / "stats.png"), full_page=True)
         browser.close()
 
 

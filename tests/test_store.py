@@ -266,3 +266,52 @@ def test_the_feed_filters_by_camera_product_verdict_defect_and_time(make_store):
     assert ids(limit=1, before_id=c) == [b] and ids(after_id=a) == [c, b]
     cat = store.catalogue()
     assert cat["cameras"] == ["left", "right"] and cat["products"] == ["bracket", "tile"]
+
+
+def test_stats_by_hour_shift_pareto_agreement_and_latency(make_store):
+    from datetime import datetime, timezone
+
+    from inspector.messages import CropAnswer, CropReport, Finding, Severity
+    from inspector.store import stats
+
+    store = make_store(**NO_PICTURES)
+
+    def at(text):
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+    def verdict(seq, when, kind, why="detector_only", defects=(), latency=100.0, camera="cam"):
+        v = _verdict(seq, kind, camera=camera)
+        frame = Frame(camera, seq, v.frame.image, captured_wall=at(when))
+        reps = ()
+        if defects or why.startswith("vlm"):
+            fs = tuple(Finding(d, Severity("major"), 0.9, (1, 2, 3, 4), "r", 0, "vlm@1") for d in defects)
+            answer = CropAnswer.unavailable if why == "vlm_unavailable" else CropAnswer.defect if fs else CropAnswer.ok
+            reps = (CropReport(0, answer, fs, (), "{}", "vlm@1", latency),)
+        return Verdict(frame, kind, why, "x", v.candidates, reps)
+
+    F, P, R = VerdictKind.fail, VerdictKind.passed, VerdictKind.review
+    rows = [  # (when UTC, kind, why, defect types, VLM latency)
+        ("2026-11-20T07:10", P, "detector_only", (), 0), ("2026-11-20T07:20", P, "vlm_overruled", (), 300.0),
+        ("2026-11-20T07:50", F, "vlm_agreed", ("scratch", "dent"), 100.0),
+        ("2026-11-20T23:30", F, "vlm_agreed", ("scratch",), 200.0),
+        ("2026-11-21T03:10", R, "vlm_unavailable", (), 0),
+    ]
+    ids = [store.save(verdict(i, w, k, why, d, lat), "tile", "vlm") for i, (w, k, why, d, lat) in enumerate(rows)]
+    store.add_review(ids[2], "anna", "pass")  # an operator overrules one fail ...
+    store.add_review(ids[2], "anna", "fail")  # ... then changes her mind: the latest counts (kept)
+    store.add_review(ids[3], "ben", "pass")  # and overrules another
+    s = stats.compute(store.engine, datetime(2026, 11, 20), datetime(2026, 11, 21, 12))
+    assert s["total"] == 5 and s["fail"] == 2 and s["review"] == 1 and s["defect_rate"] == 0.4
+    assert len(s["per_hour"]) == 36 and sum(h["total"] for h in s["per_hour"]) == 5  # every hour, empty ones too
+    assert [(h["hour"], h["pass"], h["fail"], h["review"]) for h in s["per_hour"] if h["total"]] == [
+        ("2026-11-20 07:00", 2, 1, 0), ("2026-11-20 23:00", 0, 1, 0), ("2026-11-21 03:00", 0, 0, 1)]
+    assert [(r["day"], r["shift"], r["total"], r["fail"]) for r in s["per_shift"]] == [
+        ("2026-11-20", "early", 3, 1), ("2026-11-20", "night", 2, 1)]  # 03:10 belongs to the night of the 20th
+    assert s["pareto"] == [{"defect_type": "scratch", "parts": 2, "cumulative": 0.6667},
+                           {"defect_type": "dent", "parts": 1, "cumulative": 1.0}]
+    assert s["vlm_vs_detector"] == {"agreed": 2, "overruled": 1, "agreement": 0.6667}
+    assert s["operators_vs_machine"] == {"reviewed": 2, "kept": 1, "agreement": 0.5}
+    assert s["vlm_latency_ms"]["n"] == 3 and s["vlm_latency_ms"]["p50"] == 200.0
+    assert s["throughput_per_hour"] == round(5 / 36, 2)
+    assert stats.compute(store.engine, datetime(2026, 11, 20, 8), datetime(2026, 11, 21))["total"] == 1
+    assert stats.compute(store.engine, datetime(2026, 11, 20), datetime(2026, 11, 22), camera="nope")["total"] == 0

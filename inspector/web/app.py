@@ -83,6 +83,10 @@ def feed_filter(verdict: Literal["pass", "fail", "review", ""] | None = None,
     return FeedFilter(verdict or None, camera or None, product or None, defect_type or None, since, until)
 
 
+def _naive_utc(t: datetime | None) -> datetime | None:
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t is not None and t.tzinfo else t
+
+
 class ReviewIn(BaseModel):
     verdict: Literal["pass", "fail", "review"]
     note: str = Field("", max_length=2000)
@@ -226,6 +230,35 @@ def create_app(store: Store, status: Callable[[], dict],
     def api_health():
         """Cameras, the VLM backend, queue depths, disk and database, with what is wrong now."""
         return health()
+
+    def stats_for(since: datetime | None, until: datetime | None, camera: str | None, product: str | None) -> dict:
+        from datetime import timedelta
+
+        from inspector.store import stats as stats_mod
+
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        until = _naive_utc(until) or now
+        since = _naive_utc(since) or until - timedelta(hours=24)
+        if since >= until:
+            raise HTTPException(422, "since must be before until")
+        return stats_mod.compute(store.engine, since, until, camera or None, product or None)
+
+    @app.get("/api/stats")
+    def api_stats(since: datetime | None = None, until: datetime | None = None,
+                  camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
+        """Over a window (default: the last 24 h; ISO 8601, no zone = UTC): defect rate per hour and
+        per shift, Pareto of defect types, per camera and product, VLM agreement with the detector,
+        operators' agreement with the machine, throughput and VLM latency."""
+        return stats_for(since, until, camera, product)
+
+    @app.get("/stats", response_class=HTMLResponse)
+    def stats_page(request: Request, since: datetime | None = None, until: datetime | None = None,
+                   camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
+        from inspector.web import charts
+
+        s = stats_for(since, until, camera, product)
+        return page(request, "stats.html", s=s, catalogue=store.catalogue(), camera=camera, product=product,
+                    hourly_chart=charts.stacked_bars(s["per_hour"], "hour"), pareto_chart=charts.pareto(s["pareto"]))
 
     @app.get("/api/catalogue")
     def api_catalogue():
