@@ -215,16 +215,21 @@ class Pipeline:
             if self.store.has_uid(sj.uid):
                 self.spool.done(sj.uid)
                 continue
+            job = _Job(sj.uid, sj.frame, sj.product, list(sj.candidates), [])
             if sj.product not in {p.name for p in self.cfg.products}:
-                log.error("spool: frame %s is for product %s, which the config no longer has; "
-                          "judged without the VLM", sj.uid, sj.product)
-            cands = list(sj.candidates)
-            try:
-                crops = make_crops(sj.frame.image, cands, self.cfg.cropper)
-            except Exception as e:
-                log.error("spool: frame %s cannot be cropped again (%s); judged without the VLM", sj.uid, e)
-                crops = []
-            self.resumed.append(_Job(sj.uid, sj.frame, sj.product, cands, crops))
+                why = f"product {sj.product!r} is no longer in the config; not asked after the restart"
+            else:
+                try:
+                    job = _Job(sj.uid, sj.frame, sj.product, job.candidates,
+                               make_crops(sj.frame.image, job.candidates, self.cfg.cropper))
+                    self.resumed.append(job)
+                    continue
+                except Exception as e:
+                    why = f"could not crop the spooled frame again ({e})"
+            # The part must not pass unseen: a person looks at it, and the spool entry goes once
+            # that verdict is in.
+            log.error("spool: frame %s: %s; judged review without the VLM", sj.uid, why)
+            self._unavailable(job, why, spooled=True)
         if self.resumed:
             log.warning("resuming %d frame(s) spooled for the VLM by the previous run", len(self.resumed))
 
@@ -359,9 +364,13 @@ class Pipeline:
                 self.stats.vlm_overflow += 1
                 self._unavailable(job, "VLM queue full (the VLM cannot keep up with the line)")
 
-    def _unavailable(self, job: _Job, why: str) -> None:
-        reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0, why) for c in job.crops]
-        self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product, job.crops, job.uid)
+    def _unavailable(self, job: _Job, why: str, spooled: bool = False) -> None:
+        # One report per crop; one for the frame when there are no crops (with none, the judge
+        # would read "the VLM saw nothing wrong").
+        reports = [CropReport(c.index, CropAnswer.unavailable, (), (), "", "", 0.0, why)
+                   for c in job.crops] or [CropReport(0, CropAnswer.unavailable, (), (), "", "", 0.0, why)]
+        self._record(judge(job.frame, job.candidates, reports, self.cfg.judge), job.product, job.crops, job.uid,
+                     spooled=spooled)
 
     def _next_job(self) -> _Job | None | bool:
         """A resumed job first, else the next live one; False when nothing came in time."""
@@ -443,7 +452,9 @@ class Pipeline:
                 self.spool.done(uid)
             with self._lock:
                 self.stats.verdicts[verdict.kind.value] += 1
-                self._latency[verdict.frame.camera_id].append(time.monotonic() - verdict.frame.captured_mono)
+                lat = self._latency.get(verdict.frame.camera_id)  # None: a resumed frame of a camera since removed
+                if lat is not None:
+                    lat.append(time.monotonic() - verdict.frame.captured_mono)
             if self.backlog is not None:
                 by_index = {c.index: c for c in crops}
                 for r in verdict.reports:

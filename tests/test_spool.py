@@ -112,3 +112,36 @@ def test_the_next_start_resumes_the_spool_once(demo_line, tmp_path):
             assert pipe.status()["vlm_spool"] == 0 and len(Spool(data / "vlm-spool")) == 0
         finally:
             pipe.stop()
+
+
+def test_a_spooled_frame_that_cannot_be_asked_again_goes_to_review(tmp_path):
+    """Its product left the config between runs: the part is not passed unseen, nor dropped; it
+    is judged review with the reason, and the spool entry goes once that verdict is in."""
+    from inspector.messages import Candidate
+
+    data = tmp_path / "data"
+    Spool(data / "vlm-spool").put("old:cam1:7", "retired-product", _frame(7),
+                                  (Candidate((3.0, 4.0, 20.0, 25.0), 0.9, "defect", "m@1"),))
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    cv2.imwrite(str(empty / "blank.png"), np.full((48, 64, 3), 128, np.uint8))
+    with ScriptedVLM(lambda body: (200, completion(answer("ok")), 0)) as vlm:
+        cfg = parse_config({
+            "data_dir": str(data),
+            "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(empty)}}],
+            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python"},
+            "web": {"enabled": False},
+        })
+        pipe = Pipeline(cfg)
+        pipe.start()
+        try:
+            assert pipe.done.wait(60)
+            with pipe.store.engine.connect() as c:
+                kind, why, explanation = c.execute(
+                    select(m.Verdict.kind, m.Verdict.why, m.Verdict.explanation).join(m.Inspection)
+                    .where(m.Inspection.uid == "old:cam1:7")).one()
+            assert (kind, why) == ("review", "vlm_unavailable")
+            assert "'retired-product' is no longer in the config" in explanation
+            assert len(Spool(data / "vlm-spool")) == 0 and vlm.requests == []
+        finally:
+            pipe.stop()
