@@ -67,9 +67,8 @@ class FeedFilter:
     until: datetime | None = None
 
     def store_args(self) -> dict:
-        utc = lambda t: t.astimezone(timezone.utc).replace(tzinfo=None) if t and t.tzinfo else t  # noqa: E731
         return {"kind": self.verdict, "camera": self.camera, "product": self.product,
-                "defect_type": self.defect_type, "since": utc(self.since), "until": utc(self.until)}
+                "defect_type": self.defect_type, "since": _naive_utc(self.since), "until": _naive_utc(self.until)}
 
     def query(self, **extra) -> str:
         d = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in {**asdict(self), **extra}.items()}
