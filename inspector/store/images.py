@@ -63,6 +63,16 @@ class ImageStore:
                     f"{self.budget_bytes / 1e9:.2f} GB")
         return None
 
+    def shortfall(self, spare: float = 0.9) -> int:
+        """Bytes to free to be back under both limits with 10% to spare (so retention makes real
+        room in one pass, not one picture's worth); 0 when there is room."""
+        need = 0
+        if self.min_free_bytes:
+            need = int(self.min_free_bytes / spare) - self.free_bytes()
+        if self.budget_bytes is not None:
+            need = max(need, self.used_bytes - int(self.budget_bytes * spare))
+        return max(0, need)
+
     def writable(self) -> bool:
         """Whether pictures may be written now (checked at most once a second)."""
         now = time.monotonic()

@@ -69,7 +69,7 @@ class Retention:
                 n, b = self._delete(rows)
                 n_age, bytes_age = n_age + n, bytes_age + b
         n_budget = bytes_budget = 0
-        while (need := self._shortfall()) > 0:
+        while (need := self.images.shortfall()) > 0:
             with self.engine.connect() as conn:
                 rows = self._candidates(conn, protect, 200)
             if not rows:
@@ -91,17 +91,6 @@ class Retention:
                      n_age, bytes_age / 1e6, n_budget, bytes_budget / 1e6)
         self.images.recheck()
         return {"by_age": n_age, "by_budget": n_budget, "bytes": bytes_age + bytes_budget}
-
-    def _shortfall(self) -> int:
-        """Bytes to free to be back under the limits, with 10% to spare (so one pass makes real
-        room, not one picture's worth); 0 when there is room."""
-        img = self.images
-        need = 0
-        if img.min_free_bytes:
-            need = max(need, int(img.min_free_bytes / 0.9) - img.free_bytes())
-        if img.budget_bytes is not None:
-            need = max(need, img.used_bytes - int(img.budget_bytes * 0.9))
-        return need
 
     def _delete(self, rows) -> tuple[int, int]:
         freed = 0
