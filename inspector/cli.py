@@ -133,7 +133,7 @@ def _start_web(pipe, cfg):
         print(f"inspector: no dashboard users yet; made user 'admin' with password {password} "
               f"(shown once: change it with `inspector users passwd admin`, add people with "
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
-    app = create_app(pipe.store, pipe.status, pipe.trigger, secure_cookies=cfg.web.secure_cookies)
+    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live, secure_cookies=cfg.web.secure_cookies)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", access_log=False))
     t = threading.Thread(target=server.run, name="web", daemon=True)

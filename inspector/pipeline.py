@@ -28,6 +28,7 @@ from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.framebuffer import FrameBuffer
 from inspector.judge import judge
+from inspector.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.orientation import inside, orienter
 from inspector.prefilter import build_detector
@@ -120,6 +121,7 @@ class Pipeline:
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
         self.stats = Stats()
+        self.live = LiveView([cam.id for cam in cfg.cameras])
         self.frames = FrameBuffer()
         for cam in cfg.cameras:
             policy = cam.buffer.policy
@@ -205,7 +207,8 @@ class Pipeline:
                 "last_error": getattr(src, "last_error", None)}
         t = self.triggers[c.id]
         link.update(trigger=t.mode, parts_seen=t.parts if t.mode == "part_presence" else None)
-        return {**vars(c), **link, "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
+        return {**vars(c), **link, "fps": self.live.fps(c.id),
+                "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
                 "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
 
     def _resume_spool(self) -> None:
@@ -296,6 +299,7 @@ class Pipeline:
                     image = undistort(image)  # in the sensor's geometry, so before turning
                 if orient is not None:
                     image = orient(image)
+                self.live.frame(cam.id, image, roi)
                 if not trigger.fire(image, roi):
                     state.untriggered += 1
                     continue
@@ -338,6 +342,7 @@ class Pipeline:
                 log.error("camera %s frame %d (%s): pre-filter failed: %s",
                           frame.camera_id, frame.seq, frame.source_name, e)
                 continue
+            self.live.inspected(frame.camera_id, frame.seq, frame.image, cands)
             self.cameras[frame.camera_id].frames_inspected += 1
             self.stats.candidates += len(cands)
             product = products[frame.camera_id]

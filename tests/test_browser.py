@@ -92,6 +92,22 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
                                timeout=5000)
         page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
         page.screenshot(path=str(artifacts / "feed.png"))
+        # the header's camera badge is live too: its frame count grows without a reload
+        badge = lambda: int(re.search(r"(\d+) frames", page.inner_text(".cam[data-cam=cam1]")).group(1))  # noqa: E731
+        before = badge()
+        page.wait_for_function(f"+/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
+                               f".textContent)[1] > {before}", timeout=10000)
+        # the live page: the camera's MJPEG stream plays, and its tile follows the verdicts
+        page.click("header nav a[href='/live']")
+        page.wait_for_function("() => { const i = document.querySelector('#live-cam1 img');"
+                               " return i && i.naturalWidth === 640; }", timeout=10000)
+        page.wait_for_function("/^(pass|fail|review)$/.test(document.querySelector('#live-cam1').className"
+                               ".replace('cam-live last-', ''))", timeout=20000)
+        assert re.fullmatch(r"\d+\.\d fps · \d+ inspected · \d+ dropped",
+                            page.inner_text("#live-cam1 .nums"))
+        page.screenshot(path=str(artifacts / "live.png"))
+        page.go_back()
+        page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
         page.locator("#feed-body tr.v-fail a.pill").first.click()
         page.wait_for_selector(".frame svg rect.box-det")
         assert re.search(r"FAIL", page.inner_text("h1"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -21,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from inspector import __version__
+from inspector.live_view import LiveView
 from inspector.store import Store
 from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
 from inspector.web.security import COOKIE, LoginGate, need, safe_next
@@ -92,8 +95,24 @@ class ReviewIn(BaseModel):
     defect_type: str | None = Field(None, min_length=1, max_length=64)
 
 
+MJPEG_BOUNDARY = "frame"
+
+
+def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
+    """fn's answer, computed at most once per `seconds` however many callers ask."""
+    lock, cache = threading.Lock(), {"at": -1e9, "value": None}
+
+    def get() -> dict:
+        with lock:
+            if time.monotonic() - cache["at"] >= seconds:
+                cache["value"], cache["at"] = fn(), time.monotonic()
+            return cache["value"]
+    return get
+
+
 def create_app(store: Store, status: Callable[[], dict],
-               trigger: Callable[[str], int] | None = None, *, secure_cookies: bool = False) -> FastAPI:
+               trigger: Callable[[str], int] | None = None, *, live: LiveView | None = None,
+               secure_cookies: bool = False) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
                   description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
                               "send `Authorization: Bearer <token>` (`inspector tokens add`).")
@@ -102,6 +121,9 @@ def create_app(store: Store, status: Callable[[], dict],
     accounts = Accounts(store.engine)
     app.add_middleware(LoginGate, accounts=accounts)
     viewer, operator = Depends(need("viewer")), Depends(need("operator"))
+    # Every open page's event stream wants the counts each second; on a big database that is tens
+    # of ms, so the streams share one answer per second instead of each running the query.
+    counts = shared_for(1.0, store.counts)
 
     def page(request: Request, name: str, **ctx):
         st = status()
@@ -156,12 +178,13 @@ def create_app(store: Store, status: Callable[[], dict],
                     older=older, filter_query=f.query(), catalogue=store.catalogue())
 
     @app.get("/api/events")
-    async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0)):
+    async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0),
+                     only: Literal["status"] | None = Query(None, description="status: no verdict events")):
         """Server-sent events: `verdict` (a feed row, oldest first, matching the filters) as they
         are stored, and `status` (counts, cameras, VLM and store state) every second. Browsers
         reconnect by themselves (EventSource), resuming after the last id they saw."""
         last = int(request.headers.get("last-event-id") or after_id or 0)
-        if not last:
+        if not last and only is None:
             newest = await run_in_threadpool(store.feed, limit=1)
             last = newest[0]["id"] if newest else 0
 
@@ -170,12 +193,13 @@ def create_app(store: Store, status: Callable[[], dict],
             yield "retry: 2000\n\n"
             tick = 0
             while not await request.is_disconnected():
-                rows = await run_in_threadpool(store.feed, limit=200, after_id=last, **f.store_args())
-                for r in reversed(rows):
-                    last = max(last, r["id"])
-                    yield f"id: {r['id']}\nevent: verdict\ndata: {json.dumps(r)}\n\n"
+                if only is None:
+                    rows = await run_in_threadpool(store.feed, limit=200, after_id=last, **f.store_args())
+                    for r in reversed(rows):
+                        last = max(last, r["id"])
+                        yield f"id: {r['id']}\nevent: verdict\ndata: {json.dumps(r)}\n\n"
                 if tick % 4 == 0:
-                    st = {**status(), "counts": await run_in_threadpool(store.counts)}
+                    st = {**status(), "counts": await run_in_threadpool(counts)}
                     yield f"event: status\ndata: {json.dumps(st, default=str)}\n\n"
                 tick += 1
                 await asyncio.sleep(0.25)
@@ -343,6 +367,62 @@ def create_app(store: Store, status: Callable[[], dict],
             known = [c["id"] for c in status()["cameras"]]
             raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
         return {"camera": camera_id, "pending": pending}
+
+    # --- live cameras -----------------------------------------------------------------------------
+
+    def live_camera(camera_id: str) -> str:
+        if live is None:
+            raise HTTPException(503, "no line is running behind this dashboard")
+        if camera_id not in live.cameras:
+            raise HTTPException(404, f"no camera {camera_id!r} (cameras: {live.cameras})")
+        return camera_id
+
+    @app.get("/live", response_class=HTMLResponse)
+    def live_page(request: Request):
+        return page(request, "live.html", live=live is not None)
+
+    @app.get("/api/cameras")
+    def api_cameras():
+        """Each camera's state, frame rate, drops and latency, with the candidate boxes on the
+        frame the live stream shows now (frame pixels)."""
+        cams = status()["cameras"]
+        return [{**c, "live": live.info(c["id"]) if live is not None and c["id"] in live.cameras else None}
+                for c in cams]
+
+    @app.get("/api/cameras/{camera_id}/snapshot.jpg", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}}})
+    def camera_snapshot(camera_id: str):
+        """The camera's newest frame with the current candidate boxes drawn (orange) and the ROI."""
+        camera_id = live_camera(camera_id)
+        got = live.jpeg(camera_id)
+        if got is None:
+            raise HTTPException(503, f"camera {camera_id!r} has not delivered a frame yet")
+        return Response(got[1], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/cameras/{camera_id}/stream.mjpg", response_class=StreamingResponse,
+             responses={200: {"content": {f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}": {}}}})
+    async def camera_stream(request: Request, camera_id: str, fps: float = Query(5.0, gt=0, le=30),
+                            frames: int | None = Query(None, ge=1, description="stop after this many (default: "
+                                                                                 "until the viewer leaves)")):
+        """The live page's stream (MJPEG): a new picture whenever the camera or the pre-filter has
+        something new, at most `fps` a second."""
+        live_camera(camera_id)
+
+        async def stream():
+            last, sent = None, 0
+            while not await request.is_disconnected():
+                got = await run_in_threadpool(live.jpeg, camera_id)
+                if got is not None and got[0] != last:
+                    last = got[0]
+                    yield (f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                           f"Content-Length: {len(got[1])}\r\n\r\n").encode() + got[1] + b"\r\n"
+                    sent += 1
+                    if frames is not None and sent >= frames:
+                        return
+                await asyncio.sleep(1.0 / fps)
+
+        return StreamingResponse(stream(), media_type=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/metrics")
     def metrics():

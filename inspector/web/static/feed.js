@@ -17,24 +17,10 @@
       `<td>${esc(r.explanation)}</td>`;
     return tr;
   }
-  const table = document.getElementById("feed");
-  const setText = (id, v) => { const e = document.getElementById(id); if (e) e.textContent = v; };
-  function status(s) {
-    for (const k of ["total", "pass", "fail", "review"]) setText("c-" + k, s.counts[k]);
-    const b = (s.reasoner && s.reasoner.breaker) || {state: "closed"}, vb = document.getElementById("vlm-banner");
-    vb.hidden = b.state === "closed";
-    if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error}. ` +
-      `${s.vlm_backlog} crop(s) kept to ask again when it is back.`;
-    const d = s.store || {}, db = document.getElementById("disk-banner");
-    db.hidden = !d.images_paused;
-    if (!db.hidden) db.textContent = `Pictures are not being saved: ${d.images_paused_reason}. Verdicts are still ` +
-      `recorded; ${d.images_skipped} picture(s) skipped so far. Free disk space or raise the budget.`;
-  }
-  // Server-sent events: the browser keeps the stream open and reconnects by itself, resuming
-  // after the last verdict it saw. A page of older rows (or one ending at a time) stays still.
-  if (table.dataset.live === "yes") {
-    const q = table.dataset.filter;
-    const es = new EventSource(`/api/events?after_id=${newest}${q ? "&" + q : ""}`);
+  // The stream (opened by status.js from <body data-events>) carries this page's filters, so
+  // every verdict that arrives belongs on top. A page of older rows has no verdicts in it.
+  const es = window.inspectorEvents;
+  if (es && document.getElementById("feed").dataset.live === "yes") {
     es.addEventListener("verdict", (ev) => {
       const r = JSON.parse(ev.data);
       if (r.id <= newest) return;
@@ -43,6 +29,5 @@
       while (body.rows.length > 200) body.deleteRow(-1);
       const e = document.getElementById("empty"); if (e) e.remove();
     });
-    es.addEventListener("status", (ev) => status(JSON.parse(ev.data)));
   }
 })();
