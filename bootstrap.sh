@@ -2,8 +2,10 @@
 # Set up everything the inspector needs on a fresh Debian/Ubuntu machine with Python 3.11:
 #   ./bootstrap.sh        system packages (when missing) + .venv + the inspector
 #   ./bootstrap.sh test   ... + test tools, Debian's chromium for the browser tests and Debian's
-#                         postgresql for the store's PostgreSQL tests (the tests start their own
-#                         throwaway server; nothing is configured system-wide)
+#                         postgresql for the store's PostgreSQL tests and mosquitto for the MQTT
+#                         events tests (the tests start their own throwaway servers; nothing is
+#                         configured system-wide; on a machine run by systemd, Debian starts its
+#                         own mosquitto on port 1883, which the tests do not use)
 # Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
 # (~6 minutes on 2 cores the first time).
 set -eu
@@ -18,6 +20,7 @@ if [ "$want_test" = "test" ]; then
   [ -x /usr/bin/chromium ] || need="$need chromium"
   command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+  [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

@@ -448,6 +448,64 @@ class WebConfig(_Model):
     port: int = Field(8080, ge=1, le=65535)
 
 
+# --- outbound events ------------------------------------------------------------------------------
+
+class _EventSinkCommon(_Model):
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                             description="names the sink in logs, metrics and its cursor file; default: type")
+    on: list[VerdictKindName] = Field(["fail"], min_length=1, description="verdict kinds sent")
+    backlog_max: int = Field(10000, ge=1, description="events waiting while the receiver is down, at "
+                                                      "most; older ones are skipped (counted, logged)")
+    retry_initial_s: float = Field(1.0, gt=0, description="first wait after a failed send; doubles")
+    retry_max_s: float = Field(60.0, gt=0, description="longest wait between attempts")
+    timeout_s: float = Field(5.0, gt=0, description="per attempt")
+
+
+class WebhookSinkConfig(_EventSinkCommon):
+    """POST one JSON event per verdict (an MES, a ticketing system, a chat bot)."""
+
+    type: Literal["webhook"]
+    url: str = Field(..., pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every request")
+    secret_env: str | None = Field(None, description="environment variable holding a shared secret; "
+                                                     "the body's HMAC-SHA256 goes in X-Inspector-Signature")
+    verify_tls: bool = True
+
+
+class MqttSinkConfig(_EventSinkCommon):
+    """Publish one JSON event per verdict to an MQTT broker (PLCs, SCADA, Node-RED)."""
+
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    topic: str = Field("inspector/{camera}/{verdict}", description="{camera} {product} {verdict} are filled in")
+    qos: Literal[0, 1, 2] = Field(1, description="1 or 2: an event counts as sent once the broker has it")
+    retain: bool = False
+    client_id: str | None = Field(None, description="default: inspector-<sink name>-<host name>")
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    tls: bool = False
+    ca_file: Path | None = Field(None, description="CA bundle for tls (default: the system's)")
+    keepalive_s: int = Field(30, ge=5)
+
+
+EventSinkConfig = Annotated[Union[WebhookSinkConfig, MqttSinkConfig], Field(discriminator="type")]
+
+
+class EventsConfig(_Model):
+    sinks: list[EventSinkConfig] = Field(default_factory=list, description="none by default")
+    dashboard_url: str | None = Field(None, pattern=r"^https?://",
+                                      description="where operators reach the dashboard; events link to "
+                                                  "the inspection there")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [s.name or s.type for s in self.sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"events.sinks: names must be unique (two of a type need a name), got {names}")
+        return self
+
+
 class Config(_Model):
     data_dir: Path = Path("inspector-data")
     cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], min_length=1)
@@ -461,6 +519,7 @@ class Config(_Model):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     frame_queue: int = Field(8, ge=1, description="frames buffered per camera between capture and "
                                                   "pre-filter (cameras[].buffer.size overrides)")
 
@@ -485,7 +544,8 @@ class Config(_Model):
 
 
 _UNIONS = {"detector": {"default", "anomaly_map", "yolo"}, "reasoner": {"none", "llama_cpp", "openai"},
-           "source": {"folder", "video", "demo", "usb", "rtsp", "mjpeg", "gstreamer"}}
+           "source": {"folder", "video", "demo", "usb", "rtsp", "mjpeg", "gstreamer"},
+           "sinks": {"webhook", "mqtt"}}
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -494,8 +554,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
         parts = [str(p) for p in e["loc"]]
         # pydantic puts the union member's tag in the path (detector.yolo.model); the user wrote
         # detector.model, so that is the key to name.
-        parts = [p for i, p in enumerate(parts)
-                 if not (i and parts[i - 1] in _UNIONS and p in _UNIONS[parts[i - 1]])]
+        def union_tag(i: int) -> bool:
+            owner = parts[i - 2] if i >= 2 and parts[i - 1].isdigit() else parts[i - 1] if i else ""
+            return owner in _UNIONS and parts[i] in _UNIONS[owner]  # sinks.0.webhook: after the index
+        parts = [p for i, p in enumerate(parts) if not union_tag(i)]
         loc = ".".join(parts) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from inspector import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
+from inspector.events import build_senders
 from inspector.framebuffer import FrameBuffer
 from inspector.judge import judge
 from inspector.live_view import LiveView
@@ -112,6 +113,8 @@ class Pipeline:
         self.versions = self._register_models()
         self.run_id = uuid.uuid4().hex[:12]  # with camera and seq, names each inspection for good
         self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
+        self.events = build_senders(cfg, self.store)
+        self.on_verdict.extend(s.notify for s in self.events)
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
         self.stop_event = threading.Event()
         for src in self.sources.values():
@@ -177,6 +180,7 @@ class Pipeline:
                 "vlm_spool": len(self.spool) if self.spool is not None else 0,
                 "vlm_resumed": len(self.resumed),
                 "store": self.store.status(),
+                "events": [s.status() for s in self.events],
                 "done": self.done.is_set(),
             }
 
@@ -240,6 +244,8 @@ class Pipeline:
         if self.spool is not None:
             self._resume_spool()
         self.store.start_retention()
+        for sender in self.events:
+            sender.start()
         for cam in self.cfg.cameras:
             self._spawn(f"capture-{cam.id}", self._capture, cam)
         self._spawn("prefilter", self._process)
@@ -257,6 +263,8 @@ class Pipeline:
         for t in self._threads:
             t.join(timeout)
         self.store.flush(timeout)
+        for sender in self.events:  # after the flush, so the last verdicts can still go out
+            sender.stop(min(timeout, 5.0))
         for src in self.sources.values():
             src.close()
         if self.reasoner is not None:

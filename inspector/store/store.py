@@ -211,6 +211,33 @@ class Store:
         with Session(self.engine) as s:
             return [_summary(i) for i in s.scalars(q)]
 
+    def verdict_ids(self, *, after_id: int, kinds: list[str], cameras: list[str] | None = None,
+                    limit: int = 100, newest_first: bool = False) -> list[int]:
+        """Inspection ids after `after_id` whose machine verdict is one of `kinds` (the outbound
+        events' cursor walks these), oldest first unless `newest_first`."""
+        q = (select(Inspection.id).join(Inspection.verdict)
+             .where(Inspection.id > after_id, VerdictRow.kind.in_(kinds))
+             .order_by(Inspection.id.desc() if newest_first else Inspection.id).limit(limit))
+        if cameras is not None:
+            q = q.where(Inspection.camera_id.in_(cameras))
+        with Session(self.engine) as s:
+            return list(s.scalars(q))
+
+    def count_verdicts(self, *, after_id: int, kinds: list[str], cameras: list[str] | None = None,
+                       up_to_id: int | None = None) -> int:
+        q = (select(func.count()).select_from(Inspection).join(Inspection.verdict)
+             .where(Inspection.id > after_id, VerdictRow.kind.in_(kinds)))
+        if up_to_id is not None:
+            q = q.where(Inspection.id <= up_to_id)
+        if cameras is not None:
+            q = q.where(Inspection.camera_id.in_(cameras))
+        with Session(self.engine) as s:
+            return s.scalar(q) or 0
+
+    def last_inspection_id(self) -> int:
+        with Session(self.engine) as s:
+            return s.scalar(select(func.max(Inspection.id))) or 0
+
     def review_queue(self, *, limit: int = 50, recent_fail_hours: float = 24.0) -> list[dict]:
         """What an operator should look at: every `review` verdict and the recent fails, that
         nobody has reviewed yet; newest first."""

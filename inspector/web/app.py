@@ -238,12 +238,16 @@ def create_app(store: Store, status: Callable[[], dict],
             problems.append(f"pictures paused: {s.get('images_paused_reason')}")
         if s.get("writer_last_error"):
             problems.append(f"database writes failing: {s['writer_last_error']}")
+        for e in st.get("events") or []:
+            if e.get("last_error"):
+                problems.append(f"events to {e['name']} failing for {e['failing_for_s']:.0f} s "
+                                f"({e['pending']} waiting): {e['last_error']}")
         queues = {"frames": st.get("frame_queue"), "vlm_queue": st.get("vlm_queue"),
                   "vlm_spool": st.get("vlm_spool"), "vlm_backlog": st.get("vlm_backlog"),
                   "writer_queue": s.get("writer_queue")}
         return {"ok": not problems, "problems": problems, "cameras": st["cameras"],
                 "reasoner": {"mode": st["reasoner_mode"], "model": st.get("reasoner_model"), **breaker},
-                "queues": queues, "store": s, "database": db}
+                "queues": queues, "store": s, "database": db, "events": st.get("events") or []}
 
     @app.get("/health", response_class=HTMLResponse)
     def health_page(request: Request):

@@ -94,6 +94,17 @@ class LineCollector:
                 m = kind(name, doc)
                 m.add_metric([], float(store.get(key) or 0))
                 yield m
+        sinks = st.get("events") or []
+        for key, name, doc, kind in (
+            ("sent", "inspector_events_sent", "events delivered", CounterMetricFamily),
+            ("failures", "inspector_events_failures", "failed delivery attempts", CounterMetricFamily),
+            ("dropped", "inspector_events_dropped", "events skipped because the backlog was full", CounterMetricFamily),
+            ("pending", "inspector_events_pending", "events waiting to be delivered", GaugeMetricFamily),
+        ):
+            m = kind(name, doc, labels=["sink"])
+            for e in sinks:
+                m.add_metric([e["name"]], float(e.get(key) or 0))
+            yield m
 
 
 def render(status: Callable[[], dict]) -> bytes:
