@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import cv2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -96,6 +97,10 @@ class ReviewIn(BaseModel):
 
 
 MJPEG_BOUNDARY = "frame"
+# Ids are 32-bit in PostgreSQL's integer and 64-bit in SQLite; a bigger number in a URL is a 422
+# here, not an overflow error in the database driver.
+MAX_ID = 2**31 - 1
+InspectionId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="an inspection's id")]
 
 
 def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
@@ -171,14 +176,14 @@ def create_app(store: Store, status: Callable[[], dict],
         return {"name": who.name, "role": who.role, "via": who.via}
 
     @app.get("/", response_class=HTMLResponse)
-    def feed_page(request: Request, f: FeedFilter = Depends(feed_filter), before_id: int | None = Query(None, ge=1)):
+    def feed_page(request: Request, f: FeedFilter = Depends(feed_filter), before_id: int | None = Query(None, ge=1, le=MAX_ID)):
         rows = store.feed(limit=50, before_id=before_id, **f.store_args())
         older = f"/?{f.query(before_id=rows[-1]['id'])}" if len(rows) == 50 else None
         return page(request, "feed.html", rows=rows, counts=store.counts(), f=f, paged=before_id is not None,
                     older=older, filter_query=f.query(), catalogue=store.catalogue())
 
     @app.get("/api/events")
-    async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0),
+    async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0, le=MAX_ID),
                      only: Literal["status"] | None = Query(None, description="status: no verdict events")):
         """Server-sent events: `verdict` (a feed row, oldest first, matching the filters) as they
         are stored, and `status` (counts, cameras, VLM and store state) every second. Browsers
@@ -208,15 +213,15 @@ def create_app(store: Store, status: Callable[[], dict],
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/inspections/{inspection_id}", response_class=HTMLResponse)
-    def detail_page(request: Request, inspection_id: int):
+    def detail_page(request: Request, inspection_id: InspectionId):
         d = store.inspection(inspection_id)
         if d is None:
             raise HTTPException(404, f"no inspection {inspection_id}")
         return page(request, "detail.html", d=d)
 
     @app.get("/api/verdicts")
-    def api_verdicts(limit: int = Query(50, ge=1, le=500), after_id: int = Query(0, ge=0),
-                     before_id: int | None = Query(None, ge=1), f: FeedFilter = Depends(feed_filter)):
+    def api_verdicts(limit: int = Query(50, ge=1, le=500), after_id: int = Query(0, ge=0, le=MAX_ID),
+                     before_id: int | None = Query(None, ge=1, le=MAX_ID), f: FeedFilter = Depends(feed_filter)):
         """The feed, newest first: filter by verdict, camera, product, defect type, capture time
         (ISO 8601; no zone = UTC); page with before_id (older) or after_id (newer)."""
         return store.feed(limit=limit, after_id=after_id, before_id=before_id, **f.store_args())
@@ -293,7 +298,7 @@ def create_app(store: Store, status: Callable[[], dict],
         return store.catalogue()
 
     @app.get("/api/inspections/{inspection_id}")
-    def api_inspection(inspection_id: int):
+    def api_inspection(inspection_id: InspectionId):
         d = store.inspection(inspection_id)
         if d is None:
             raise HTTPException(404, f"no inspection {inspection_id}")
@@ -304,14 +309,14 @@ def create_app(store: Store, status: Callable[[], dict],
         return {**status(), "counts": store.counts()}
 
     @app.get("/inspections/{inspection_id}/thumb.jpg")
-    def thumb_image(inspection_id: int):
+    def thumb_image(inspection_id: InspectionId):
         path = store.image_file(inspection_id, "thumb")
         if path is None:
             raise HTTPException(404, "no thumbnail kept for this inspection")
         return Response(path.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/inspections/{inspection_id}/frame.jpg")
-    def frame_image(inspection_id: int, w: int | None = Query(None, ge=16, le=4096)):
+    def frame_image(inspection_id: InspectionId, w: int | None = Query(None, ge=16, le=4096)):
         path = store.frame_file(inspection_id)
         if path is None:
             raise HTTPException(404, "no frame kept for this inspection (pass frames are not saved)")
@@ -337,13 +342,13 @@ def create_app(store: Store, status: Callable[[], dict],
             raise HTTPException(422, str(e)) from None
 
     @app.post("/api/inspections/{inspection_id}/reviews", status_code=201)
-    def api_review(inspection_id: int, body: ReviewIn, who: Principal = operator):
+    def api_review(inspection_id: InspectionId, body: ReviewIn, who: Principal = operator):
         """Confirm or override the verdict in force; recorded with the caller's name and the time.
         The machine verdict and earlier reviews are never changed."""
         return _review(inspection_id, who, body)
 
     @app.post("/inspections/{inspection_id}/review", include_in_schema=False)
-    def form_review(inspection_id: int, verdict: Literal["pass", "fail", "review"] = Form(...),
+    def form_review(inspection_id: InspectionId, verdict: Literal["pass", "fail", "review"] = Form(...),
                     note: str = Form("", max_length=2000), defect_type: str = Form("", max_length=64),
                     back: str = Form("", max_length=512), who: Principal = operator):
         _review(inspection_id, who, ReviewIn(verdict=verdict, note=note, defect_type=defect_type or None))
