@@ -133,7 +133,10 @@ def _start_web(pipe, cfg):
         print(f"inspector: no dashboard users yet; made user 'admin' with password {password} "
               f"(shown once: change it with `inspector users passwd admin`, add people with "
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
-    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live, secure_cookies=cfg.web.secure_cookies)
+    from inspector.store.stats import PlantTime
+
+    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live, plant=PlantTime.from_config(cfg.web),
+                     secure_cookies=cfg.web.secure_cookies)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", access_log=False))
     t = threading.Thread(target=server.run, name="web", daemon=True)
@@ -282,6 +285,10 @@ def cmd_bench(args) -> int:
         from inspector.bench import store as bench_store
 
         return bench_store.main(writes_n=args.calls or 5000, inspections=args.inspections, as_json=args.json)
+    if args.what == "web":
+        from inspector.bench import web as bench_web
+
+        return bench_web.main(inspections=args.inspections, rounds=args.calls or 30, as_json=args.json)
     if args.what == "loop":
         from inspector.bench import loop as bench_loop
 
@@ -710,8 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
-    p.add_argument("what", choices=["reasoner", "prefilter", "loop", "store"])
-    p.add_argument("--inspections", type=int, default=1_000_000, help="store: database size for the reads")
+    p.add_argument("what", choices=["reasoner", "prefilter", "loop", "store", "web"])
+    p.add_argument("--inspections", type=int, default=1_000_000, help="store, web: database size for the reads")
     p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
     p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")

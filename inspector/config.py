@@ -439,6 +439,15 @@ class StoreConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
+class ShiftConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9 _.-]{1,32}$")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):(00|15|30|45)$", description="local HH:MM, on a quarter hour")
+
+    @property
+    def start_minutes(self) -> int:
+        return int(self.start[:2]) * 60 + int(self.start[3:])
+
+
 class WebConfig(_Model):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="127.0.0.1 = this box only; 0.0.0.0 to serve the plant "
@@ -446,6 +455,31 @@ class WebConfig(_Model):
     secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only (set it "
                                                     "when a TLS proxy is in front)")
     port: int = Field(8080, ge=1, le=65535)
+    timezone: str = Field("UTC", description="the plant's IANA time zone (Europe/Berlin, Asia/Kolkata): "
+                                             "stats hours and shifts are counted in it")
+    shifts: list[ShiftConfig] = Field(
+        default_factory=lambda: [ShiftConfig(name="early", start="06:00"), ShiftConfig(name="late", start="14:00"),
+                                 ShiftConfig(name="night", start="22:00")],
+        min_length=1, description="each runs until the next starts; the last one crosses midnight")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
+
+    @field_validator("shifts")
+    @classmethod
+    def _ordered(cls, v: list[ShiftConfig]) -> list[ShiftConfig]:
+        starts = [s.start_minutes for s in v]
+        if starts != sorted(set(starts)) or len({s.name for s in v}) != len(v):
+            raise ValueError("shifts must have distinct names and start times, listed in the order of the day")
+        return v
 
 
 # --- outbound events ------------------------------------------------------------------------------

@@ -315,3 +315,101 @@ def test_stats_by_hour_shift_pareto_agreement_and_latency(make_store):
     assert s["throughput_per_hour"] == round(5 / 36, 2)
     assert stats.compute(store.engine, datetime(2026, 11, 20, 8), datetime(2026, 11, 21))["total"] == 1
     assert stats.compute(store.engine, datetime(2026, 11, 20), datetime(2026, 11, 22), camera="nope")["total"] == 0
+
+
+def _stats_rows(store, rows):
+    """Save (when UTC, kind, why, defect types) verdicts of camera 'cam', product 'tile'."""
+    from datetime import datetime, timezone
+
+    from inspector.messages import CropAnswer, CropReport, Finding, Severity
+
+    ids = []
+    for i, (when, kind, why, defects) in enumerate(rows):
+        v = _verdict(i, kind)
+        t = datetime.fromisoformat(when).replace(tzinfo=timezone.utc).timestamp()
+        fs = tuple(Finding(d, Severity("major"), 0.9, (1, 2, 3, 4), "r", 0, "vlm@1") for d in defects)
+        reps = (CropReport(0, CropAnswer.defect, fs, (), "{}", "vlm@1", 50.0),) if fs else ()
+        ids.append(store.save(Verdict(Frame("cam", i, v.frame.image, captured_wall=t), kind, why, "x",
+                                      v.candidates, reps), "tile", "vlm"))
+    return ids
+
+
+def test_stats_windows_off_the_quarter_hour_are_exact_and_rollups_match_the_rows(make_store):
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from inspector.messages import CropAnswer, CropReport, Finding, Severity
+    from inspector.store import models as m
+    from inspector.store import rollup, stats
+
+    store = make_store(**NO_PICTURES)
+    F, P = VerdictKind.fail, VerdictKind.passed
+    ids = _stats_rows(store, [("2026-11-20T07:10", P, "detector_only", ()),
+                              ("2026-11-20T07:20", P, "vlm_overruled", ()),
+                              ("2026-11-20T07:50", F, "vlm_agreed", ("scratch", "dent", "scratch")),
+                              ("2026-11-20T08:05", F, "vlm_agreed", ("scratch",))])
+    # 07:16-07:55 cuts the 07:15 and 07:45 buckets: the rows in them decide, not the buckets.
+    s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 16), datetime(2026, 11, 20, 7, 55))
+    assert (s["total"], s["fail"]) == (2, 1)
+    assert [(p["defect_type"], p["parts"]) for p in s["pareto"]] == [("dent", 1), ("scratch", 1)]
+    assert s["vlm_vs_detector"]["overruled"] == 1
+    s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 0), datetime(2026, 11, 20, 8, 30))
+    assert (s["total"], s["fail"]) == (4, 2) and s["pareto"][0] == {"defect_type": "scratch", "parts": 2,
+                                                                     "cumulative": 0.6667}
+    # A late VLM answer (from the backlog) with a new defect type counts once in the Pareto.
+    late = Finding("crack", Severity("minor"), 0.8, (1, 2, 3, 4), "r", 0, "vlm@1")
+    store.add_late_report(ids[3], CropReport(0, CropAnswer.defect, (late, late), (), "{}", "vlm@1", 9.0), "late")
+    store.add_late_report(ids[3], CropReport(0, CropAnswer.defect, (late,), (), "{}", "vlm@1", 9.0), "late")
+    s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 0), datetime(2026, 11, 20, 8, 30))
+    assert ("crack", 1) in [(p["defect_type"], p["parts"]) for p in s["pareto"]]
+
+    def counters():
+        with store.engine.connect() as c:
+            return (sorted(c.execute(select(m.VerdictRollup.__table__)).all()),
+                    sorted(c.execute(select(m.DefectRollup.__table__)).all()))
+    kept = counters()
+    with store.engine.begin() as c:
+        rollup.rebuild(c)
+    assert counters() == kept and len(kept[0]) == 4  # what the writer kept is what the rows say
+
+
+def test_stats_in_the_plant_time_zone_with_its_shifts(make_store):
+    from datetime import datetime
+
+    from inspector.store import stats
+
+    store = make_store(**NO_PICTURES)
+    F, P = VerdictKind.fail, VerdictKind.passed
+    _stats_rows(store, [("2026-11-20T07:10", P, "detector_only", ()),  # 12:40 in Kolkata (+05:30)
+                        ("2026-11-20T07:20", P, "detector_only", ()),  # 12:50
+                        ("2026-11-20T07:50", F, "detector_only", ()),  # 13:20
+                        ("2026-11-20T23:30", F, "detector_only", ()),  # 05:00 on the 21st: the night of the 20th
+                        ("2026-11-21T03:10", P, "detector_only", ())])  # 08:40 on the 21st
+    plant = stats.PlantTime("Asia/Kolkata", (("A", 6 * 60 + 30), ("B", 14 * 60 + 30), ("C", 22 * 60 + 30)))
+    s = stats.compute(store.engine, datetime(2026, 11, 20, 0, 30), datetime(2026, 11, 21, 6, 30), plant=plant)
+    assert [(h["hour"], h["utc"], h["total"]) for h in s["per_hour"] if h["total"]] == [
+        ("2026-11-20 12:00", "2026-11-20T06:30:00Z", 2), ("2026-11-20 13:00", "2026-11-20T07:30:00Z", 1),
+        ("2026-11-21 05:00", "2026-11-20T23:30:00Z", 1), ("2026-11-21 08:00", "2026-11-21T02:30:00Z", 1)]
+    assert len(s["per_hour"]) == 30 and s["timezone"] == "Asia/Kolkata"
+    assert [(r["day"], r["shift"], r["total"], r["fail"]) for r in s["per_shift"]] == [
+        ("2026-11-20", "A", 3, 1), ("2026-11-20", "C", 1, 1), ("2026-11-21", "A", 1, 0)]
+    assert s["shifts"] == [{"name": "A", "start": "06:30"}, {"name": "B", "start": "14:30"},
+                           {"name": "C", "start": "22:30"}]
+
+
+def test_stats_hours_stay_true_across_a_daylight_saving_change(make_store):
+    from datetime import datetime
+
+    from inspector.store import stats
+
+    store = make_store(**NO_PICTURES)
+    P = VerdictKind.passed
+    # Berlin falls back at 01:00 UTC on 2026-10-25: 02:30 happens twice, once in CEST, once in CET.
+    _stats_rows(store, [("2026-10-25T00:30", P, "detector_only", ()), ("2026-10-25T01:30", P, "detector_only", ())])
+    plant = stats.PlantTime("Europe/Berlin")
+    s = stats.compute(store.engine, datetime(2026, 10, 24, 22), datetime(2026, 10, 25, 23), plant=plant)
+    assert len(s["per_hour"]) == 25  # the local day had 25 hours
+    busy = [(h["hour"], h["utc"]) for h in s["per_hour"] if h["total"]]
+    assert busy == [("2026-10-25 02:00", "2026-10-25T00:00:00Z"), ("2026-10-25 02:00", "2026-10-25T01:00:00Z")]
+    assert [(r["day"], r["shift"], r["total"]) for r in s["per_shift"]] == [("2026-10-24", "night", 2)]

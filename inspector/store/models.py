@@ -121,6 +121,32 @@ class Review(Base):
     defect_type: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the operator's naming
 
 
+class VerdictRollup(Base):
+    """Verdicts counted per 15 minutes of capture time (UTC), camera, product, kind and basis. The
+    stats read these instead of every row of a month; the writer keeps them in the verdicts' own
+    transaction. 15 minutes, so a plant zone with a :30 or :45 offset still gets true local hours."""
+
+    __tablename__ = "verdict_rollup"
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)  # epoch seconds // 900
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    why: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class DefectRollup(Base):
+    """Parts with a finding of each defect type, per 15 minutes, camera and product (a part counts
+    once per type however many findings of it the VLM made)."""
+
+    __tablename__ = "defect_rollup"
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product: Mapped[str] = mapped_column(String(128), primary_key=True)
+    defect_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parts: Mapped[int] = mapped_column(Integer)
+
+
 class Verdict(Base):
     __tablename__ = "verdicts"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,55 +1,119 @@
 """The numbers a quality engineer asks for, over a time window: defect rate per hour and per shift,
 the Pareto of defect types, per camera and product, how often the VLM agreed with the detector and
-operators agreed with the machine, throughput and VLM latency. Grouped in the database (the hour
-bucket is dialect-specific), so a window of a million rows is not pulled into Python."""
+operators agreed with the machine, throughput and VLM latency, in the plant's time zone and shifts.
+Counts come from the rollups (15-minute counters the writer keeps), so a month of a million
+inspections is a few thousand counter rows, not a million rows; reviews and VLM latency are read
+from their own tables."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
 from inspector.store import models as m
+from inspector.store.rollup import BUCKET_S, sql_bucket
 
-SHIFTS = (("early", 6, 14), ("late", 14, 22), ("night", 22, 6))  # hours [start, end), local = UTC here
+
+def _utc(bucket: int) -> datetime:
+    return datetime.fromtimestamp(bucket * BUCKET_S, timezone.utc).replace(tzinfo=None)
+
 LATENCY_SAMPLE = 20000  # newest VLM answers the latency percentiles are taken over
+KINDS = ("pass", "fail", "review")
 
 
-def _hour(engine, col):
-    if engine.dialect.name == "postgresql":
-        return func.to_char(func.date_trunc("hour", col), "YYYY-MM-DD HH24:00")
-    return func.strftime("%Y-%m-%d %H:00", col)
+@dataclass(frozen=True)
+class PlantTime:
+    """The plant's clock: hours and shifts are counted in its time zone (daylight saving
+    included), shifts by their start times; a shift runs until the next one starts, and one that
+    crosses midnight belongs to the day it began."""
+
+    zone: str = "UTC"
+    shifts: tuple[tuple[str, int], ...] = (("early", 6 * 60), ("late", 14 * 60), ("night", 22 * 60))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.zone)
+
+    @classmethod
+    def from_config(cls, web) -> PlantTime:
+        return cls(web.timezone, tuple((s.name, s.start_minutes) for s in web.shifts))
+
+    def shift_of(self, local: datetime) -> tuple[str, str]:
+        """(day the shift began, shift name) of a local time."""
+        minute = local.hour * 60 + local.minute
+        current = [name for name, start in self.shifts if start <= minute]
+        if current:
+            return local.date().isoformat(), current[-1]
+        return (local.date() - timedelta(days=1)).isoformat(), self.shifts[-1][0]
 
 
-def shift_of(hour: int) -> str:
-    for name, start, end in SHIFTS:
-        if (start <= hour < end) if start < end else (hour >= start or hour < end):
-            return name
-    return "?"
+def _counts_raw(s, dialect: str, lo: datetime, hi: datetime, filters: list):
+    """The rollups' rows computed from the inspections themselves, for a window's edges that do not
+    fill a whole bucket."""
+    b = sql_bucket(dialect, m.Inspection.captured_at).label("bucket")
+    where = [m.Inspection.captured_at >= lo, m.Inspection.captured_at < hi, *filters]
+    verdicts = s.execute(select(b, m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind, m.Verdict.why,
+                                func.count()).join(m.Verdict).where(*where)
+                         .group_by(b, m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind,
+                                   m.Verdict.why)).all()
+    parts = (select(m.Inspection.id, m.FindingRow.defect_type).join(m.FindingRow).where(*where).distinct().subquery())
+    defects = s.execute(select(parts.c.defect_type, func.count()).group_by(parts.c.defect_type)).all()
+    return verdicts, defects
 
 
 def compute(engine, since: datetime, until: datetime, camera: str | None = None,
-            product: str | None = None) -> dict:
-    where = [m.Inspection.captured_at >= since, m.Inspection.captured_at < until]
+            product: str | None = None, plant: PlantTime = PlantTime()) -> dict:
+    """since/until naive UTC. Whole 15-minute buckets come from the rollups; the edges of a window
+    that does not start or end on a bucket are counted from the rows, so the numbers are exact."""
+    tz = plant.tz
+    dialect = engine.dialect.name
+    b_lo = -(-int(since.replace(tzinfo=timezone.utc).timestamp()) // BUCKET_S)
+    b_hi = int(until.replace(tzinfo=timezone.utc).timestamp()) // BUCKET_S
+    edges = [(since, until)] if b_lo >= b_hi else [(since, _utc(b_lo)), (_utc(b_hi), until)]
+    vr, dr = m.VerdictRollup, m.DefectRollup
+    roll_where = [vr.bucket >= b_lo, vr.bucket < b_hi] if b_lo < b_hi else [false()]
+    def_where = [dr.bucket >= b_lo, dr.bucket < b_hi] if b_lo < b_hi else [false()]
+    raw_filters = []
     if camera:
-        where.append(m.Inspection.camera_id == camera)
+        roll_where.append(vr.camera_id == camera)
+        def_where.append(dr.camera_id == camera)
+        raw_filters.append(m.Inspection.camera_id == camera)
     if product:
-        where.append(m.Inspection.product == product)
-    hour = _hour(engine, m.Inspection.captured_at).label("hour")
+        roll_where.append(vr.product == product)
+        def_where.append(dr.product == product)
+        raw_filters.append(m.Inspection.product == product)
+    where = [m.Inspection.captured_at >= since, m.Inspection.captured_at < until, *raw_filters]
+    per_bucket: dict[int, Counter] = {}
+    by_source: Counter = Counter()
+    whys: Counter = Counter()
+    pareto: Counter = Counter()
     with Session(engine) as s:
-        hourly = s.execute(select(hour, m.Verdict.kind, func.count()).join(m.Verdict)
-                           .where(*where).group_by(hour, m.Verdict.kind).order_by(hour)).all()
-        by_source = s.execute(select(m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind, func.count())
-                              .join(m.Verdict).where(*where)
-                              .group_by(m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind)).all()
-        pareto = s.execute(select(m.FindingRow.defect_type, func.count(func.distinct(m.FindingRow.inspection_id)))
-                           .join(m.Inspection, m.Inspection.id == m.FindingRow.inspection_id)
-                           .where(*where).group_by(m.FindingRow.defect_type)
-                           .order_by(func.count(func.distinct(m.FindingRow.inspection_id)).desc())).all()
-        whys = dict(s.execute(select(m.Verdict.why, func.count()).join(m.Inspection)
-                              .where(*where).group_by(m.Verdict.why)).all())
+        for b, kind, n in s.execute(select(vr.bucket, vr.kind, func.sum(vr.n)).where(*roll_where)
+                                    .group_by(vr.bucket, vr.kind)):
+            per_bucket.setdefault(int(b), Counter())[kind] += int(n)
+        for cam, prod, kind, n in s.execute(select(vr.camera_id, vr.product, vr.kind, func.sum(vr.n))
+                                            .where(*roll_where).group_by(vr.camera_id, vr.product, vr.kind)):
+            by_source[cam, prod, kind] += n
+        for why, n in s.execute(select(vr.why, func.sum(vr.n)).where(*roll_where).group_by(vr.why)):
+            whys[why] += n
+        for t, n in s.execute(select(dr.defect_type, func.sum(dr.parts)).where(*def_where).group_by(dr.defect_type)):
+            pareto[t] += n
+        for lo, hi in edges:
+            if lo >= hi:
+                continue
+            verdicts, defects = _counts_raw(s, dialect, lo, hi, raw_filters)
+            for b, cam, prod, kind, why, n in verdicts:
+                per_bucket.setdefault(int(b), Counter())[kind] += int(n)
+                by_source[cam, prod, kind] += n
+                whys[why] += n
+            for t, n in defects:
+                pareto[t] += n
         # Operators against the machine: the latest review of each reviewed inspection.
         latest = (select(m.Review.inspection_id, func.max(m.Review.id).label("rid"))
                   .group_by(m.Review.inspection_id).subquery())
@@ -62,37 +126,42 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
                         .where(*where, m.VlmAnswer.late.is_(False), m.VlmAnswer.answer != "unavailable")
                         .order_by(m.VlmAnswer.id.desc()).limit(LATENCY_SAMPLE)).all()
 
-    hours: dict[str, dict] = {}
-    for h, kind, n in hourly:
-        hours.setdefault(h, {"hour": h, "pass": 0, "fail": 0, "review": 0})[kind] = n
+    def empty(**k):
+        return {**k, "pass": 0, "fail": 0, "review": 0}
+
+    hours: dict[datetime, dict] = {}
+    shifts: dict[tuple[str, str], dict] = {}
+    for b in sorted(per_bucket):
+        local = datetime.fromtimestamp(b * BUCKET_S, tz)
+        start = local.replace(minute=0)
+        acc = hours.setdefault(start.astimezone(timezone.utc), empty())
+        day, name = plant.shift_of(local)
+        sh = shifts.setdefault((day, name), empty(day=day, shift=name))
+        for k in KINDS:
+            acc[k] += per_bucket[b][k]
+            sh[k] += per_bucket[b][k]
     if until - since <= timedelta(days=14):  # a time-true axis: the empty hours are bars of 0
-        t = since.replace(minute=0, second=0, microsecond=0)
-        while t < until:
-            key = t.strftime("%Y-%m-%d %H:00")
-            hours.setdefault(key, {"hour": key, "pass": 0, "fail": 0, "review": 0})
-            t += timedelta(hours=1)
-    per_hour = [hours[k] for k in sorted(hours)]
+        u = since.replace(tzinfo=timezone.utc).astimezone(tz).replace(minute=0, second=0, microsecond=0)
+        u = u.astimezone(timezone.utc)
+        while u < until.replace(tzinfo=timezone.utc):
+            hours.setdefault(u, empty())
+            u += timedelta(hours=1)
+    per_hour = []
+    for u in sorted(hours):
+        local = u.astimezone(tz)
+        per_hour.append({"hour": local.strftime("%Y-%m-%d %H:00"), "utc": u.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         **hours[u]})
     for r in per_hour:
         r["total"] = r["pass"] + r["fail"] + r["review"]
         r["defect_rate"] = round(r["fail"] / r["total"], 4) if r["total"] else 0.0
-    shifts: dict[tuple[str, str], dict] = {}
-    for r in per_hour:
-        if not r["total"]:
-            continue
-        day, hh = r["hour"][:10], int(r["hour"][11:13])
-        name = shift_of(hh)
-        if name == "night" and hh < 6:  # the night shift belongs to the day it started
-            day = str(np.datetime64(day) - np.timedelta64(1, "D"))
-        acc = shifts.setdefault((day, name), {"day": day, "shift": name, "pass": 0, "fail": 0, "review": 0})
-        for k in ("pass", "fail", "review"):
-            acc[k] += r[k]
-    per_shift = list(shifts.values())
+    per_shift = [shifts[k] for k in sorted(shifts)]
     for r in per_shift:
         r["total"] = r["pass"] + r["fail"] + r["review"]
         r["defect_rate"] = round(r["fail"] / r["total"], 4) if r["total"] else 0.0
     sources: dict[tuple[str, str], dict] = {}
-    for cam, prod, kind, n in by_source:
-        sources.setdefault((cam, prod), {"camera": cam, "product": prod, "pass": 0, "fail": 0, "review": 0})[kind] = n
+    for (cam, prod, kind), n in by_source.items():
+        sources.setdefault((cam, prod), empty(camera=cam, product=prod))[kind] += n
+    pareto = sorted(((t, n) for t, n in pareto.items() if n), key=lambda x: (-x[1], x[0]))
     per_source = sorted(sources.values(), key=lambda r: (r["camera"], r["product"]))
     for r in per_source:
         r["total"] = r["pass"] + r["fail"] + r["review"]
@@ -108,7 +177,8 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
     total = sum(r["total"] for r in per_hour)
     span_h = max((until - since).total_seconds() / 3600, 1e-9)
     return {
-        "since": since.isoformat() + "Z", "until": until.isoformat() + "Z",
+        "since": since.isoformat() + "Z", "until": until.isoformat() + "Z", "timezone": plant.zone,
+        "shifts": [{"name": n, "start": f"{st // 60:02d}:{st % 60:02d}"} for n, st in plant.shifts],
         "total": total, "fail": sum(r["fail"] for r in per_hour), "review": sum(r["review"] for r in per_hour),
         "defect_rate": round(sum(r["fail"] for r in per_hour) / total, 4) if total else 0.0,
         "throughput_per_hour": round(total / span_h, 2),

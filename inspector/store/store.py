@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from sqlalchemy.orm import Session, selectinload
 from inspector.config import StoreConfig
 from inspector.filehash import sha256_of as _sha256
 from inspector.messages import Crop, CropReport, Verdict
-from inspector.store import schema
+from inspector.store import rollup, schema
+from inspector.store.rollup import bucket_of
 from inspector.store.images import ImageStore
 from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, Review,
                                     VlmAnswer)
@@ -152,7 +154,11 @@ class Store:
             if insp is None:
                 return False
             insp.answers.extend(VlmAnswer(**a) for a in answer_rows(report, late=True))
+            known = {f.defect_type for f in insp.findings}
             insp.findings.extend(FindingRow(**finding_row(f, late=True)) for f in report.findings)
+            key = (bucket_of(insp.captured_at), insp.camera_id, insp.product)
+            rollup.bump(s.connection(), Counter(), Counter(
+                (*key, t) for t in {f.defect_type for f in report.findings} - known))
             insp.verdict.explanation = f"{insp.verdict.explanation} {note}".strip()
         return True
 

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from inspector.messages import Crop, Verdict
 from inspector.store import models as m
+from inspector.store import rollup
+from inspector.store.rollup import bucket_of
 from inspector.store.images import ImageStore, thumbnail
 from inspector.store.rows import answer_rows, finding_row
 
@@ -258,6 +261,13 @@ class Writer:
                 answers += [{**a, "inspection_id": iid} for r in v.reports for a in answer_rows(r)]
                 images += [{**img, "inspection_id": iid} for img in pictures.get(id(p), [])]
             conn.execute(insert(m.Verdict), verdicts)
+            counted, defects = Counter(), Counter()
+            for p, row in zip(fresh, rows):
+                key = (bucket_of(row["captured_at"]), row["camera_id"], row["product"])
+                counted[(*key, p.verdict.kind.value, p.verdict.why)] += 1
+                for t in {f.defect_type for f in p.verdict.findings}:
+                    defects[(*key, t)] += 1
+            rollup.bump(conn, counted, defects)
             for table, values in ((m.CandidateRow, cands), (m.FindingRow, finds), (m.VlmAnswer, answers),
                                   (m.Image, images)):
                 if values:

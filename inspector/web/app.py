@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from inspector import __version__
 from inspector.live_view import LiveView
 from inspector.store import Store
+from inspector.store.stats import PlantTime
 from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
 from inspector.web.security import COOKIE, LoginGate, need, safe_next
 
@@ -117,7 +118,7 @@ def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
 
 def create_app(store: Store, status: Callable[[], dict],
                trigger: Callable[[str], int] | None = None, *, live: LiveView | None = None,
-               secure_cookies: bool = False) -> FastAPI:
+               plant: PlantTime | None = None, secure_cookies: bool = False) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
                   description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
                               "send `Authorization: Bearer <token>` (`inspector tokens add`).")
@@ -125,6 +126,15 @@ def create_app(store: Store, status: Callable[[], dict],
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     accounts = Accounts(store.engine)
     app.add_middleware(LoginGate, accounts=accounts)
+
+    @app.middleware("http")
+    async def server_timing(request: Request, call_next):
+        # The time spent in the app (login check, handler, database), as browsers' dev tools and
+        # `inspector bench web` read it; a stream's is the time to its first byte.
+        t = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t) * 1000:.2f}"
+        return response
     viewer, operator = Depends(need("viewer")), Depends(need("operator"))
     # Every open page's event stream wants the counts each second; on a big database that is tens
     # of ms, so the streams share one answer per second instead of each running the query.
@@ -273,7 +283,7 @@ def create_app(store: Store, status: Callable[[], dict],
         since = _naive_utc(since) or until - timedelta(hours=24)
         if since >= until:
             raise HTTPException(422, "since must be before until")
-        return stats_mod.compute(store.engine, since, until, camera or None, product or None)
+        return stats_mod.compute(store.engine, since, until, camera or None, product or None, plant or PlantTime())
 
     @app.get("/api/stats")
     def api_stats(since: datetime | None = None, until: datetime | None = None,
@@ -288,8 +298,13 @@ def create_app(store: Store, status: Callable[[], dict],
                    camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
         from inspector.web import charts
 
+        tz = (plant or PlantTime()).tz
+        # The form speaks the plant's time (its fields are labelled so); the API's naive times are UTC.
+        since, until = (t.replace(tzinfo=tz) if t is not None and t.tzinfo is None else t for t in (since, until))
         s = stats_for(since, until, camera, product)
-        return page(request, "stats.html", s=s, catalogue=store.catalogue(), camera=camera, product=product,
+        local = {k: datetime.fromisoformat(s[k].replace("Z", "+00:00")).astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+                 for k in ("since", "until")}
+        return page(request, "stats.html", s=s, local=local, catalogue=store.catalogue(), camera=camera, product=product,
                     hourly_chart=charts.stacked_bars(s["per_hour"], "hour"), pareto_chart=charts.pareto(s["pareto"]))
 
     @app.get("/api/catalogue")
