@@ -150,7 +150,7 @@ def test_backlog_is_bounded_while_the_receiver_is_away(tmp_path):
     try:
         s2 = EventSender(store, cfg.model_copy(update={"url": r.url}), tmp_path / "ev", ["cam1"])
         s2.start()
-        got = r.wait_for(2)
+        r.wait_for(2)
         time.sleep(0.3)
         s2.stop()
         assert [e["id"] for e in r.events()] == fails[-2:]
@@ -304,19 +304,20 @@ def test_a_failing_sink_shows_on_health_and_metrics(tmp_path):
     pipe = judged_demo_line(tmp_path, 6, events={"sinks": [{"type": "webhook", "name": "mes", "url": dead,
                                                              "retry_initial_s": 0.05, "retry_max_s": 0.1}]})
     try:
-        deadline = time.monotonic() + 10
-        while not pipe.events[0].failures and time.monotonic() < deadline:
+        waiting = len(fails_in(pipe.store))
+        deadline = time.monotonic() + 10  # the sender counts what waits each time it looks again
+        while (pipe.events[0].failures < 2 or pipe.events[0].pending != waiting) and time.monotonic() < deadline:
             time.sleep(0.05)
         with TestClient(create_app(pipe.store, pipe.status)) as c:
             authorize(c, pipe.store, "viewer")
             h = c.get("/api/health").json()
             assert not h["ok"] and any(p.startswith("events to mes failing") for p in h["problems"])
-            assert h["events"][0]["pending"] == len(fails_in(pipe.store)) > 0
+            assert h["events"][0]["pending"] == waiting > 0
             assert "failing" in c.get("/health").text
             m = c.get("/metrics").text
             failures = float(next(line.split()[-1] for line in m.splitlines()
                                   if line.startswith('inspector_events_failures_total{sink="mes"}')))
             assert failures >= 1
-            assert f'inspector_events_pending{{sink="mes"}} {float(len(fails_in(pipe.store)))}' in m
+            assert f'inspector_events_pending{{sink="mes"}} {float(waiting)}' in m
     finally:
         pipe.stop()

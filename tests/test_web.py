@@ -206,6 +206,6 @@ def test_stats_page_and_api(client):
     assert sum(h["total"] for h in s["per_hour"]) == 8 and s["per_camera_product"][0]["camera"] == "cam1"
     page = client.get("/stats").text
     assert page.count("<rect") >= sum(1 for h in s["per_hour"] if h["total"]) > 0 and 'aria-label="verdicts per hour"' in page
-    assert f'<span id="s-total">8</span>' in page
+    assert '<span id="s-total">8</span>' in page
     assert client.get("/api/stats", params={"since": "2030-01-01T00:00", "until": "2029-01-01T00:00"}).status_code == 422
     assert client.get("/api/stats", params={"since": "2999-01-01T00:00", "until": "2999-01-02T00:00"}).json()["total"] == 0

@@ -67,14 +67,9 @@ def load(path: Path, n: int, days: float = 30.0) -> datetime:
         con.commit()
     con.execute("ANALYZE")
     con.close()
-    from sqlalchemy import create_engine
+    from inspector.store.rollup import rebuild_sqlite
 
-    from inspector.store import rollup
-
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as c:  # the counters the writer would have kept, as migration 0006 makes them
-        rollup.rebuild(c)
-    engine.dispose()
+    rebuild_sqlite(path)  # the counters the writer would have kept, as migration 0006 makes them
     return now
 
 

@@ -74,3 +74,15 @@ def rebuild(conn) -> None:
         ["bucket", "camera_id", "product", "defect_type", "parts"],
         select(b2, per_part.c.camera_id, per_part.c.product, per_part.c.defect_type, func.count())
         .group_by(b2, per_part.c.camera_id, per_part.c.product, per_part.c.defect_type)))
+
+
+def rebuild_sqlite(path) -> None:
+    """rebuild() on a SQLite file filled behind the store's back (the benchmarks' bulk loads)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as c:
+            rebuild(c)
+    finally:
+        engine.dispose()
