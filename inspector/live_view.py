@@ -29,7 +29,6 @@ BOXES_FRESH_S = 1.5  # an inspected frame older than this no longer shows what t
 @dataclass
 class _Camera:
     image: np.ndarray | None = None
-    version: int = 0
     roi: Box | None = None
     inspected: np.ndarray | None = None  # the last frame the pre-filter looked at ...
     boxes: list[Candidate] = field(default_factory=list)  # ... and what it found on it
@@ -38,7 +37,7 @@ class _Camera:
     arrivals: deque = field(default_factory=lambda: deque(maxlen=64))
     jpeg: bytes | None = None
     jpeg_of: tuple | None = None  # (image, boxes) the JPEG shows, compared by identity
-    jpeg_version: int = 0
+    jpeg_version: int = 0  # counts new JPEGs: a stream sends a picture when it changes
     encode_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -57,7 +56,6 @@ class LiveView:
         c = self._cams[camera]
         with self._lock:
             c.image, c.roi = image, roi
-            c.version += 1
             c.arrivals.append(time.monotonic())
 
     def inspected(self, camera: str, seq: int, image: np.ndarray, candidates: list[Candidate]) -> None:
@@ -65,13 +63,12 @@ class LiveView:
         c = self._cams[camera]
         with self._lock:
             c.inspected, c.boxes, c.boxes_mono, c.inspected_seq = image, list(candidates), time.monotonic(), seq
-            c.version += 1
 
     def _shown(self, c: _Camera) -> tuple[np.ndarray | None, list[Candidate], float | None]:
         age = time.monotonic() - c.boxes_mono if c.inspected is not None else None
         if age is not None and age <= BOXES_FRESH_S:
             return c.inspected, c.boxes, age
-        return c.image, [], age
+        return c.image, _NONE, age  # one object, so a bare frame is not re-encoded for a new empty list
 
     def fps(self, camera: str) -> float | None:
         """Frames read per second over the last few seconds (None before two frames)."""
@@ -94,20 +91,18 @@ class LiveView:
                 "inspected_seq": seq, "inspected_age_s": None if age is None else round(age, 2)}
 
     def jpeg(self, camera: str) -> tuple[int, bytes] | None:
-        """(version, JPEG of the newest frame with the current boxes drawn), or None before the
+        """(picture number, JPEG of the frame shown with its boxes drawn), or None before the
         first frame. KeyError for an unknown camera."""
         c = self._cams[camera]
         with c.encode_lock:  # viewers of one camera wait for one encode instead of each doing it
             with self._lock:
                 image, boxes, _ = self._shown(c)
-                version, roi = c.version, c.roi
-                if not boxes:
-                    boxes = _NONE  # one object, so a bare frame is not re-encoded for a new empty list
+                roi = c.roi
             if image is None:
                 return None
             if c.jpeg_of is None or c.jpeg_of[0] is not image or c.jpeg_of[1] is not boxes:
                 c.jpeg, c.jpeg_of = self._render(image, roi, boxes), (image, boxes)
-                c.jpeg_version = version
+                c.jpeg_version += 1
             return c.jpeg_version, c.jpeg
 
     def _render(self, image: np.ndarray, roi: Box | None, boxes: list[Candidate]) -> bytes:

@@ -5,7 +5,8 @@ database, on real SQLite files.
    `Store.submit`, batched transactions), 1 in 5 with a candidate, no pictures; against a bare
    SQLAlchemy Core insert of the same rows in one transaction (the ceiling) in the same run, and
    `Store.save` waiting for each commit (what one transaction per verdict costs).
-2. reads: a database of N inspections (default 1,000,000, bulk-loaded with plain SQL), then p50/p95
+2. reads: a database of N inspections (default 1,000,000 over 30 days, bulk-loaded with plain SQL;
+   `bench web` reads the same one), then p50/p95
    of the dashboard's queries: the feed's first page, a page filtered by verdict, an older page,
    and the verdict counts.
 The issue's bars: >= 5,000 verdicts/s written; feed and stats p95 < 50 ms on 1,000,000.
@@ -17,6 +18,7 @@ import json
 import statistics
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -73,41 +75,73 @@ def writes(d: Path, n: int) -> tuple[float, float, float]:
 
 
 def datetime_utc():
-    from datetime import datetime, timezone
-
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def big_database(d: Path, n: int):
-    """N inspections with verdicts (1 in 10 fail, 1 in 10 review), loaded with plain SQL."""
+DEFECTS = ["scratch", "crack", "stain", "hole", "chip"]
+
+
+def big_database(d: Path, n: int, days: float = 30.0) -> datetime:
+    """`d/big.db` with n inspections spread over the `days` before now, as a line leaves them: 4
+    cameras, 2 products, 1 in 10 fail with a VLM finding and answer, 1 in 10 review, one review by an
+    operator in 50 fails. Loaded with plain SQL; the rollups are then built as migration 0006 does.
+    Returns now (naive UTC)."""
     import sqlite3
 
     from inspector.store import Store
 
-    Store(f"sqlite:///{d / 'big.db'}", d).close()  # the real schema, at head
-    con = sqlite3.connect(d / "big.db")
-    con.execute("PRAGMA journal_mode=WAL")
+    path = d / "big.db"
+    Store(f"sqlite:///{path}", d).close()  # the real schema, at head
+    con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous=OFF")  # loading only
+    now = datetime_utc().replace(microsecond=0)
+    start = now - timedelta(days=days)
+    step_s = days * 86400 / n
+    con.executemany("INSERT INTO products (name, description, defect_types, updated_at) VALUES (?, '', ?, ?)",
+                    [(p, json.dumps(DEFECTS), str(now)) for p in ("housing", "lid")])
+    con.executemany("INSERT INTO cameras (id, product, source, updated_at) VALUES (?, ?, '', ?)",
+                    [(f"cam{k}", "housing" if k < 2 else "lid", str(now)) for k in range(4)])
     kinds = ["pass"] * 8 + ["fail", "review"]
-    con.execute("INSERT INTO products (name, description, defect_types, updated_at) "
-                "VALUES ('p', '', '[]', '2026-11-24 00:00:00')")
-    con.executemany("INSERT INTO cameras (id, product, source, updated_at) VALUES (?, 'p', '', "
-                    "'2026-11-24 00:00:00')", [(f"cam{k}",) for k in range(4)])
-    step = 50_000
-    for start in range(0, n, step):
-        ids = range(start + 1, min(n, start + step) + 1)
-        con.executemany("INSERT INTO inspections (id, uid, camera_id, product, seq, source_name, captured_at, "
-                        "width, height, reasoner_mode) VALUES (?, ?, ?, 'p', ?, '', '2026-11-24 00:00:00', 640, "
-                        "480, 'none')", ((i, f"bench-{i}", f"cam{i % 4}", i) for i in ids))
-        con.executemany("INSERT INTO verdicts (inspection_id, kind, why, explanation, decided_at) "
-                        "VALUES (?, ?, 'detector_only', 'bench', '2026-11-24 00:00:00')",
-                        ((i, kinds[i % 10]) for i in ids))
+    batch = 50_000
+    for lo in range(1, n + 1, batch):
+        ids = range(lo, min(n, lo + batch - 1) + 1)
+        at = {i: str(start + timedelta(seconds=i * step_s)) for i in ids}
+        con.executemany(
+            "INSERT INTO inspections (id, uid, camera_id, product, seq, source_name, captured_at, width, height, "
+            "reasoner_mode) VALUES (?, ?, ?, ?, ?, '', ?, 1280, 1024, 'vlm')",
+            ((i, f"bench:{i}", f"cam{i % 4}", "housing" if i % 4 < 2 else "lid", i, at[i]) for i in ids))
+        con.executemany(
+            "INSERT INTO verdicts (inspection_id, kind, why, explanation, decided_at) VALUES (?, ?, ?, 'bench', ?)",
+            ((i, kinds[i % 10], {"pass": "detector_only", "fail": "vlm_agreed", "review": "vlm_uncertain"}
+              [kinds[i % 10]], at[i]) for i in ids))
+        flagged = [i for i in ids if i % 10 >= 8]
+        con.executemany(
+            "INSERT INTO candidates (inspection_id, idx, score, label, model_id, x1, y1, x2, y2) "
+            "VALUES (?, 0, 0.8, 'anomaly', 'bench', 100, 100, 160, 150)", ((i,) for i in flagged))
+        con.executemany(
+            "INSERT INTO vlm_answers (inspection_id, crop_index, answer, raw, rejected, error, model_id, latency_ms, "
+            "look, thinking, late) VALUES (?, 0, ?, '{}', '[]', '', 'bench-vlm', ?, 0, '', 0)",
+            ((i, "defect" if i % 10 == 8 else "uncertain", 800 + (i * 37) % 900) for i in flagged))
+        con.executemany(
+            "INSERT INTO findings (inspection_id, crop_index, defect_type, severity, confidence, reason, model_id, "
+            "look, late, x1, y1, x2, y2) VALUES (?, 0, ?, 'major', 0.9, 'bench', 'bench-vlm', 0, 0, 105, 105, 150, "
+            "145)", ((i, DEFECTS[(i // 10) % 5]) for i in ids if i % 10 == 8))
+        con.executemany(
+            "INSERT INTO reviews (inspection_id, reviewer, reviewed_at, from_verdict, to_verdict, note) "
+            "VALUES (?, 'anna', ?, 'fail', ?, '')",
+            ((i, at[i], "fail" if i % 100 else "pass") for i in ids if i % 500 == 8))
         con.commit()
     con.execute("ANALYZE")
     con.close()
     from inspector.store.rollup import rebuild_sqlite
 
-    rebuild_sqlite(d / "big.db")  # the counters the writer would have kept
+    rebuild_sqlite(path)  # the counters the writer would have kept, as migration 0006 makes them
+    return now
+
+
+def p50_p95(ts: list[float]) -> dict:
+    ts = sorted(ts)
+    return {"p50_ms": round(statistics.median(ts), 2), "p95_ms": round(ts[min(len(ts) - 1, int(0.95 * len(ts)))], 2)}
 
 
 def reads(d: Path, rounds: int) -> dict:
@@ -130,9 +164,7 @@ def reads(d: Path, rounds: int) -> dict:
                 t = time.perf_counter()
                 q()
                 ts.append((time.perf_counter() - t) * 1000)
-            ts.sort()
-            out[name] = {"p50_ms": round(statistics.median(ts), 2),
-                         "p95_ms": round(ts[min(len(ts) - 1, int(0.95 * len(ts)))], 2)}
+            out[name] = p50_p95(ts)
     finally:
         store.close()
     return out

@@ -58,9 +58,7 @@ class EventSender:
 
     # --- running --------------------------------------------------------------------------------
 
-    def start(self, stop: threading.Event | None = None) -> None:
-        if stop is not None:
-            self._stop = stop
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"events-{self.name}", daemon=True)
         self._thread.start()
 
@@ -80,9 +78,9 @@ class EventSender:
         while not self._stop.is_set():
             try:
                 delivered = self._round()
-            except Exception as e:  # the database away for a moment (the writer retries too)
+            except Exception as e:  # the database away for a moment (the writer retries too), a full disk
                 log.debug("events %s: round failed", self.name, exc_info=True)
-                self._failed(f"reading the database: {e}")
+                self._failed(f"{type(e).__name__}: {e}")
                 delivered = False
             if delivered is None:  # nothing waiting
                 self.wake.wait(self.poll_s)

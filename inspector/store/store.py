@@ -25,7 +25,7 @@ from inspector.store import rollup, schema
 from inspector.store.rollup import bucket_of
 from inspector.store.images import ImageStore
 from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, Review,
-                                    VlmAnswer)
+                                    VerdictRollup, VlmAnswer)
 from inspector.store.models import Verdict as VerdictRow
 from inspector.store.retention import Retention, used_bytes
 from inspector.store.rows import answer_rows, finding_row
@@ -331,8 +331,6 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Verdicts of all time by kind, from the rollups (a sum over counters, not a count of rows)."""
-        from inspector.store.models import VerdictRollup
-
         with Session(self.engine) as s:
             rows = s.execute(select(VerdictRollup.kind, func.sum(VerdictRollup.n)).group_by(VerdictRollup.kind)).all()
         out = {"pass": 0, "fail": 0, "review": 0}
