@@ -67,8 +67,10 @@ class LiveView:
     def _shown(self, c: _Camera) -> tuple[np.ndarray | None, list[Candidate], float | None]:
         age = time.monotonic() - c.boxes_mono if c.inspected is not None else None
         if age is not None and age <= BOXES_FRESH_S:
-            return c.inspected, c.boxes, age
-        return c.image, _NONE, age  # one object, so a bare frame is not re-encoded for a new empty list
+            return c.inspected, c.boxes or _NONE, age
+        # One object for "no boxes", so a frame shown bare and then inspected with nothing found
+        # is not encoded (and streamed) twice.
+        return c.image, _NONE, age
 
     def fps(self, camera: str) -> float | None:
         """Frames read per second over the last few seconds (None before two frames)."""

@@ -161,3 +161,14 @@ def test_live_routes_refuse_unknown_cameras_anonymous_viewers_and_a_missing_line
         authorize(no_line, pipe.store, "viewer")
         assert no_line.get("/api/cameras/cam1/snapshot.jpg").status_code == 503
         assert "No line is running" in no_line.get("/live").text
+
+
+def test_a_frame_inspected_with_nothing_found_is_not_sent_again():
+    view = LiveView(["c"])
+    img = np.zeros((64, 64, 3), np.uint8)
+    view.frame("c", img, None)
+    n, first = view.jpeg("c")
+    view.inspected("c", 1, img, [])  # the same picture, now known to hold nothing
+    assert view.jpeg("c") == (n, first)
+    view.inspected("c", 2, img, [Candidate((1, 1, 9, 9), 0.5, "anomaly", "m")])
+    assert view.jpeg("c")[0] == n + 1  # a box appeared: a new picture
