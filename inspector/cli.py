@@ -71,6 +71,9 @@ def cmd_run(args) -> int:
         pipe.on_verdict.append(_verdict_printer(args.verdicts_out))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    from inspector.heap import freeze_startup_heap
+
+    freeze_startup_heap()
     pipe.start()
     try:
         while not stopping.is_set():

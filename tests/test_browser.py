@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def start_line(tmp_path, **extra):
+def start_line(tmp_path, web=None, **extra):
     port = _free_port()
-    cfg = {"data_dir": str(tmp_path / "data"), "web": {"port": port},
+    cfg = {"data_dir": str(tmp_path / "data"), "web": {"port": port, **(web or {})},
            "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 10, "seed": 7, "fps": 1.0,
                                                  "loop": True}}], **extra}
     p = tmp_path / "line.yaml"
@@ -64,7 +65,7 @@ def log_in(page, base: str, user: str = "anna", password: str = PASSWORD) -> Non
 
 @pytest.fixture
 def line(tmp_path):
-    base, proc = start_line(tmp_path)
+    base, proc = start_line(tmp_path, web={"timezone": "Asia/Kolkata"})  # +05:30: no clock shows that by chance
     yield base
     proc.terminate()
     proc.wait(15)
@@ -91,6 +92,13 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         page.wait_for_function(f"+document.getElementById('c-total').textContent >= {first + 3}",
                                timeout=5000)
         page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
+        # a row that came live shows its time on the plant's clock, as the server renders it
+        fresh = page.locator("#feed-body tr.fresh").first
+        shown = fresh.locator("td").nth(5).inner_text()
+        api = page.evaluate(f"fetch('/api/inspections/{fresh.get_attribute('data-id')}').then(r => r.json())")
+        local = datetime.fromisoformat(api["captured_at"]) + timedelta(hours=5, minutes=30)
+        assert shown == local.strftime("%H:%M:%S")
+        assert "time (asia/kolkata)" in page.inner_text("#feed thead").lower()
         page.screenshot(path=str(artifacts / "feed.png"))
         # the header's camera badge is live too: its frame count grows without a reload
         badge = lambda: int(re.search(r"(\d+) frames", page.inner_text(".cam[data-cam=cam1]")).group(1))  # noqa: E731

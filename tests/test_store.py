@@ -349,14 +349,21 @@ def test_stats_windows_off_the_quarter_hour_are_exact_and_rollups_match_the_rows
                               ("2026-11-20T07:20", P, "vlm_overruled", ()),
                               ("2026-11-20T07:50", F, "vlm_agreed", ("scratch", "dent", "scratch")),
                               ("2026-11-20T08:05", F, "vlm_agreed", ("scratch",))])
+    store.add_review(ids[1], "anna", "fail")  # overruled
+    store.add_review(ids[2], "anna", "pass")  # overruled, then ...
+    store.add_review(ids[2], "ben", "fail")  # ... kept after all: the latest review counts, once
     # 07:16-07:55 cuts the 07:15 and 07:45 buckets: the rows in them decide, not the buckets.
     s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 16), datetime(2026, 11, 20, 7, 55))
     assert (s["total"], s["fail"]) == (2, 1)
     assert [(p["defect_type"], p["parts"]) for p in s["pareto"]] == [("dent", 1), ("scratch", 1)]
     assert s["vlm_vs_detector"]["overruled"] == 1
+    assert s["operators_vs_machine"] == {"reviewed": 2, "kept": 1, "agreement": 0.5}
     s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 0), datetime(2026, 11, 20, 8, 30))
     assert (s["total"], s["fail"]) == (4, 2) and s["pareto"][0] == {"defect_type": "scratch", "parts": 2,
                                                                      "cumulative": 0.6667}
+    assert s["operators_vs_machine"] == {"reviewed": 2, "kept": 1, "agreement": 0.5}  # from the counters
+    s = stats.compute(store.engine, datetime(2026, 11, 20, 7, 30), datetime(2026, 11, 20, 8, 30))
+    assert s["operators_vs_machine"]["reviewed"] == 1  # the 07:20 part lies outside
     # A late VLM answer (from the backlog) with a new defect type counts once in the Pareto.
     late = Finding("crack", Severity("minor"), 0.8, (1, 2, 3, 4), "r", 0, "vlm@1")
     store.add_late_report(ids[3], CropReport(0, CropAnswer.defect, (late, late), (), "{}", "vlm@1", 9.0), "late")
@@ -367,11 +374,13 @@ def test_stats_windows_off_the_quarter_hour_are_exact_and_rollups_match_the_rows
     def counters():
         with store.engine.connect() as c:
             return (sorted(c.execute(select(m.VerdictRollup.__table__)).all()),
-                    sorted(c.execute(select(m.DefectRollup.__table__)).all()))
+                    sorted(c.execute(select(m.DefectRollup.__table__)).all()),
+                    sorted(r for r in c.execute(select(m.ReviewRollup.__table__)) if r.n))
     kept = counters()
     with store.engine.begin() as c:
         rollup.rebuild(c)
     assert counters() == kept and len(kept[0]) == 4  # what the writer kept is what the rows say
+    assert [(r.machine, r.operator, r.n) for r in kept[2]] == [("pass", "fail", 1), ("fail", "fail", 1)]
 
 
 def test_stats_in_the_plant_time_zone_with_its_shifts(make_store):

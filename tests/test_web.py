@@ -209,3 +209,44 @@ def test_stats_page_and_api(client):
     assert '<span id="s-total">8</span>' in page
     assert client.get("/api/stats", params={"since": "2030-01-01T00:00", "until": "2029-01-01T00:00"}).status_code == 422
     assert client.get("/api/stats", params={"since": "2999-01-01T00:00", "until": "2999-01-02T00:00"}).json()["total"] == 0
+
+
+def test_pages_show_times_on_the_plant_clock_and_read_the_forms_in_it(tmp_path):
+    """Operators read the plant's clock: the feed, review queue and detail show capture and review
+    times in the configured zone, and the feed's From/To fields are read in it (the JSON API keeps
+    UTC)."""
+    from datetime import datetime, timedelta
+
+    from inspector.config import StoreConfig
+    from inspector.messages import VerdictKind
+    from inspector.store import Store
+    from inspector.store.stats import PlantTime
+    from tests.test_store import NO_PICTURES, _stats_rows
+
+    store = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path / "data", StoreConfig(**NO_PICTURES))
+    F, P, R = VerdictKind.fail, VerdictKind.passed, VerdictKind.review
+    ids = _stats_rows(store, [("2026-11-20T07:10:05", P, "detector_only", ()),  # 12:40:05 in Kolkata
+                              ("2026-11-20T07:50:30", F, "detector_only", ()),  # 13:20:30
+                              ("2026-11-20T08:00:10", R, "detector_only", ())])  # 13:30:10
+    store.add_review(ids[1], "anna", "pass")
+    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
+              "verdicts": {}, "store": store.status()}
+    with TestClient(create_app(store, lambda: status, plant=PlantTime("Asia/Kolkata"))) as c:
+        authorize(c, store)
+        feed = c.get("/").text
+        assert "Time (Asia/Kolkata)" in feed and 'data-tz="Asia/Kolkata"' in feed
+        assert ">13:20:30</td>" in feed and ">12:40:05</td>" in feed and "07:50:30" not in feed
+        # 13:00 on the plant's clock is 07:30 UTC: only the later part.
+        later = c.get("/", params={"since": "2026-11-20T13:00"}).text
+        assert re.findall(r'data-id="(\d+)"', later) == [str(ids[2]), str(ids[1])]
+        assert 'name="since" value="2026-11-20T13:00"' in later
+        # The same naive time on the JSON API is UTC: both parts lie after 07:00 UTC.
+        assert len(c.get("/api/verdicts", params={"since": "2026-11-20T07:00"}).json()) == 3
+        assert len(c.get("/api/verdicts", params={"since": "2026-11-20T13:00"}).json()) == 0
+        detail = c.get(f"/inspections/{ids[1]}").text
+        assert "Captured (Asia/Kolkata)" in detail and "2026-11-20 13:20:30.000" in detail
+        reviewed = datetime.fromisoformat(store.inspection(ids[1])["reviews"][0]["reviewed_at"])
+        assert (reviewed + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S") in detail  # +05:30
+        queue = c.get("/review").text
+        assert "Time (Asia/Kolkata)" in queue and ">13:30:10</td>" in queue
+    store.close()

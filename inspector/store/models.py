@@ -74,7 +74,10 @@ class Inspection(Base):
                                                     order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
     reviews: Mapped[list[Review]] = relationship(order_by=lambda: Review.id)
     images: Mapped[list[Image]] = relationship(order_by=lambda: Image.id)
-    __table_args__ = (UniqueConstraint("uid", name="uq_inspections_uid"),)
+    # One camera's parts in time order: the stats' VLM latency sample for one camera walks it
+    # newest first instead of every camera's rows of the window.
+    __table_args__ = (UniqueConstraint("uid", name="uq_inspections_uid"),
+                      Index("ix_inspections_camera_captured", "camera_id", "captured_at"))
 
 
 class Image(Base):
@@ -145,6 +148,21 @@ class DefectRollup(Base):
     product: Mapped[str] = mapped_column(String(128), primary_key=True)
     defect_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     parts: Mapped[int] = mapped_column(Integer)
+
+
+class ReviewRollup(Base):
+    """Reviewed parts per 15 minutes of capture time, camera and product, by the machine's verdict
+    and the latest review's: the stats' operators-against-the-machine figure without joining every
+    review of a month to its inspection. A later review of the same part moves its count from the
+    earlier decision to the new one (reviews are append-only, so the move is exact)."""
+
+    __tablename__ = "review_rollup"
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product: Mapped[str] = mapped_column(String(128), primary_key=True)
+    machine: Mapped[str] = mapped_column(String(8), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class Verdict(Base):

@@ -54,8 +54,41 @@ def bump(conn, verdicts: Counter, defects: Counter) -> None:
             ["bucket", "camera_id", "product", "defect_type"], "parts")
 
 
+def bump_review(conn, bucket: int, camera_id: str, product: str, machine: str, before: str | None,
+                after: str) -> None:
+    """A part's latest review went from `before` (None: it had none) to `after`."""
+    rows = Counter({(bucket, camera_id, product, machine, after): 1})
+    if before is not None:
+        rows[bucket, camera_id, product, machine, before] -= 1
+    _upsert(conn, m.ReviewRollup.__table__,
+            [{"bucket": b, "camera_id": c, "product": p, "machine": mk, "operator": o, "n": n}
+             for (b, c, p, mk, o), n in sorted(rows.items()) if n],
+            ["bucket", "camera_id", "product", "machine", "operator"], "n")
+
+
 def rebuild(conn) -> None:
-    """Both counters from the rows (the migration that adds them, and a repair)."""
+    """Every counter from the rows (a repair, and the benchmarks' bulk loads)."""
+    rebuild_counts(conn)
+    rebuild_reviews(conn)
+
+
+def rebuild_reviews(conn) -> None:
+    """The review counter from the rows: each reviewed part once, by its latest review."""
+    i, v, r = m.Inspection.__table__.c, m.Verdict.__table__.c, m.Review.__table__.c
+    conn.execute(m.ReviewRollup.__table__.delete())
+    latest = select(func.max(r.id).label("rid")).group_by(r.inspection_id).subquery()
+    b = sql_bucket(conn.dialect.name, i.captured_at).label("bucket")
+    conn.execute(m.ReviewRollup.__table__.insert().from_select(
+        ["bucket", "camera_id", "product", "machine", "operator", "n"],
+        select(b, i.camera_id, i.product, v.kind, r.to_verdict, func.count())
+        .select_from(latest.join(m.Review.__table__, r.id == latest.c.rid)
+                     .join(m.Inspection.__table__, i.id == r.inspection_id)
+                     .join(m.Verdict.__table__, v.inspection_id == i.id))
+        .group_by(b, i.camera_id, i.product, v.kind, r.to_verdict)))
+
+
+def rebuild_counts(conn) -> None:
+    """The verdict and defect counters from the rows (the migration that adds them)."""
     d = conn.dialect.name
     conn.execute(m.VerdictRollup.__table__.delete())
     conn.execute(m.DefectRollup.__table__.delete())

@@ -7,6 +7,7 @@ from their own tables."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -14,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import false, func, select
-from sqlalchemy.orm import Session
 
 from inspector.store import models as m
 from inspector.store.rollup import BUCKET_S, sql_bucket
@@ -25,6 +25,7 @@ def _utc(bucket: int) -> datetime:
 
 LATENCY_SAMPLE = 5000  # newest VLM answers the latency percentiles are taken over (p95: 250 above it)
 KINDS = ("pass", "fail", "review")
+KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,34 @@ class PlantTime:
     def from_config(cls, web) -> PlantTime:
         return cls(web.timezone, tuple((s.name, s.start_minutes) for s in web.shifts))
 
+    def offset(self, bucket: int) -> int:
+        """The zone's UTC offset at a bucket, in buckets (every zone in use today sits on a quarter
+        hour; a historic one that did not is floored to one)."""
+        return int(datetime.fromtimestamp(bucket * BUCKET_S, self.tz).utcoffset().total_seconds()) // BUCKET_S
+
+    def runs(self, b_lo: int, b_hi: int) -> list[tuple[int, int, int]]:
+        """[start, end, offset) runs of one UTC offset that cover buckets [b_lo, b_hi): the offset
+        is probed once a day and a change is bisected to its bucket (zones change at most once a
+        day)."""
+        out, start, off, p = [], b_lo, self.offset(b_lo), b_lo
+        while p < b_hi - 1:
+            q = min(p + 96, b_hi - 1)
+            if self.offset(q) == off:
+                p = q
+                continue
+            lo, hi = p, q
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.offset(mid) == off else (lo, mid)
+            out.append((start, hi, off))
+            start, off, p = hi, self.offset(hi), hi
+        out.append((start, b_hi, off))
+        return out
+
+    def grain(self, offsets) -> int:
+        """Buckets per slot: the most that keeps every slot inside one local hour and one shift."""
+        return math.gcd(4, *(start // 15 for _, start in self.shifts), *offsets)
+
     def shift_of(self, local: datetime) -> tuple[str, str]:
         """(day the shift began, shift name) of a local time."""
         minute = local.hour * 60 + local.minute
@@ -53,18 +82,31 @@ class PlantTime:
         return (local.date() - timedelta(days=1)).isoformat(), self.shifts[-1][0]
 
 
-def _counts_raw(s, dialect: str, lo: datetime, hi: datetime, filters: list):
+def _counts_raw(c, dialect: str, lo: datetime, hi: datetime, filters: list):
     """The rollups' rows computed from the inspections themselves, for a window's edges that do not
     fill a whole bucket."""
     b = sql_bucket(dialect, m.Inspection.captured_at).label("bucket")
     where = [m.Inspection.captured_at >= lo, m.Inspection.captured_at < hi, *filters]
-    verdicts = s.execute(select(b, m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind, m.Verdict.why,
+    verdicts = c.execute(select(b, m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind, m.Verdict.why,
                                 func.count()).join(m.Verdict).where(*where)
                          .group_by(b, m.Inspection.camera_id, m.Inspection.product, m.Verdict.kind,
                                    m.Verdict.why)).all()
     parts = (select(m.Inspection.id, m.FindingRow.defect_type).join(m.FindingRow).where(*where).distinct().subquery())
-    defects = s.execute(select(parts.c.defect_type, func.count()).group_by(parts.c.defect_type)).all()
+    defects = c.execute(select(parts.c.defect_type, func.count()).group_by(parts.c.defect_type)).all()
     return verdicts, defects
+
+
+def _reviews_raw(c, lo: datetime, hi: datetime, filters: list) -> Counter:
+    """The review rollup's counts computed from the reviews themselves, for a window's edges: the
+    window's reviewed parts (found through the capture-time index: an edge holds a few minutes of
+    parts), each by its latest review."""
+    machine = dict(c.execute(select(m.Inspection.id, m.Verdict.kind)
+                             .join(m.Verdict, m.Verdict.inspection_id == m.Inspection.id)
+                             .where(m.Inspection.captured_at >= lo, m.Inspection.captured_at < hi, *filters,
+                                    select(m.Review.id).where(m.Review.inspection_id == m.Inspection.id).exists())).all())
+    latest = dict(c.execute(select(m.Review.inspection_id, m.Review.to_verdict)
+                            .where(m.Review.inspection_id.in_(machine)).order_by(m.Review.id)).all()) if machine else {}
+    return Counter((machine[i], to) for i, to in latest.items())
 
 
 def compute(engine, since: datetime, until: datetime, camera: str | None = None,
@@ -76,73 +118,80 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
     b_lo = -(-int(since.replace(tzinfo=timezone.utc).timestamp()) // BUCKET_S)
     b_hi = int(until.replace(tzinfo=timezone.utc).timestamp()) // BUCKET_S
     edges = [(since, until)] if b_lo >= b_hi else [(since, _utc(b_lo)), (_utc(b_hi), until)]
-    vr, dr = m.VerdictRollup, m.DefectRollup
-    roll_where = [vr.bucket >= b_lo, vr.bucket < b_hi] if b_lo < b_hi else [false()]
-    def_where = [dr.bucket >= b_lo, dr.bucket < b_hi] if b_lo < b_hi else [false()]
-    raw_filters = []
-    if camera:
-        roll_where.append(vr.camera_id == camera)
-        def_where.append(dr.camera_id == camera)
-        raw_filters.append(m.Inspection.camera_id == camera)
-    if product:
-        roll_where.append(vr.product == product)
-        def_where.append(dr.product == product)
-        raw_filters.append(m.Inspection.product == product)
+    runs = plant.runs(b_lo, b_hi) if b_lo < b_hi else []
+    grain = plant.grain(off for _, _, off in runs)
+    vr, dr, rr = m.VerdictRollup, m.DefectRollup, m.ReviewRollup
+
+    def rollup_where(t) -> list:
+        w = [t.bucket >= b_lo, t.bucket < b_hi] if b_lo < b_hi else [false()]
+        return w + ([t.camera_id == camera] if camera else []) + ([t.product == product] if product else [])
+    roll_where, def_where, rev_where = rollup_where(vr), rollup_where(dr), rollup_where(rr)
+    raw_filters = ([m.Inspection.camera_id == camera] if camera else []) + \
+        ([m.Inspection.product == product] if product else [])
     where = [m.Inspection.captured_at >= since, m.Inspection.captured_at < until, *raw_filters]
-    per_bucket: dict[int, Counter] = {}
+    # Counts per slot: the coarsest run of buckets that the plant's hours and shifts both align to
+    # (an hour, unless the zone or a shift sits on a half or quarter hour), keyed by the UTC bucket
+    # it starts at, so that the hour a fall-back repeats stays two hours. The database sums the
+    # buckets into slots, one query per run of one UTC offset: a month is 720 rows, not 2,880.
+    per_slot: dict[int, list[int]] = {}
     by_source: Counter = Counter()
-    whys: Counter = Counter()
     pareto: Counter = Counter()
-    with Session(engine) as s:
-        for b, kind, n in s.execute(select(vr.bucket, vr.kind, func.sum(vr.n)).where(*roll_where)
-                                    .group_by(vr.bucket, vr.kind)):
-            per_bucket.setdefault(int(b), Counter())[kind] += int(n)
-        for cam, prod, kind, n in s.execute(select(vr.camera_id, vr.product, vr.kind, func.sum(vr.n))
-                                            .where(*roll_where).group_by(vr.camera_id, vr.product, vr.kind)):
-            by_source[cam, prod, kind] += n
-        for why, n in s.execute(select(vr.why, func.sum(vr.n)).where(*roll_where).group_by(vr.why)):
-            whys[why] += n
-        for t, n in s.execute(select(dr.defect_type, func.sum(dr.parts)).where(*def_where).group_by(dr.defect_type)):
+
+    def add(start: int, kind: str, n: int) -> None:
+        per_slot.setdefault(start, [0, 0, 0])[KIND_INDEX[kind]] += int(n)
+
+    with engine.connect() as c:
+        for r_lo, r_hi, off in runs:
+            slot = ((vr.bucket + off) // grain).label("slot")
+            for s, kind, n in c.execute(select(slot, vr.kind, func.sum(vr.n)).where(
+                    *roll_where, vr.bucket >= r_lo, vr.bucket < r_hi).group_by(slot, vr.kind)):
+                add(s * grain - off, kind, n)
+        for key in c.execute(select(vr.camera_id, vr.product, vr.kind, vr.why, func.sum(vr.n))
+                             .where(*roll_where).group_by(vr.camera_id, vr.product, vr.kind, vr.why)):
+            by_source[key[:4]] += key[4]
+        for t, n in c.execute(select(dr.defect_type, func.sum(dr.parts)).where(*def_where).group_by(dr.defect_type)):
             pareto[t] += n
         for lo, hi in edges:
             if lo >= hi:
                 continue
-            verdicts, defects = _counts_raw(s, dialect, lo, hi, raw_filters)
+            verdicts, defects = _counts_raw(c, dialect, lo, hi, raw_filters)
             for b, cam, prod, kind, why, n in verdicts:
-                per_bucket.setdefault(int(b), Counter())[kind] += int(n)
-                by_source[cam, prod, kind] += n
-                whys[why] += n
+                off = plant.offset(b)
+                add((b + off) // grain * grain - off, kind, n)
+                by_source[cam, prod, kind, why] += n
             for t, n in defects:
                 pareto[t] += n
-        # Operators against the machine: the latest review of each reviewed inspection.
-        latest = (select(m.Review.inspection_id, func.max(m.Review.id).label("rid"))
-                  .group_by(m.Review.inspection_id).subquery())
-        reviewed = s.execute(select(m.Verdict.kind, m.Review.to_verdict, func.count())
-                             .join(m.Inspection, m.Inspection.id == m.Verdict.inspection_id)
-                             .join(latest, latest.c.inspection_id == m.Inspection.id)
-                             .join(m.Review, m.Review.id == latest.c.rid)
-                             .where(*where).group_by(m.Verdict.kind, m.Review.to_verdict)).all()
+        # Operators against the machine: each reviewed part by its latest review.
+        reviewed: Counter = Counter()
+        for machine, operator, n in c.execute(select(rr.machine, rr.operator, func.sum(rr.n)).where(*rev_where)
+                                              .group_by(rr.machine, rr.operator)):
+            reviewed[machine, operator] += n
+        for lo, hi in edges:
+            if lo < hi:
+                reviewed.update(_reviews_raw(c, lo, hi, raw_filters))
         # Newest first by capture time: the database walks the captured_at index backwards and
         # stops at the sample size, instead of joining every answer of a month and sorting.
-        lat = s.scalars(select(m.VlmAnswer.latency_ms).select_from(m.Inspection)
+        lat = c.scalars(select(m.VlmAnswer.latency_ms).select_from(m.Inspection)
                         .join(m.VlmAnswer, m.VlmAnswer.inspection_id == m.Inspection.id)
                         .where(*where, m.VlmAnswer.late.is_(False), m.VlmAnswer.answer != "unavailable")
                         .order_by(m.Inspection.captured_at.desc()).limit(LATENCY_SAMPLE)).all()
+    whys: Counter = Counter()
+    for (_, _, _, why), n in by_source.items():
+        whys[why] += n
 
     def empty(**k):
         return {**k, "pass": 0, "fail": 0, "review": 0}
 
     hours: dict[datetime, dict] = {}
     shifts: dict[tuple[str, str], dict] = {}
-    for b in sorted(per_bucket):
-        local = datetime.fromtimestamp(b * BUCKET_S, tz)
-        start = local.replace(minute=0)
-        acc = hours.setdefault(start.astimezone(timezone.utc), empty())
+    for start in sorted(per_slot):
+        local = datetime.fromtimestamp(start * BUCKET_S, tz)
+        acc = hours.setdefault(local.replace(minute=0).astimezone(timezone.utc), empty())
         day, name = plant.shift_of(local)
         sh = shifts.setdefault((day, name), empty(day=day, shift=name))
-        for k in KINDS:
-            acc[k] += per_bucket[b][k]
-            sh[k] += per_bucket[b][k]
+        for k, n in zip(KINDS, per_slot[start]):
+            acc[k] += n
+            sh[k] += n
     if until - since <= timedelta(days=14):  # a time-true axis: the empty hours are bars of 0
         u = since.replace(tzinfo=timezone.utc).astimezone(tz).replace(minute=0, second=0, microsecond=0)
         u = u.astimezone(timezone.utc)
@@ -162,7 +211,7 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
         r["total"] = r["pass"] + r["fail"] + r["review"]
         r["defect_rate"] = round(r["fail"] / r["total"], 4) if r["total"] else 0.0
     sources: dict[tuple[str, str], dict] = {}
-    for (cam, prod, kind), n in by_source.items():
+    for (cam, prod, kind, _), n in by_source.items():
         sources.setdefault((cam, prod), empty(camera=cam, product=prod))[kind] += n
     pareto = sorted(((t, n) for t, n in pareto.items() if n), key=lambda x: (-x[1], x[0]))
     per_source = sorted(sources.values(), key=lambda r: (r["camera"], r["product"]))
@@ -175,8 +224,8 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
         cum += n
         pareto_rows.append({"defect_type": t, "parts": n, "cumulative": round(cum / total_defects, 4)})
     agreed, overruled = whys.get("vlm_agreed", 0), whys.get("vlm_overruled", 0)
-    n_reviewed = sum(n for _, _, n in reviewed)
-    same = sum(n for kind, to, n in reviewed if kind == to)
+    n_reviewed = sum(reviewed.values())
+    same = sum(n for (machine, operator), n in reviewed.items() if machine == operator)
     total = sum(r["total"] for r in per_hour)
     span_h = max((until - since).total_seconds() / 3600, 1e-9)
     return {

@@ -312,6 +312,8 @@ class Store:
             r = Review(inspection_id=inspection_id, reviewer=reviewer, reviewed_at=_utc(time.time()),
                        from_verdict=_in_force(i), to_verdict=to_verdict, note=note or "",
                        defect_type=defect_type or None)
+            rollup.bump_review(s.connection(), bucket_of(i.captured_at), i.camera_id, i.product, i.verdict.kind,
+                               i.reviews[-1].to_verdict if i.reviews else None, to_verdict)
             s.add(r)
             s.flush()
             return _review(r)

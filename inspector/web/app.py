@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -140,12 +140,31 @@ def create_app(store: Store, status: Callable[[], dict],
     # of ms, so the streams share one answer per second instead of each running the query.
     counts = shared_for(1.0, store.counts)
 
+    plant = plant or PlantTime()
+    tz = plant.tz
+
+    def plant_time(iso: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """A stored time (ISO, UTC) as the plant's clock shows it: what the people at the line read."""
+        if not iso:
+            return ""
+        t = datetime.fromisoformat(iso)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(tz).strftime(fmt)
+
+    def plant_local(t: datetime | None) -> datetime | None:
+        """A form's time without a zone is the plant's (the pages label their fields so); the JSON
+        API's are UTC."""
+        return t.replace(tzinfo=tz) if t is not None and t.tzinfo is None else t
+
+    def form_value(t: datetime | None) -> str:
+        return t.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if t is not None else ""
+    templates.env.filters["plant_time"] = plant_time
+
     def page(request: Request, name: str, **ctx):
         st = status()
         level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
         return templates.TemplateResponse(request, name, {
             "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
-            "disk_alert": disk_text(st), "user": request.state.principal,
+            "disk_alert": disk_text(st), "user": request.state.principal, "tz": plant.zone,
             "version": __version__, **ctx})
 
     # --- logging in -------------------------------------------------------------------------------
@@ -187,10 +206,12 @@ def create_app(store: Store, status: Callable[[], dict],
 
     @app.get("/", response_class=HTMLResponse)
     def feed_page(request: Request, f: FeedFilter = Depends(feed_filter), before_id: int | None = Query(None, ge=1, le=MAX_ID)):
+        f = replace(f, since=plant_local(f.since), until=plant_local(f.until))
         rows = store.feed(limit=50, before_id=before_id, **f.store_args())
         older = f"/?{f.query(before_id=rows[-1]['id'])}" if len(rows) == 50 else None
         return page(request, "feed.html", rows=rows, counts=store.counts(), f=f, paged=before_id is not None,
-                    older=older, filter_query=f.query(), catalogue=store.catalogue())
+                    older=older, filter_query=f.query(), catalogue=store.catalogue(),
+                    local={"since": form_value(f.since), "until": form_value(f.until)})
 
     @app.get("/api/events")
     async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0, le=MAX_ID),
@@ -283,7 +304,7 @@ def create_app(store: Store, status: Callable[[], dict],
         since = _naive_utc(since) or until - timedelta(hours=24)
         if since >= until:
             raise HTTPException(422, "since must be before until")
-        return stats_mod.compute(store.engine, since, until, camera or None, product or None, plant or PlantTime())
+        return stats_mod.compute(store.engine, since, until, camera or None, product or None, plant)
 
     @app.get("/api/stats")
     def api_stats(since: datetime | None = None, until: datetime | None = None,
@@ -298,12 +319,8 @@ def create_app(store: Store, status: Callable[[], dict],
                    camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
         from inspector.web import charts
 
-        tz = (plant or PlantTime()).tz
-        # The form speaks the plant's time (its fields are labelled so); the API's naive times are UTC.
-        since, until = (t.replace(tzinfo=tz) if t is not None and t.tzinfo is None else t for t in (since, until))
-        s = stats_for(since, until, camera, product)
-        local = {k: datetime.fromisoformat(s[k].replace("Z", "+00:00")).astimezone(tz).strftime("%Y-%m-%dT%H:%M")
-                 for k in ("since", "until")}
+        s = stats_for(plant_local(since), plant_local(until), camera, product)
+        local = {k: plant_time(s[k], "%Y-%m-%dT%H:%M") for k in ("since", "until")}
         return page(request, "stats.html", s=s, local=local, catalogue=store.catalogue(), camera=camera, product=product,
                     hourly_chart=charts.stacked_bars(s["per_hour"], "hour"), pareto_chart=charts.pareto(s["pareto"]))
 

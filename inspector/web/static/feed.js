@@ -13,7 +13,7 @@
       `<td><a class="pill p-${esc(r.verdict)}" href="${link}">${esc(r.verdict.toUpperCase())}</a></td>` +
       `<td>${r.has_thumb ? `<a href="${link}"><img class="thumb" src="${link}/thumb.jpg" alt="frame ${r.id}"></a>` :
              r.has_frame ? `<a href="${link}"><img class="thumb" src="${link}/frame.jpg?w=160" alt="frame ${r.id}"></a>` : ""}</td>` +
-      `<td>${esc(r.camera_id)}</td><td>${r.seq}</td><td>${esc(r.captured_at.slice(11, 19))}</td>` +
+      `<td>${esc(r.camera_id)}</td><td>${r.seq}</td><td>${esc(window.plantTime(r.captured_at))}</td>` +
       `<td>${esc(r.explanation)}</td>`;
     return tr;
   }

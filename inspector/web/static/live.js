@@ -27,6 +27,6 @@
     a.href = "/inspections/" + r.id;
     a.className = "pill p-" + r.verdict;
     a.textContent = r.verdict.toUpperCase();
-    last.append(a, ` part ${r.seq} at ${r.captured_at.slice(11, 19)}`);
+    last.append(a, ` part ${r.seq} at ${window.plantTime(r.captured_at)}`);
   });
 })();

@@ -1,6 +1,19 @@
 // Every page: one server-sent event stream (/api/events) keeps the header's camera badges, the
 // alert banners and any verdict counters live. Pages that want verdicts too (feed, live) name a
 // stream with them in <body data-events> and listen on window.inspectorEvents.
+// The plant's clock: stored times are UTC; pages show them in the zone named in <body data-tz>.
+window.plantTime = (function () {
+  let fmt = null;
+  try {
+    fmt = new Intl.DateTimeFormat("en-GB", {timeZone: document.body.dataset.tz || "UTC", hour: "2-digit",
+                                            minute: "2-digit", second: "2-digit", hourCycle: "h23"});
+  } catch (e) { /* a zone this browser does not know: show UTC, as stored */ }
+  return iso => {
+    const utc = /[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : iso + "Z";
+    const t = new Date(utc);
+    return fmt && !isNaN(t) ? fmt.format(t) : String(iso).slice(11, 19);
+  };
+})();
 (function () {
   const setText = (id, v) => { const e = document.getElementById(id); if (e) e.textContent = v; };
   function camState(c) { return c.connection && c.state === "running" ? c.connection : c.state; }

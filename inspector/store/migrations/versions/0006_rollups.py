@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('parts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('bucket', 'camera_id', 'product', 'defect_type')
     )
-    from inspector.store.rollup import rebuild
+    from inspector.store.rollup import rebuild_counts as rebuild
 
     rebuild(op.get_bind())  # the rows already there are counted once, here
 
