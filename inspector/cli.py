@@ -30,6 +30,9 @@ def _load(args):
     return cfg
 
 
+STOP_WITHIN_S = 8.0  # SIGTERM to exit: the units allow 10 s before systemd sends SIGKILL
+
+
 def cmd_run(args) -> int:
     from inspector.config import LlamaCppReasonerConfig
     from inspector.prefilter import ModelError
@@ -72,9 +75,15 @@ def cmd_run(args) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     from inspector.heap import freeze_startup_heap
+    from inspector.service_notify import ServiceNotifier, status_line
 
     freeze_startup_heap()
     pipe.start()
+    # Ready means running: sources opened, models loaded, database migrated and reachable (all in
+    # Pipeline()), the dashboard listening, the stages started.
+    notifier = ServiceNotifier()
+    notifier.ready(f"running: {len(cfg.cameras)} camera(s), reasoner {pipe.reasoner_mode}")
+    notifier.start(pipe.stalled_for, lambda: status_line(pipe.status()), stopping)
     try:
         while not stopping.is_set():
             if args.exit_when_done and pipe.done.is_set():
@@ -83,7 +92,9 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         pass
     st = pipe.status()
-    pipe.stop()
+    notifier.stopping(f"stopping: {st['vlm_queue']} crop job(s) in flight stay in the spool for the next start")
+    stopping.set()
+    pipe.stop(STOP_WITHIN_S)
     if server:
         server.should_exit = True
     v = st["verdicts"]

@@ -147,6 +147,10 @@ class Pipeline:
             if self.reasoner is not None else None
         self.resumed: deque[_Job] = deque()  # spooled by an earlier run: reasoned before new frames
         self.done = threading.Event()  # every source exhausted and every frame judged
+        # The pre-filter loop beats on every pass (at least every 0.2 s, frames or not); the
+        # systemd watchdog is fed only while it does.
+        self.heartbeat = time.monotonic()
+        self._process_ended = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -183,6 +187,10 @@ class Pipeline:
                 "events": [s.status() for s in self.events],
                 "done": self.done.is_set(),
             }
+
+    def stalled_for(self) -> float:
+        """Seconds since the pre-filter loop last beat; 0 once it has finished its sources."""
+        return 0.0 if self._process_ended else time.monotonic() - self.heartbeat
 
     def _register_models(self) -> dict[str, int]:
         """Every model file in use, by content, so each verdict says which files made it."""
@@ -241,6 +249,7 @@ class Pipeline:
             log.warning("resuming %d frame(s) spooled for the VLM by the previous run", len(self.resumed))
 
     def start(self) -> None:
+        self.heartbeat = time.monotonic()
         if self.spool is not None:
             self._resume_spool()
         self.store.start_retention()
@@ -259,12 +268,17 @@ class Pipeline:
             log.warning("%s; verdicts that need the VLM go to review until it answers", problem)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop capture, let the stages finish what they hold, flush the database; all within
+        `timeout` seconds. A VLM call still running then is abandoned: its frame stays in the
+        spool and is asked again at the next start."""
+        deadline = time.monotonic() + timeout
+        left = lambda reserve=0.0: max(0.0, deadline - reserve - time.monotonic())  # noqa: E731
         self.stop_event.set()
         for t in self._threads:
-            t.join(timeout)
-        self.store.flush(timeout)
+            t.join(left(reserve=min(2.0, timeout / 4)))  # the rest is the database's
+        self.store.flush(max(left(), 0.5))
         for sender in self.events:  # after the flush, so the last verdicts can still go out
-            sender.stop(min(timeout, 5.0))
+            sender.stop(min(left(), 5.0))
         for src in self.sources.values():
             src.close()
         if self.reasoner is not None:
@@ -328,11 +342,13 @@ class Pipeline:
         products = {cam.id: cam.product for cam in self.cfg.cameras}
         polygons = {cam.id: cam.roi_polygon for cam in self.cfg.cameras}
         while not self.stop_event.is_set():
+            self.heartbeat = time.monotonic()
             try:
                 frame = self.frames.get(timeout=0.2)
             except TimeoutError:
                 continue
             if frame is None:
+                self._process_ended = True  # every source is done: nothing left to hang
                 if self.reasoner is not None:
                     for _ in range(self.workers):
                         self.jobs.put(None)

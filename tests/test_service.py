@@ -1,0 +1,156 @@
+"""`inspector run` as systemd runs it: the notify protocol on a socket the test owns, and SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from inspector.demo.line import ROI
+from tests.scripted_vlm import ScriptedVLM, answer, completion
+
+HERE = Path(__file__).parent
+STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900], "reason": "tint"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NotifySocket:
+    """The systemd side of sd_notify: a datagram socket that records every message with its time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict]] = []
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+
+    def wait_for(self, key: str, seconds: float) -> dict:
+        end = time.monotonic() + seconds
+        seen = len(self.messages)
+        while time.monotonic() < end:
+            for _, m in self.messages[seen:]:
+                if key in m:
+                    return m
+            seen = len(self.messages)
+            self.pump(0.2)
+        raise AssertionError(f"no {key} within {seconds} s; got {[m for _, m in self.messages]}")
+
+    def since(self, t: float, key: str) -> list[dict]:
+        return [m for at, m in self.messages if at >= t and key in m]
+
+    def close(self):
+        self.sock.close()
+
+
+def test_ready_after_start_up_watchdog_while_the_loop_beats_and_not_once_it_hangs(tmp_path):
+    port = _free_port()
+    data = tmp_path / "data"
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(data), "web": {"port": port},
+        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 6, "seed": 3, "fps": 5.0, "loop": True}}]}))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    flag = tmp_path / "hang"
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    env.pop("WATCHDOG_PID", None)
+    p = subprocess.Popen([sys.executable, str(HERE / "hang_line.py"), str(flag), "run", "--config", str(cfg)],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = notify.wait_for("READY", 60)
+        assert ready["READY"] == "1" and ready["STATUS"].startswith("running: 1 camera(s)")
+        # READY=1 only once the line really runs: the dashboard answers and the database is there.
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+        assert (data / "inspector.db").exists()
+        t0 = time.monotonic()
+        notify.pump(3.0)
+        pings = notify.since(t0, "WATCHDOG")
+        assert len(pings) >= 5, pings  # every quarter of the 1 s watchdog time
+        status = notify.wait_for("STATUS", 8)["STATUS"]
+        assert "cam1" in status and "fps" in status and "VLM queue" in status and "pass" in status
+        # The pre-filter loop hangs: the pings stop within half the watchdog time, and the status says why.
+        flag.touch()
+        notify.pump(1.0)  # the frame in hand when the flag appeared, then the loop stops
+        t1 = time.monotonic()
+        notify.pump(3.0)
+        assert notify.since(t1, "WATCHDOG") == []
+        assert any("stalled" in m["STATUS"] for m in notify.since(t1, "STATUS"))
+        # ... and start again when it comes back.
+        flag.unlink()
+        t2 = time.monotonic()
+        notify.pump(2.0)
+        assert len(notify.since(t2, "WATCHDOG")) >= 2
+        assert p.poll() is None
+    finally:
+        flag.unlink(missing_ok=True)
+        p.send_signal(signal.SIGTERM)
+        p.wait(15)
+        notify.pump(0.5)
+        notify.close()
+    assert p.returncode == 0, p.stderr.read()[-2000:]
+    assert notify.since(0, "STOPPING")[-1]["STOPPING"] == "1"
+
+
+def test_sigterm_exits_within_10_s_and_keeps_the_crops_in_flight_for_the_next_start(demo_line, tmp_path):
+    """The VLM takes 30 s per crop: on SIGTERM the line stops capturing, commits what it judged,
+    leaves the crops it was still asking about in the spool, and exits well before systemd's
+    SIGKILL. The next start asks about them first; nothing reported is lost or recorded twice."""
+    data = tmp_path / "data"
+    reported = tmp_path / "verdicts.jsonl"
+    slow = {"s": 30.0}
+    with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), slow["s"])) as vlm:
+        cfg = tmp_path / "line.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "data_dir": str(data),
+            "cameras": [{"id": "cam1", "roi": list(ROI),
+                         "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 8}}],
+            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
+                         "queue_size": 4, "timeout_s": 60},
+            "web": {"enabled": False}}))
+        cmd = [sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web", "--exit-when-done",
+               "--verdicts-out", str(reported)]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not vlm.requests and time.monotonic() < deadline:  # a crop is with the VLM
+            time.sleep(0.1)
+        assert vlm.requests, "the line asked the VLM"
+        time.sleep(0.5)
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        took = time.monotonic() - t
+        assert took < 10, f"SIGTERM to exit took {took:.1f} s"
+        assert p.returncode in (0, 1), err[-2000:]
+        spooled = {json.loads(f.read_text())["uid"] for f in (data / "vlm-spool").glob("*.json")}
+        assert spooled, "the crops being asked about stay in the spool"
+        first = [json.loads(line)["uid"] for line in reported.read_text().splitlines()] if reported.exists() else []
+        assert not set(first) & spooled  # a judged part is not also waiting
+        # The next start (a quick VLM now) asks about the spooled parts first and judges everything.
+        slow["s"] = 0.0
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, p.stderr[-2000:]
+    uids = [json.loads(line)["uid"] for line in reported.read_text().splitlines()]
+    assert spooled <= set(uids) and len(uids) == len(set(uids))
+    assert not list((data / "vlm-spool").glob("*.json"))
