@@ -775,8 +775,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from inspector import journal
+
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if path := journal.wanted():  # under systemd: entries with fields, not lines of text
+        logging.basicConfig(level=level, handlers=[journal.JournalHandler(path)])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "httpcore", "gguf"):  # a line per request / per file written
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return args.func(args) or 0

@@ -359,7 +359,7 @@ class OpenAIReasonerConfig(_ReasonerCommon):
     base_url: str = Field(..., pattern=r"^https?://", description="e.g. http://gpu-box:8000/v1")
     model: str = Field("", description="model name sent in requests ('' = the server's default)")
     api_key: str | None = Field(None, description="sent as a Bearer token; prefer api_key_env")
-    api_key_env: str | None = Field(None, description="name of an environment variable holding the key")
+    api_key_env: str | None = Field(None, description="name of an environment variable (or systemd credential) holding the key")
     server: Literal[tuple(SERVER_DIALECTS)] = "llama_server"
     response_format: Literal["auto", "gbnf", "json_object_schema", "json_schema", "none"] = Field(
         "auto", description="how the answer's shape is enforced; auto = what `server` understands")
@@ -373,15 +373,9 @@ class OpenAIReasonerConfig(_ReasonerCommon):
         return SERVER_DIALECTS[self.server] if self.response_format == "auto" else self.response_format
 
     def key(self) -> str | None:
-        import os
+        from inspector.secrets_source import secret
 
-        if self.api_key_env:
-            v = os.environ.get(self.api_key_env)
-            if not v:
-                raise ValueError(f"reasoner.api_key_env: environment variable {self.api_key_env} "
-                                 f"is not set")
-            return v
-        return self.api_key
+        return secret(self.api_key_env, "reasoner.api_key_env") if self.api_key_env else self.api_key
 
 
 ReasonerConfig = Annotated[

@@ -147,9 +147,30 @@ def test_connections_are_reused_and_key_is_sent(demo_crops, monkeypatch):
     assert all(h.get("Authorization") == "Bearer s3cret" for h in vlm.headers)
 
 
+def test_the_key_can_come_from_a_systemd_credential(demo_crops, monkeypatch, tmp_path):
+    """LoadCredential=VLM_KEY:/etc/inspector/credentials/vlm-key puts the file in
+    $CREDENTIALS_DIRECTORY; the environment, when set, wins."""
+    monkeypatch.delenv("VLM_KEY", raising=False)
+    (tmp_path / "VLM_KEY").write_text("from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with ScriptedVLM() as vlm:
+        r = build_reasoner(openai_cfg(vlm.base_url, api_key_env="VLM_KEY", workers=1), None)
+        assert r.analyze(demo_crops[0][1], PRODUCT).answer is CropAnswer.ok
+        r.close()
+        monkeypatch.setenv("VLM_KEY", "from-env")
+        r = build_reasoner(openai_cfg(vlm.base_url, api_key_env="VLM_KEY", workers=1), None)
+        assert r.analyze(demo_crops[0][1], PRODUCT).answer is CropAnswer.ok
+        r.close()
+    assert [h.get("Authorization") for h in vlm.headers] == ["Bearer from-credential", "Bearer from-env"]
+    monkeypatch.delenv("VLM_KEY")
+    (tmp_path / "VLM_KEY").unlink()
+    with pytest.raises(ReasonerConfigError, match=f"no environment variable VLM_KEY nor a credential in {tmp_path}"):
+        build_reasoner(openai_cfg(vlm.base_url, api_key_env="VLM_KEY"), None)
+
+
 def test_missing_key_variable_is_named(monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
-    with pytest.raises(ReasonerConfigError, match="NOPE_KEY is not set"):
+    with pytest.raises(ReasonerConfigError, match="no environment variable NOPE_KEY"):
         build_reasoner(openai_cfg("http://127.0.0.1:9/v1", api_key_env="NOPE_KEY"), None)
 
 

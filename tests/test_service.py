@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -154,3 +156,120 @@ def test_sigterm_exits_within_10_s_and_keeps_the_crops_in_flight_for_the_next_st
     uids = [json.loads(line)["uid"] for line in reported.read_text().splitlines()]
     assert spooled <= set(uids) and len(uids) == len(set(uids))
     assert not list((data / "vlm-spool").glob("*.json"))
+
+
+def _journal_entries(sock: socket.socket) -> list[dict]:
+    """Read datagrams of the journal's native protocol (KEY=value lines; KEY, newline, 64-bit LE
+    length, bytes for values with newlines)."""
+    import struct
+
+    out = []
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except (TimeoutError, BlockingIOError):
+            return out
+        fields, i = {}, 0
+        while i < len(data):
+            nl = data.index(b"\n", i)
+            line = data[i:nl]
+            if b"=" in line:
+                k, v = line.split(b"=", 1)
+                fields[k.decode()] = v.decode()
+                i = nl + 1
+            else:
+                (n,) = struct.unpack("<Q", data[nl + 1:nl + 9])
+                fields[line.decode()] = data[nl + 9:nl + 9 + n].decode()
+                i = nl + 9 + n + 1
+        out.append(fields)
+
+
+def test_logs_go_to_journald_as_entries_with_fields(tmp_path):
+    import logging
+
+    from inspector.journal import JournalHandler
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "journal.sock"))
+    sock.settimeout(0.5)
+    log = logging.getLogger("inspector.test_journal")
+    handler = JournalHandler(str(tmp_path / "journal.sock"))
+    log.addHandler(handler)
+    try:
+        try:
+            raise OSError("camera unplugged")
+        except OSError:
+            log.error("camera %s failed", "line1-top", exc_info=True, extra={"camera_id": "line1-top"})
+        log.warning("VLM slow")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    err, warn = _journal_entries(sock)
+    sock.close()
+    assert err["PRIORITY"] == "3" and warn["PRIORITY"] == "4"
+    assert err["MESSAGE"].startswith("camera line1-top failed\nTraceback") and "OSError: camera unplugged" in err["MESSAGE"]
+    assert err["CAMERA_ID"] == "line1-top" and err["LOGGER"] == "inspector.test_journal"
+    assert err["SYSLOG_IDENTIFIER"] == "inspector" and err["CODE_FUNC"].startswith("test_logs_go_to_journald")
+    assert warn["MESSAGE"] == "VLM slow" and "CAMERA_ID" not in warn
+
+
+def test_under_systemd_the_line_logs_to_the_journal_not_stderr(tmp_path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "journal.sock"))
+    sock.settimeout(0.5)
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+                                   "cameras": [{"id": "cam1", "source": {"type": "folder",
+                                                                         "path": str(tmp_path / "gone")}}]}))
+    env = {**os.environ, "JOURNAL_STREAM": "8:12345", "INSPECTOR_JOURNAL_SOCKET": str(tmp_path / "journal.sock")}
+    entries: list[dict] = []
+    stop = threading.Event()
+
+    def read():  # as journald does: at once (a datagram socket queues only a few unread)
+        while not stop.is_set():
+            entries.extend(_journal_entries(sock))
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--exit-when-done"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        stop.set()
+        reader.join()
+        sock.close()
+    assert p.returncode != 0  # a folder that is not there stops the start ...
+    assert "gone" in p.stderr  # ... with the reason where an operator running it by hand sees it
+    assert entries and all({"MESSAGE", "PRIORITY", "LOGGER", "CODE_LINE"} <= set(e) for e in entries)
+    assert not any(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|ERROR) ", line)
+                   for line in p.stderr.splitlines())  # no log lines on stderr: journald has them
+
+
+def test_a_stalled_journald_does_not_stall_the_line(tmp_path, capsys):
+    import logging
+
+    from inspector.journal import JournalHandler
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "journal.sock"))  # bound, never read: its queue fills
+    log = logging.getLogger("inspector.test_stalled")
+    handler = JournalHandler(str(tmp_path / "journal.sock"))
+    log.addHandler(handler)
+    t = time.monotonic()
+    try:
+        for n in range(14):
+            log.warning("entry %d", n)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    took = time.monotonic() - t
+    queued = len(_journal_entries_nowait(sock))
+    sock.close()
+    spilled = [line for line in capsys.readouterr().err.splitlines() if "entry" in line]
+    assert queued + len(spilled) == 14 and spilled  # every entry is somewhere, none lost
+    assert spilled[-1] == "WARNING inspector.test_stalled: entry 13"
+    assert took < 0.6 * len(spilled) + 1  # each waits at most half a second
+
+
+def _journal_entries_nowait(sock):
+    sock.setblocking(False)
+    return _journal_entries(sock)

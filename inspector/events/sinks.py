@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import socket
 import ssl
 import threading
@@ -13,6 +12,7 @@ import threading
 import httpx
 
 from inspector.config import MqttSinkConfig, WebhookSinkConfig
+from inspector.secrets_source import secret
 
 
 class SinkError(Exception):
@@ -110,10 +110,7 @@ class MqttSink:
 
 
 def _env(name: str, key: str) -> str:
-    v = os.environ.get(name)
-    if not v:
-        raise ValueError(f"events sink {key}: environment variable {name} is not set")
-    return v
+    return secret(name, f"events sink {key}")
 
 
 def build_sink(cfg, name: str):
