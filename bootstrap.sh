@@ -5,7 +5,8 @@
 #                         postgresql for the store's PostgreSQL tests and mosquitto for the MQTT
 #                         events tests (the tests start their own throwaway servers; nothing is
 #                         configured system-wide; on a machine run by systemd, Debian starts its
-#                         own mosquitto on port 1883, which the tests do not use)
+#                         own mosquitto on port 1883, which the tests do not use), and Debian's
+#                         systemd for `systemd-analyze verify` on the units
 # Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
 # (~6 minutes on 2 cores the first time).
 set -eu
@@ -21,6 +22,7 @@ if [ "$want_test" = "test" ]; then
   command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
   [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
+  command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

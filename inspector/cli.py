@@ -513,6 +513,15 @@ def _read_password(args, prompt: str = "password") -> str:
     return first
 
 
+def cmd_install(args) -> int:
+    from inspector import install
+
+    try:
+        return install.main(args.root.resolve(), args.reasoner, args.dry_run)
+    except (install.InstallError, OSError) as e:
+        _fail(f"install: {e}")
+
+
 def cmd_users(args) -> int:
     from inspector.web.accounts import AccountError
 
@@ -751,6 +760,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "current"])
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("install", help="put this installation under systemd: user, directories, config, units")
+    p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
+    p.add_argument("--root", type=Path, default=Path("/"),
+                   help="write under this directory instead of / (an image, a test); the running "
+                        "system (users, systemd) is left alone")
+    p.add_argument("--reasoner", action="store_true",
+                   help="also the GPU workstation's VLM server (inspector-reasoner.service, reasoner.json)")
+    p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("users", help="dashboard users: list, add, passwd, role, remove")
     p.add_argument("action", choices=["list", "add", "passwd", "role", "remove"])
