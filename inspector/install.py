@@ -96,7 +96,8 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
         steps.append(Step(f"write {dest} (mode {mode:o})", do))
 
     def unit(name: str) -> None:
-        text = (UNITS_SRC / name).read_text().replace(PREFIX_IN_UNITS, str(venv))
+        text = (UNITS_SRC / name).read_text().replace(PREFIX_IN_UNITS, str(venv)).replace(
+            "file:///opt/inspector/README.md", (REPO_ROOT / "README.md").as_uri())
         file(units_dir / name, text, 0o644, keep=False)
 
     exe = venv / "bin" / "inspector"
