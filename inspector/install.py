@@ -40,17 +40,10 @@ def _run(*cmd: str) -> None:
         raise InstallError(f"{' '.join(cmd)} failed ({r.returncode}): {(r.stderr or r.stdout).strip()}")
 
 
-def _user_exists(name: str) -> bool:
+def _exists(lookup: Callable, name: str) -> bool:
+    """pwd.getpwnam / grp.getgrnam as a yes or no."""
     try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
+        lookup(name)
         return True
     except KeyError:
         return False
@@ -64,10 +57,10 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
     steps: list[Step] = []
 
     def user(name: str, home: str, groups: list[str]) -> None:
-        have = [g for g in groups if _group_exists(g)]
+        have = [g for g in groups if _exists(grp.getgrnam, g)]
         cmd = ["useradd", "--system", "--user-group", "--home-dir", home, "--shell", "/usr/sbin/nologin"]
         cmd += ["--groups", ",".join(have)] if have else []
-        if live and _user_exists(name):
+        if live and _exists(pwd.getpwnam, name):
             steps.append(Step(f"user {name}: exists, kept", lambda: None))
         else:
             steps.append(Step(f"create system user {name} ({' '.join(cmd + [name])})",
