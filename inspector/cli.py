@@ -513,6 +513,21 @@ def _read_password(args, prompt: str = "password") -> str:
     return first
 
 
+def cmd_doctor(args) -> int:
+    from inspector import doctor
+
+    cfg = _load(args)
+    checks = doctor.run(cfg)
+    for c in checks:
+        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    bad = [c for c in checks if not c.ok]
+    if args.json:
+        print(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]))
+    print(f"{len(bad)} problem(s): {', '.join(c.name for c in bad)}" if bad else "all checks passed",
+          file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_install(args) -> int:
     from inspector import install
 
@@ -760,6 +775,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "current"])
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("doctor", help="check cameras, models, the VLM, the database and disk; non-zero if anything is wrong")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--json", action="store_true", help="the checks as one JSON line")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("install", help="put this installation under systemd: user, directories, config, units")
     p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")

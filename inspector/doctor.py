@@ -1,0 +1,162 @@
+"""`inspector doctor`: is this box ready to run its line? Each check runs against the real thing
+(the cameras are opened and read, the models loaded and hashed, the VLM asked one real question,
+the database connected) and says what is wrong in words someone at the line can act on. Nothing
+is changed: the database is not migrated, no verdict is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CAMERA_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _within(seconds: float, fn: Callable[[], str]) -> str:
+    """fn's answer, or an error if it takes longer (a camera or server that hangs must not hang doctor)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["ok"] = fn()
+        except BaseException as e:  # noqa: BLE001 - reported, not raised
+            box["err"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    if "err" in box:
+        raise box["err"]
+    return box["ok"]
+
+
+def check_database(cfg) -> Check:
+    from sqlalchemy import create_engine, text
+
+    from inspector.store import schema
+
+    url = cfg.database_url
+    shown = url.split("@")[-1] if "@" in url else url
+    if url.startswith("sqlite:///") and not (path := url[len("sqlite:///"):]) == ":memory:":
+        from pathlib import Path
+
+        if not Path(path).exists():
+            return Check("database", True, f"{shown}: not created yet (the first start creates it)")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        cur, head = schema.current(engine), schema.head()
+        if cur == head:
+            return Check("database", True, f"{shown}: reachable, schema at {head}")
+        if cur in schema.known():
+            return Check("database", True, f"{shown}: schema {cur}, the next start upgrades it to {head}")
+        return Check("database", False, f"{shown}: schema {cur!r} is not one this version knows (head {head}): "
+                                        f"a newer inspector wrote it?")
+    except Exception as e:
+        return Check("database", False, f"{shown}: {type(e).__name__}: {e}")
+    finally:
+        engine.dispose()
+
+
+def check_disk(cfg) -> Check:
+    d = cfg.data_dir
+    probe = d if d.exists() else next((p for p in d.parents if p.exists()), d)
+    free_mb = shutil.disk_usage(probe).free / 1e6
+    need = cfg.store.retention.min_free_mb
+    if free_mb < need:
+        return Check("disk", False, f"{probe}: {free_mb:,.0f} MB free, under store.retention.min_free_mb "
+                                    f"({need:,.0f} MB): pictures would not be kept")
+    return Check("disk", True, f"{probe}: {free_mb:,.0f} MB free (keeps at least {need:,.0f} MB)")
+
+
+def check_detector(cfg) -> tuple[Check, object | None]:
+    from inspector.pipeline import product_tuning
+    from inspector.prefilter import build_detector
+
+    try:
+        det = build_detector(cfg.detector)
+        tuning = product_tuning(cfg, det)
+    except Exception as e:
+        return Check("detector", False, f"{type(e).__name__}: {e}"), None
+    cal = ", ".join(f"{p} threshold {t.threshold:.3f}" for p, t in tuning.items()) or "model defaults"
+    return Check("detector", True, f"{det.model_id} loaded, file matches its hash; {cal}"), det
+
+
+def check_camera(cfg, cam, detector) -> Check:
+    from inspector.sources import open_source
+
+    def read() -> str:
+        src = open_source(cam.source, cfg.data_dir)
+        try:
+            t = time.monotonic()
+            item = src.read()
+            if item is None:
+                raise RuntimeError("the source gave no frame (empty folder, or the stream ended)")
+            image, name = item
+            h, w = image.shape[:2]
+            roi = cam.inspection_roi()
+            if roi and (roi[2] > w or roi[3] > h):
+                raise RuntimeError(f"roi {list(roi)} reaches outside its {w}x{h} frames")
+            found = len(detector.detect(image, roi)) if detector is not None else None
+            extra = f", {found} candidate(s) in it" if found is not None else ""
+            return f"{src.name}: a {w}x{h} frame in {(time.monotonic() - t) * 1000:.0f} ms{extra}"
+        finally:
+            src.close()
+    try:
+        return Check(f"camera {cam.id}", True, _within(CAMERA_TIMEOUT_S, read))
+    except Exception as e:
+        return Check(f"camera {cam.id}", False, f"{type(e).__name__}: {e}")
+
+
+def check_vlm(cfg) -> Check:
+    import numpy as np
+
+    from inspector.cropper import crop_around
+    from inspector.messages import Candidate, CropAnswer
+    from inspector.reasoner import build_reasoner
+
+    if cfg.reasoner.type == "none":
+        return Check("VLM", True, "none configured: the line runs on the detector alone")
+    try:
+        reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
+    except Exception as e:
+        return Check("VLM", False, f"cannot start the reasoner: {e}")
+    try:
+        if (probe := getattr(reasoner, "probe", None)) and (problem := probe()):
+            return Check("VLM", False, problem)
+        # One real question about a plain grey patch: the answer's content does not matter, that
+        # it comes back in time and passes validation does.
+        img = np.full((256, 256, 3), 128, np.uint8)
+        crop = crop_around(img, Candidate((64.0, 64.0, 192.0, 192.0), 1.0, "doctor", "doctor"), 0, padding=0.0,
+                           min_side=cfg.cropper.min_side_px, out_side=cfg.cropper.max_side_px, upscale=False)
+        product = cfg.product(cfg.cameras[0].product) if cfg.cameras else cfg.products[0]
+        rep = reasoner.analyze(crop, product)
+        if rep.answer is CropAnswer.unavailable:
+            return Check("VLM", False, f"{reasoner.model_id}: asked one question, no usable answer: {rep.error}")
+        return Check("VLM", True, f"{reasoner.model_id}: answered '{rep.answer.value}' in {rep.latency_ms:.0f} ms"
+                                  + (" (TEST model: random weights)" if reasoner.is_test_model else ""))
+    except Exception as e:
+        return Check("VLM", False, f"{type(e).__name__}: {e}")
+    finally:
+        reasoner.close()
+
+
+def run(cfg) -> list[Check]:
+    checks = [check_database(cfg), check_disk(cfg)]
+    det_check, detector = check_detector(cfg)
+    checks.append(det_check)
+    checks += [check_camera(cfg, cam, detector) for cam in cfg.cameras]
+    checks.append(check_vlm(cfg))
+    return checks

@@ -1,0 +1,69 @@
+"""`inspector doctor` against real pieces: a good box passes every check; a broken one gets each
+fault named and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import yaml
+
+from inspector.reasoner.local_server import free_port
+from tests.conftest import run_cli
+
+MODELS = Path(__file__).parent.parent / "models"
+
+
+def _doctor(cfg: dict, tmp_path: Path):
+    p = tmp_path / "line.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = run_cli("doctor", "--config", str(p), "--json", timeout=300)
+    return r, {c["name"]: c for c in json.loads(r.stdout.strip().splitlines()[-1])}
+
+
+def test_a_ready_box_passes_every_check(tmp_path, demo_line):
+    r, checks = _doctor({"data_dir": str(tmp_path / "data"),
+                         "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
+                         "reasoner": {"type": "llama_cpp", "test_model": True}}, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(checks) == {"database", "disk", "detector", "camera cam1", "VLM"}
+    assert all(c["ok"] for c in checks.values())
+    assert "a 640x480 frame" in checks["camera cam1"]["detail"] and "candidate(s)" in checks["camera cam1"]["detail"]
+    assert "TEST model" in checks["VLM"]["detail"] and "answered" in checks["VLM"]["detail"]
+    assert "all checks passed" in r.stderr
+    assert not (tmp_path / "data" / "inspector.db").exists()  # doctor changes nothing
+
+
+def test_a_broken_box_gets_every_fault_named(tmp_path):
+    # A model whose manifest no longer matches the file (a half-copied upgrade).
+    (tmp_path / "models").mkdir()
+    shutil.copy(MODELS / "default-anomaly.onnx", tmp_path / "models" / "default-anomaly.onnx")
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    manifest["models"][0]["sha256"] = "0" * 64
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps(manifest))
+    # A database some newer version wrote.
+    (tmp_path / "data").mkdir()
+    db = sqlite3.connect(tmp_path / "data" / "inspector.db")
+    db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    db.execute("INSERT INTO alembic_version VALUES ('9999')")
+    db.commit()
+    db.close()
+    r, checks = _doctor({
+        "data_dir": str(tmp_path / "data"),
+        "detector": {"model": str(tmp_path / "models" / "default-anomaly.onnx"),
+                     "manifest": str(tmp_path / "models" / "manifest.json")},
+        "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(tmp_path / "unplugged")}}],
+        "reasoner": {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "server": "llama_cpp_python"},
+        "store": {"retention": {"min_free_mb": 1e12}},  # more than any disk here has
+    }, tmp_path)
+    assert r.returncode == 1
+    assert not any(c["ok"] for c in checks.values()), checks
+    assert "'9999' is not one this version knows" in checks["database"]["detail"]
+    assert "under store.retention.min_free_mb" in checks["disk"]["detail"]
+    assert "does not match its manifest" in checks["detector"]["detail"]
+    assert "unplugged" in checks["camera cam1"]["detail"] and "does not exist" in checks["camera cam1"]["detail"]
+    assert "cannot reach the VLM server" in checks["VLM"]["detail"]
+    assert "5 problem(s): database, disk, detector, camera cam1, VLM" in r.stderr
+    assert r.stdout.count("FAIL ") == 5
