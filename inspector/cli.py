@@ -516,6 +516,8 @@ def _read_password(args, prompt: str = "password") -> str:
 def cmd_doctor(args) -> int:
     from inspector import doctor
 
+    if not args.verbose:  # the checks' own words, not the libraries' start-up chatter
+        logging.getLogger().setLevel(logging.WARNING)
     cfg = _load(args)
     checks = doctor.run(cfg)
     for c in checks:
