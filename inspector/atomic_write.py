@@ -9,12 +9,15 @@ import yaml
 from pydantic import BaseModel
 
 
-def write_atomic(path: Path, data: bytes | str) -> Path:
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> Path:
+    """`mode`, when given, is set before the file takes its name, so it is never readable wider."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mode is not None:
+            tmp.chmod(mode)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 CAMERA_TIMEOUT_S = 20.0
 
@@ -48,11 +49,8 @@ def check_database(cfg) -> Check:
 
     url = cfg.database_url
     shown = url.split("@")[-1] if "@" in url else url
-    if url.startswith("sqlite:///") and not (path := url[len("sqlite:///"):]) == ":memory:":
-        from pathlib import Path
-
-        if not Path(path).exists():
-            return Check("database", True, f"{shown}: not created yet (the first start creates it)")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return Check("database", True, f"{shown}: not created yet (the first start creates it)")
     engine = create_engine(url)
     try:
         with engine.connect() as c:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.atomic_write import write_atomic
 from inspector.config import REPO_ROOT
 
 UNITS_SRC = REPO_ROOT / "systemd"
@@ -80,12 +81,9 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
             return
 
         def do():
-            tmp = dest.with_name(dest.name + ".new")
-            tmp.write_text(text)
-            tmp.chmod(mode)
+            write_atomic(dest, text, mode)
             if group and live:
-                shutil.chown(tmp, "root", group)
-            tmp.replace(dest)
+                shutil.chown(dest, "root", group)
         steps.append(Step(f"write {dest} (mode {mode:o})", do))
 
     def unit(name: str) -> None:

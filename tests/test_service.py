@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,16 +17,12 @@ from pathlib import Path
 import yaml
 
 from inspector.demo.line import ROI
+from inspector.reasoner.local_server import free_port
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 HERE = Path(__file__).parent
 STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900], "reason": "tint"}
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NotifySocket:
@@ -68,7 +64,7 @@ class NotifySocket:
 
 
 def test_ready_after_start_up_watchdog_while_the_loop_beats_and_not_once_it_hangs(tmp_path):
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "data"
     cfg = tmp_path / "line.yaml"
     cfg.write_text(yaml.safe_dump({

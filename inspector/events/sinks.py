@@ -22,7 +22,7 @@ class SinkError(Exception):
 class WebhookSink:
     def __init__(self, cfg: WebhookSinkConfig):
         self.cfg = cfg
-        self.secret = _env(cfg.secret_env, "secret_env").encode() if cfg.secret_env else None
+        self.secret = secret(cfg.secret_env, "events sink secret_env").encode() if cfg.secret_env else None
         self.client = httpx.Client(timeout=cfg.timeout_s, verify=cfg.verify_tls)
 
     def send(self, event: dict) -> None:
@@ -49,7 +49,7 @@ class MqttSink:
         import paho.mqtt.client as mqtt
 
         self.cfg, self._mqtt = cfg, mqtt
-        self.password = _env(cfg.password_env, "password_env") if cfg.password_env else None
+        self.password = secret(cfg.password_env, "events sink password_env") if cfg.password_env else None
         self.client_id = cfg.client_id or f"inspector-{name}-{socket.gethostname()}"[:64]
         self.client = None
         self._connected = threading.Event()
@@ -107,10 +107,6 @@ class MqttSink:
             self.client.disconnect()
             self.client.loop_stop()
             self.client = None
-
-
-def _env(name: str, key: str) -> str:
-    return secret(name, f"events sink {key}")
 
 
 def build_sink(cfg, name: str):
