@@ -56,10 +56,11 @@ def cmd_run(args) -> int:
         _check_port(cfg.web.host, cfg.web.port)
 
     from inspector.pipeline import Pipeline
+    from inspector.store import StoreError
 
     try:
         pipe = Pipeline(cfg)
-    except (ModelError, SourceError, ValueError, OSError) as e:
+    except (ModelError, SourceError, StoreError, ValueError, OSError) as e:
         _fail(f"cannot start: {e}")
     server = _start_web(pipe, cfg) if cfg.web.enabled else None
     mode = {"none": "detector only (no VLM configured)",
@@ -608,7 +609,8 @@ def cmd_db(args) -> int:
             rev = schema.current(engine)
             print(f"{url}: schema revision {rev or 'none'} (this version needs {schema.head()})")
             return 0
-        before, after = schema.upgrade(engine)
+        with schema.one_at_a_time(engine, url):
+            before, after = schema.upgrade(engine)
     except schema.SchemaError as e:
         _fail(f"{url}: {e}")
     finally:

@@ -430,6 +430,9 @@ class StoreConfig(_Model):
                                                        "it takes what is waiting; batches grow under load)")
     queue_size: int = Field(20000, ge=1, description="verdicts waiting for the writer at most "
                                                      "(when full, the stages that made them wait)")
+    busy_timeout_s: float = Field(30.0, gt=0, le=600, description="SQLite: how long a write waits for "
+                                                                  "another process's lock before the "
+                                                                  "writer reports it and retries")
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
@@ -534,7 +537,17 @@ class EventsConfig(_Model):
         return self
 
 
+def _hostname() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "box"
+
+
 class Config(_Model):
+    box: str = Field(default_factory=_hostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                     description="this box's name where several share one database (default: the "
+                                 "host name); a camera id belongs to one box")
     data_dir: Path = Path("inspector-data")
     cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], min_length=1)
     products: list[ProductConfig] = Field(default_factory=lambda: [ProductConfig()])

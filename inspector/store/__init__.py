@@ -1,3 +1,3 @@
-from inspector.store.store import Store
+from inspector.store.store import Store, StoreError
 
-__all__ = ["Store"]
+__all__ = ["Store", "StoreError"]

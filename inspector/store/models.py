@@ -33,6 +33,9 @@ class Camera(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     product: Mapped[str] = mapped_column(String(128), default="")
     source: Mapped[str] = mapped_column(String(512), default="")
+    # The box that runs it (config `box`): two boxes sharing a database must not both write as
+    # one camera, or their parts would mix.
+    box: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -8,17 +8,20 @@ for one made by a newer version (it would be damaged by this one).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 HERE = Path(__file__).resolve().parent
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin otherwise
+SCHEMA_LOCK_KEY = 0x1A5EC7  # the pg_advisory_lock key the schema's creators take
 FIRST = "0001"  # the schema as it was before migrations existed
 
 
@@ -52,12 +55,34 @@ def _has_tables(engine) -> bool:
     return bool(set(inspect(engine).get_table_names()) & set(Base.metadata.tables))
 
 
+@contextmanager
+def one_at_a_time(engine, url: str):
+    """Hold the database's schema lock: the line and its dashboard starting together at boot, or
+    two boxes on a new plant database, must not both create it (SQLite's DDL is not
+    transactional: interleaved, each would make half the tables)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                conn.commit()
+    elif engine.url.database and engine.url.database != ":memory:":
+        with open(f"{engine.url.database}.schema-lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
 def prepare(engine, url: str) -> None:
     """At start: create a new database, accept one at head, refuse anything else with the fix."""
-    rev = current(engine)
-    if rev is None and not _has_tables(engine):
-        upgrade(engine)
-        return
+    with one_at_a_time(engine, url):
+        rev = current(engine)
+        if rev is None and not _has_tables(engine):
+            upgrade(engine)
+            return
     want = head()
     if rev == want:
         return

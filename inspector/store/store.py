@@ -1,7 +1,7 @@
 """The verdict store: one front for the writer, the pictures, retention and the dashboard's reads.
 
 SQLite settings (see `_sqlite_pragmas`): WAL, so the dashboard's reads never block the writer and
-the writer never blocks them; busy_timeout 30 s; synchronous NORMAL by default (a commit survives
+the writer never blocks them; busy_timeout store.busy_timeout_s (30 s); synchronous NORMAL by default (a commit survives
 a crash or kill -9 of the process; power loss may lose the last commits) or FULL (store.synchronous,
 survives power loss, fewer commits per second).
 """
@@ -52,11 +52,12 @@ class Store:
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {},
+        busy = cfg.busy_timeout_s
+        self.engine = create_engine(url, connect_args={"timeout": busy} if url.startswith("sqlite") else {},
                                     pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             sync = cfg.synchronous.upper()
-            event.listen(self.engine, "connect", lambda c, r: _sqlite_pragmas(c, r, sync))
+            event.listen(self.engine, "connect", lambda c, r: _sqlite_pragmas(c, r, sync, busy))
         schema.prepare(self.engine, url)  # new: created at head; otherwise exactly head, or a clear refusal
         self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
         r = cfg.retention
@@ -83,9 +84,16 @@ class Store:
                 row.description, row.defect_types, row.updated_at = p.good_part, sorted(p.defects), now
                 s.add(row)
             s.flush()
+            box = getattr(cfg, "box", None)
             for cam in cfg.cameras:
-                row = s.get(Camera, cam.id) or Camera(id=cam.id)
-                row.product, row.source, row.updated_at = cam.product, _describe(cam.source), now
+                row = s.get(Camera, cam.id, with_for_update=True) or Camera(id=cam.id)
+                if row.box and box and row.box != box:
+                    raise StoreError(
+                        f"camera {cam.id!r} in this database belongs to box {row.box!r}, and this box is "
+                        f"{box!r}: camera ids name cameras across every box that shares the database. "
+                        f"Rename this camera, or, if this box took over from {row.box!r}, set `box: "
+                        f"{row.box}` in its config")
+                row.product, row.source, row.box, row.updated_at = cam.product, _describe(cam.source), box, now
                 s.add(row)
         self.writer.forget_parents()
 
@@ -377,11 +385,11 @@ def _describe(source) -> str:
     return f"{source.type}: " + re.sub(r"//[^/@\s]*@", "//***@", text)[:480]
 
 
-def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "NORMAL") -> None:
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "NORMAL", busy_timeout_s: float = 30.0) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block the writer
     cur.execute(f"PRAGMA synchronous={synchronous}")  # NORMAL / FULL: see the module's docstring
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cur.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection (default 2): the dashboard's reads of a big file
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
