@@ -1,4 +1,4 @@
-"""Command line: `inspector run | demo | detect | reason | bench | config`."""
+"""Command line: `inspector run | web | demo | detect | reason | bench | doctor | install | ...`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def cmd_run(args) -> int:
             cam.source.fps = None
     if cfg.web.enabled:
         _check_port(cfg.web.host, cfg.web.port)
+    lock = _hold_data_dir(cfg.data_dir)  # noqa: F841 - held until the process ends
 
     from inspector.pipeline import Pipeline
     from inspector.store import StoreError
@@ -62,7 +63,10 @@ def cmd_run(args) -> int:
         pipe = Pipeline(cfg)
     except (ModelError, SourceError, StoreError, ValueError, OSError) as e:
         _fail(f"cannot start: {e}")
-    server = _start_web(pipe, cfg) if cfg.web.enabled else None
+    server = (_start_web(cfg, pipe.store, pipe.status, pipe.trigger, pipe.live) if cfg.web.enabled else None)
+    from inspector.line_socket import serve_line_socket
+
+    line_socket = serve_line_socket(pipe, cfg.line_socket)
     mode = {"none": "detector only (no VLM configured)",
             "test_model": "TEST VLM (random weights - its words mean nothing)",
             "vlm": f"VLM {pipe.reasoner.model_id if pipe.reasoner else ''}"}[pipe.reasoner_mode]
@@ -96,8 +100,9 @@ def cmd_run(args) -> int:
     notifier.stopping(f"stopping: {st['vlm_queue']} crop job(s) in flight stay in the spool for the next start")
     stopping.set()
     pipe.stop(STOP_WITHIN_S)
-    if server:
-        server.should_exit = True
+    for srv in (server, line_socket):
+        if srv:
+            srv.should_exit = True
     v = st["verdicts"]
     summary = {"inspected": sum(c["frames_inspected"] for c in st["cameras"]),
                "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
@@ -131,14 +136,16 @@ def _check_port(host: str, port: int) -> None:
                   f"(another inspector running? choose another with --port or web.port)")
 
 
-def _start_web(pipe, cfg):
+def _start_web(cfg, store, status, trigger, live):
+    """The dashboard in a thread: in the line's process (`inspector run`) or on its own
+    (`inspector web`)."""
     import uvicorn
 
+    from inspector.store.stats import PlantTime
     from inspector.web import create_app
-
     from inspector.web.accounts import Accounts
 
-    accounts = Accounts(pipe.store.engine)
+    accounts = Accounts(store.engine)
     if not accounts.has_users():
         # First start: one admin with a random password, shown once here (never stored in clear).
         import secrets
@@ -148,9 +155,7 @@ def _start_web(pipe, cfg):
         print(f"inspector: no dashboard users yet; made user 'admin' with password {password} "
               f"(shown once: change it with `inspector users passwd admin`, add people with "
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
-    from inspector.store.stats import PlantTime
-
-    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live, plant=PlantTime.from_config(cfg.web),
+    app = create_app(store, status, trigger, live=live, plant=PlantTime.from_config(cfg.web),
                      secure_cookies=cfg.web.secure_cookies)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", access_log=False))
@@ -162,6 +167,97 @@ def _start_web(pipe, cfg):
     if not server.started:
         _fail(f"the dashboard did not start on {cfg.web.host}:{cfg.web.port}")
     return server
+
+
+def _hold_data_dir(data_dir: Path):
+    """One line per data directory: a second would resume the same spool and answer on the same
+    socket. The lock goes with the process, however it ends."""
+    import fcntl
+    import os
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    f = open(data_dir / "line.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        _fail(f"another line is running on data directory {data_dir} (pid {f.read().strip() or '?'}); "
+              f"stop it first, or give this one its own data_dir")
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def cmd_web(args) -> int:
+    """The dashboard and API as a service of its own (inspector-web.service): the database for
+    the history, the line's socket for its status, live pictures and triggers."""
+    from inspector.store import Store, StoreError
+    from inspector.web.line_link import LineLink
+
+    cfg = _load(args)
+    if args.port:
+        cfg.web.port = args.port
+    _check_port(cfg.web.host, cfg.web.port)
+    try:
+        store = Store(cfg.database_url, cfg.data_dir, cfg.store)
+    except (StoreError, ValueError, OSError) as e:
+        _fail(f"cannot start: {e}")
+    link = LineLink(cfg, cfg.line_socket)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    from inspector.heap import freeze_startup_heap
+    from inspector.service_notify import ServiceNotifier
+
+    server = _start_web(cfg, store, link.status, link.trigger, link.live)
+    up = link.status()["line"]
+    print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {cfg.database_url}; line "
+          + ("running" if up["up"] else f"not running yet ({up['error']})"), file=sys.stderr)
+    freeze_startup_heap()
+    notifier = ServiceNotifier()
+    notifier.ready(f"serving on {cfg.web.host}:{cfg.web.port}")
+    probe = _SelfProbe(cfg.web.host, cfg.web.port)
+    notifier.start(probe.stalled_for, lambda: _web_status_line(link), stopping, what="web server")
+    try:
+        while not stopping.is_set():
+            stopping.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    notifier.stopping("stopping")
+    server.should_exit = True
+    link.close()
+    return 0
+
+
+def _web_status_line(link) -> str:
+    st = link.status()
+    if not st["line"]["up"]:
+        return f"serving; {st['line']['error']}"
+    v = st.get("verdicts", {})
+    return (f"serving; line running, {len(st['cameras'])} camera(s), {v.get('pass', 0)} pass, "
+            f"{v.get('fail', 0)} fail, {v.get('review', 0)} review")
+
+
+class _SelfProbe:
+    """Seconds since the web server last answered its own /healthz: the watchdog's heartbeat for
+    a process whose work is answering requests."""
+
+    def __init__(self, host: str, port: int):
+        import httpx
+
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+        self.url = f"http://{host}:{port}/healthz"
+        self._client = httpx.Client(timeout=5.0)
+        self._ok = time.monotonic()
+
+    def stalled_for(self) -> float:
+        try:
+            if self._client.get(self.url).status_code == 200:
+                self._ok = time.monotonic()
+        except Exception:
+            pass
+        return time.monotonic() - self._ok
 
 
 def cmd_detect(args) -> int:
@@ -701,6 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML config (default: the bundled demo line)")
     run_opts(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("web", help="serve the dashboard and API on their own (inspector-web.service): "
+                                   "history from the database, status and live pictures from the "
+                                   "running line's socket")
+    p.add_argument("--config", type=Path, help="the line's YAML config (default: the bundled demo line)")
+    p.add_argument("--port", type=int, help="dashboard port (default from config: 8080)")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("demo", help="run the bundled demo line with its dashboard")
     run_opts(p)

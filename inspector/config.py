@@ -452,6 +452,10 @@ class WebConfig(_Model):
     secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only (set it "
                                                     "when a TLS proxy is in front)")
     port: int = Field(8080, ge=1, le=65535)
+    line_socket: Path | None = Field(None, description="the running line's Unix socket, through which a "
+                                                       "separate dashboard (`inspector web`) shows its "
+                                                       "status and live pictures; None = "
+                                                       "<data_dir>/line.sock")
     timezone: str = Field("UTC", description="the plant's IANA time zone (Europe/Berlin, Asia/Kolkata): "
                                              "stats hours and shifts are counted in it")
     shifts: list[ShiftConfig] = Field(
@@ -583,6 +587,10 @@ class Config(_Model):
     def database_url(self) -> str:
         return self.store.url or f"sqlite:///{(self.data_dir / 'inspector.db').resolve()}"
 
+    @property
+    def line_socket(self) -> Path:
+        return self.web.line_socket or self.data_dir / "line.sock"
+
 
 _UNIONS = {"detector": {"default", "anomaly_map", "yolo"}, "reasoner": {"none", "llama_cpp", "openai"},
            "source": {"folder", "video", "demo", "usb", "rtsp", "mjpeg", "gstreamer"},
@@ -643,6 +651,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         return p if p is None or p.is_absolute() else (base / p)
 
     cfg.data_dir = fix(cfg.data_dir)
+    cfg.web.line_socket = fix(cfg.web.line_socket)
     for cam in cfg.cameras:
         if hasattr(cam.source, "path"):
             cam.source.path = fix(cam.source.path)

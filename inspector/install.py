@@ -88,7 +88,7 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
 
     def unit(name: str) -> None:
         text = (UNITS_SRC / name).read_text().replace(PREFIX_IN_UNITS, str(venv)).replace(
-            "file:///opt/inspector/README.md", (REPO_ROOT / "README.md").as_uri())
+            "file:///opt/inspector/docs/deployment.md", (REPO_ROOT / "docs" / "deployment.md").as_uri())
         file(units_dir / name, text, 0o644, keep=False)
 
     exe = venv / "bin" / "inspector"
@@ -106,10 +106,11 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
     file(etc / "inspector.env", "# secrets for inspector.service, KEY=value (INSPECTOR_VLM_KEY=...)\n", 0o640,
          keep=True, group="inspector")
     unit("inspector.service")
+    unit("inspector-web.service")
     if reasoner:
         file(etc / "reasoner.json", (UNITS_SRC / "reasoner.json").read_text(), 0o644, keep=True)
         unit("inspector-reasoner.service")
-    names = ["inspector.service"] + (["inspector-reasoner.service"] if reasoner else [])
+    names = ["inspector.service", "inspector-web.service"] + (["inspector-reasoner.service"] if reasoner else [])
     if shutil.which("systemd-analyze"):
         steps.append(Step(f"check the units (systemd-analyze verify {' '.join(names)})",
                           lambda: _run("systemd-analyze", "verify", *(str(units_dir / n) for n in names))))
@@ -128,7 +129,7 @@ def main(root: Path, reasoner: bool, dry_run: bool, out=sys.stdout) -> int:
         print(f"[{n}/{len(steps)}] {tag}{step.what}", file=out)
         if not dry_run and not skipped:
             step.do()
-    units = "inspector" + (" inspector-reasoner" if reasoner else "")
+    units = "inspector inspector-web" + (" inspector-reasoner" if reasoner else "")
     print(("nothing changed (dry run). " if dry_run else "installed. ") +
           f"Next: edit {root / 'etc/inspector/inspector.yaml'}, run `inspector doctor --config "
           f"/etc/inspector/inspector.yaml`, then `systemctl enable --now {units}`.", file=out)

@@ -51,16 +51,17 @@ class ServiceNotifier:
     def stopping(self, status: str) -> None:
         self.send("STOPPING=1", f"STATUS={status}")
 
-    def start(self, stalled_for: Callable[[], float], status: Callable[[], str], stop: threading.Event) -> None:
-        """Ping the watchdog while `stalled_for()` (seconds since the processing loop last beat)
-        stays under half the watchdog time, and refresh STATUS= every few seconds."""
+    def start(self, stalled_for: Callable[[], float], status: Callable[[], str], stop: threading.Event,
+              what: str = "pre-filter loop") -> None:
+        """Ping the watchdog while `stalled_for()` (seconds since `what` last beat) stays under
+        half the watchdog time, and refresh STATUS= every few seconds."""
         if not self.enabled:
             return
-        self._thread = threading.Thread(target=self._run, args=(stalled_for, status, stop),
+        self._thread = threading.Thread(target=self._run, args=(stalled_for, status, stop, what),
                                         name="systemd-notify", daemon=True)
         self._thread.start()
 
-    def _run(self, stalled_for, status, stop) -> None:
+    def _run(self, stalled_for, status, stop, what) -> None:
         limit = self.watchdog_s / 2 if self.watchdog_s else None
         tick = min(limit / 2, STATUS_EVERY_S) if limit else STATUS_EVERY_S
         last_status = 0.0
@@ -71,9 +72,9 @@ class ServiceNotifier:
                 fields.append("WATCHDOG=1")
             now = time.monotonic()
             if limit is not None and stalled >= limit:
-                fields.append(f"STATUS=pre-filter loop stalled for {stalled:.0f} s: the watchdog will restart the service")
+                fields.append(f"STATUS={what} stalled for {stalled:.0f} s: the watchdog will restart the service")
                 if now - last_status >= STATUS_EVERY_S:
-                    log.error("pre-filter loop stalled for %.0f s; no longer feeding the systemd watchdog", stalled)
+                    log.error("%s stalled for %.0f s; no longer feeding the systemd watchdog", what, stalled)
                     last_status = now
             elif now - last_status >= STATUS_EVERY_S:
                 try:

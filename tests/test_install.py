@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import run_cli
 
 ANALYZE = shutil.which("systemd-analyze")
-UNITS = ("inspector.service", "inspector-reasoner.service")
+UNITS = ("inspector.service", "inspector-web.service", "inspector-reasoner.service")
 
 
 def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
@@ -23,7 +23,8 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     text = "\n".join(steps)
     for what in ("create system user inspector ", "create system user inspector-vlm", "/etc/inspector (mode 750",
                  "/etc/inspector/credentials (mode 700", "/var/lib/inspector (mode 750", "inspector.yaml",
-                 "inspector.env", "inspector.service", "inspector-reasoner.service", "reasoner.json",
+                 "inspector.env", "inspector.service", "inspector-web.service", "inspector-reasoner.service",
+                 "reasoner.json",
                  "systemd-analyze verify", "systemctl daemon-reload"):
         assert what in text, what
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -52,6 +53,13 @@ def test_install_writes_config_and_units_that_systemd_accepts_and_keeps_edits(tm
                  "EnvironmentFile=-/etc/inspector/inspector.env", "LoadCredential=", "StandardError=journal",
                  "TimeoutStopSec=10"):
         assert must in line, must
+    assert "inspector run --no-web --config /etc/inspector/inspector.yaml" in line  # the dashboard is its own unit
+    web = (units / "inspector-web.service").read_text()
+    for must in ("inspector web --config /etc/inspector/inspector.yaml", "Type=notify", "WatchdogSec=",
+                 "Restart=on-failure", "User=inspector", "ProtectSystem=strict", "ReadWritePaths=/var/lib/inspector",
+                 "PrivateDevices=yes", "NoNewPrivileges=yes", "TimeoutStopSec=10"):
+        assert must in web, must
+    assert "Documentation=" + (Path(__file__).parent.parent / "docs/deployment.md").resolve().as_uri() in web
     # The reasoner's settings are llama-cpp-python's own config file format.
     from llama_cpp.server.settings import ConfigFileSettings
 

@@ -93,7 +93,7 @@ class Store:
                         f"{box!r}: camera ids name cameras across every box that shares the database. "
                         f"Rename this camera, or, if this box took over from {row.box!r}, set `box: "
                         f"{row.box}` in its config")
-                row.product, row.source, row.box, row.updated_at = cam.product, _describe(cam.source), box, now
+                row.product, row.source, row.box, row.updated_at = cam.product, describe_source(cam.source), box, now
                 s.add(row)
         self.writer.forget_parents()
 
@@ -376,7 +376,7 @@ def _summary(i: Inspection) -> dict:
     }
 
 
-def _describe(source) -> str:
+def describe_source(source) -> str:
     """A camera source in one line, without credentials (an RTSP URL may carry a password)."""
     import re
 

@@ -17,7 +17,7 @@ import cv2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -27,6 +27,7 @@ from inspector import __version__
 from inspector.live_view import LiveView
 from inspector.store import Store
 from inspector.store.stats import PlantTime
+from inspector.web.line_link import LineUnavailable, RemoteLive
 from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
 from inspector.web.security import COOKIE, LoginGate, need, safe_next
 
@@ -49,6 +50,16 @@ def vlm_down_text(st: dict) -> str:
         return ""
     return (f"VLM unavailable: parts that need it go to review. Last error: {b.get('last_error', '')}. "
             f"{st.get('vlm_backlog', 0)} crop(s) kept to ask again when it is back.")
+
+
+def line_down_text(st: dict) -> str:
+    """The alert while the line behind a separate dashboard is not running ('' while it runs).
+    status.js mirrors it."""
+    line = st.get("line") or {}
+    if line.get("up", True):
+        return ""
+    return (f"The line is not running: {line.get('error')}. Nothing is being inspected; "
+            f"the verdicts shown are history.")
 
 
 def disk_text(st: dict) -> str:
@@ -117,7 +128,7 @@ def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
 
 
 def create_app(store: Store, status: Callable[[], dict],
-               trigger: Callable[[str], int] | None = None, *, live: LiveView | None = None,
+               trigger: Callable[[str], int] | None = None, *, live: LiveView | RemoteLive | None = None,
                plant: PlantTime | None = None, secure_cookies: bool = False) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__,
                   description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
@@ -135,6 +146,10 @@ def create_app(store: Store, status: Callable[[], dict],
         response = await call_next(request)
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t) * 1000:.2f}"
         return response
+    @app.exception_handler(LineUnavailable)
+    async def line_unavailable(request: Request, e: LineUnavailable):
+        # A separate dashboard whose line is stopped: what only the line can answer is 503.
+        return JSONResponse({"detail": str(e)}, status_code=503)
     viewer, operator = Depends(need("viewer")), Depends(need("operator"))
     # Every open page's event stream wants the counts each second; on a big database that is tens
     # of ms, so the streams share one answer per second instead of each running the query.
@@ -164,6 +179,7 @@ def create_app(store: Store, status: Callable[[], dict],
         level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
         return templates.TemplateResponse(request, name, {
             "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
+            "line_down": line_down_text(st),
             "disk_alert": disk_text(st), "user": request.state.principal, "tz": plant.zone,
             "version": __version__, **ctx})
 
@@ -261,6 +277,8 @@ def create_app(store: Store, status: Callable[[], dict],
         st = status()
         db = store.health()
         problems = []
+        if not (st.get("line") or {}).get("up", True):
+            problems.append(line_down_text(st))
         for c in st["cameras"]:
             if c["state"] == "failed" or c.get("connection") == "reconnecting":
                 problems.append(f"camera {c['id']}: {c.get('error') or c.get('last_error') or c['state']}")
@@ -452,7 +470,10 @@ def create_app(store: Store, status: Callable[[], dict],
         async def stream():
             last, sent = None, 0
             while not await request.is_disconnected():
-                got = await run_in_threadpool(live.jpeg, camera_id)
+                try:
+                    got = await run_in_threadpool(live.jpeg, camera_id)
+                except LineUnavailable:
+                    return  # the line stopped: the page shows it and reopens the stream later
                 if got is not None and got[0] != last:
                     last = got[0]
                     yield (f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"

@@ -19,6 +19,10 @@ class LineCollector:
     def collect(self):
         st = self.status()
         cams = st["cameras"]
+        line = GaugeMetricFamily("inspector_line_up", "1 while the line runs (0: a separate dashboard's line "
+                                                      "does not answer)")
+        line.add_metric([], 1.0 if (st.get("line") or {}).get("up", True) else 0.0)
+        yield line
         per_cam = [
             ("frames_in", "inspector_camera_frames", "frames captured", CounterMetricFamily),
             ("frames_inspected", "inspector_camera_frames_inspected", "frames through the pre-filter", CounterMetricFamily),

@@ -35,6 +35,10 @@ window.plantTime = (function () {
       e.title = c.source + (c.error ? " - " + c.error : "") + (c.last_error ? " - last error: " + c.last_error : "");
     }
     if (s.counts) for (const k of ["total", "pass", "fail", "review"]) setText("c-" + k, s.counts[k]);
+    const line = s.line || {up: true}, lb = document.getElementById("line-banner");
+    lb.hidden = line.up;
+    if (!lb.hidden) lb.textContent = `The line is not running: ${line.error}. Nothing is being inspected; ` +
+      "the verdicts shown are history.";
     const b = (s.reasoner && s.reasoner.breaker) || {state: "closed"}, vb = document.getElementById("vlm-banner");
     vb.hidden = b.state === "closed";
     if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error}. ` +

@@ -1,0 +1,122 @@
+"""The dashboard's view of a line that runs in another process (`inspector web`): status, trigger
+and live pictures over the line's socket (inspector/line_socket.py), with the same shapes the
+in-process line gives `create_app`.
+
+When the line is not running (stopped, restarting, crashed) the dashboard stays up: the history
+is in the database. Status then says so (`line.up` false, with why) with the cameras from the
+config; a trigger or a live picture answers 503 with the same reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from inspector.config import Config
+
+STATUS_FRESH_S = 0.5  # every open page's event stream asks each second; they share one answer
+
+
+class LineUnavailable(Exception):
+    """The line did not answer on its socket; the message says where and why."""
+
+
+class LineLink:
+    def __init__(self, cfg: Config, socket_path: Path, timeout_s: float = 2.0):
+        self.cfg = cfg
+        self.socket_path = Path(socket_path)
+        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
+                                    base_url="http://line", timeout=timeout_s)
+        self._lock = threading.Lock()
+        self._status: tuple[float, dict] | None = None
+        self.live = RemoteLive(self)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(self, method: str, path: str, **kw) -> httpx.Response:
+        try:
+            return self._client.request(method, path, **kw)
+        except httpx.TransportError as e:
+            why = getattr(e, "__cause__", None) or e
+            raise LineUnavailable(f"the line is not running (no answer on {self.socket_path}: "
+                                  f"{getattr(why, 'strerror', None) or why})") from None
+
+    def status(self) -> dict:
+        with self._lock:
+            if self._status is not None and time.monotonic() - self._status[0] < STATUS_FRESH_S:
+                return self._status[1]
+        try:
+            r = self._request("GET", "/status")
+            r.raise_for_status()
+            st = {**r.json(), "line": {"up": True, "error": None}}
+        except (LineUnavailable, httpx.HTTPStatusError, ValueError) as e:
+            st = offline_status(self.cfg, str(e))
+        with self._lock:
+            self._status = (time.monotonic(), st)
+        return st
+
+    def trigger(self, camera_id: str) -> int:
+        r = self._request("POST", f"/cameras/{camera_id}/trigger")
+        if r.status_code == 404:
+            raise KeyError(camera_id)
+        r.raise_for_status()
+        return int(r.json()["pending"])
+
+
+class RemoteLive:
+    """`LiveView`'s reading half (cameras, info, jpeg) for a line in another process. The last
+    picture is kept, so a viewer's poll costs a 304 until the line has a new one."""
+
+    def __init__(self, link: LineLink):
+        self.link = link
+        self._last: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def cameras(self) -> list[str]:
+        return [c.id for c in self.link.cfg.cameras]
+
+    def info(self, camera: str) -> dict | None:
+        try:
+            r = self.link._request("GET", f"/cameras/{camera}/live")
+        except LineUnavailable:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def jpeg(self, camera: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            last = self._last.get(camera)
+        r = self.link._request("GET", f"/cameras/{camera}/live.jpg", params={"have": last[0] if last else 0})
+        if r.status_code == 304:
+            return last
+        if r.status_code == 204:
+            return None
+        if r.status_code == 404:
+            raise KeyError(camera)
+        r.raise_for_status()
+        got = (int(r.headers["X-Picture"]), r.content)
+        with self._lock:
+            self._last[camera] = got
+        return got
+
+
+def offline_status(cfg: Config, why: str) -> dict:
+    """The status shape with nothing running: cameras as configured, no counts."""
+    from inspector.store.store import describe_source
+
+    mode = "none" if cfg.reasoner.type == "none" else (
+        "test_model" if getattr(cfg.reasoner, "test_model", False) else "vlm")
+    cams = [{"id": c.id, "source": describe_source(c.source), "state": "stopped", "frames_in": 0,
+             "frames_inspected": 0, "read_errors": 0, "last_frame_wall": None, "error": why, "untriggered": 0,
+             "connection": None, "reconnects": 0, "last_error": None, "trigger": c.trigger.mode,
+             "parts_seen": None, "fps": None, "dropped": 0, "buffered": 0, "latency_p50_ms": None,
+             "latency_p95_ms": None} for c in cfg.cameras]
+    return {"reasoner_mode": mode, "reasoner_model": getattr(cfg.reasoner, "model", None), "detector_model": None,
+            "detector_thresholds": {}, "cameras": cams, "verdicts": {}, "candidates": 0, "vlm_crops": 0,
+            "vlm_queue": 0, "vlm_overflow": 0, "vlm_backlog": 0, "vlm_late": 0, "reasoner": None, "frame_queue": 0,
+            "processing_errors": 0, "store_errors": 0, "vlm_spool": 0, "vlm_resumed": 0, "store": None,
+            "events": [], "done": False, "line": {"up": False, "error": why}}
