@@ -103,6 +103,8 @@ def cmd_run(args) -> int:
     for srv in (server, line_socket):
         if srv:
             srv.should_exit = True
+    if line_socket:
+        cfg.line_socket.unlink(missing_ok=True)  # the dashboard then hears "not running" at once
     v = st["verdicts"]
     summary = {"inspected": sum(c["frames_inspected"] for c in st["cameras"]),
                "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
@@ -194,7 +196,7 @@ def cmd_web(args) -> int:
     """The dashboard and API as a service of its own (inspector-web.service): the database for
     the history, the line's socket for its status, live pictures and triggers."""
     from inspector.store import Store, StoreError
-    from inspector.web.line_link import LineLink
+    from inspector.web.line_link import LineLink, PlantView
 
     cfg = _load(args)
     if args.port:
@@ -204,21 +206,28 @@ def cmd_web(args) -> int:
         store = Store(cfg.database_url, cfg.data_dir, cfg.store)
     except (StoreError, ValueError, OSError) as e:
         _fail(f"cannot start: {e}")
-    link = LineLink(cfg, cfg.line_socket)
+    if cfg.web.plant_wide:
+        plant = PlantView(store)
+        link = None
+        status, trigger, live = plant.status, None, None
+    else:
+        link = LineLink(cfg, cfg.line_socket)
+        status, trigger, live = link.status, link.trigger, link.live
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     from inspector.heap import freeze_startup_heap
     from inspector.service_notify import ServiceNotifier
 
-    server = _start_web(cfg, store, link.status, link.trigger, link.live)
-    up = link.status()["line"]
-    print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {cfg.database_url}; line "
-          + ("running" if up["up"] else f"not running yet ({up['error']})"), file=sys.stderr)
+    server = _start_web(cfg, store, status, trigger, live)
+    up = status().get("line") or {"up": True}
+    print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {cfg.database_url}; "
+          + ("plant-wide, no line on this box" if link is None else "line running" if up["up"]
+             else f"line not running yet ({up['error']})"), file=sys.stderr)
     freeze_startup_heap()
     notifier = ServiceNotifier()
     notifier.ready(f"serving on {cfg.web.host}:{cfg.web.port}")
     probe = _SelfProbe(cfg.web.host, cfg.web.port)
-    notifier.start(probe.stalled_for, lambda: _web_status_line(link), stopping, what="web server")
+    notifier.start(probe.stalled_for, lambda: _web_status_line(status()), stopping, what="web server")
     try:
         while not stopping.is_set():
             stopping.wait(0.5)
@@ -226,12 +235,14 @@ def cmd_web(args) -> int:
         pass
     notifier.stopping("stopping")
     server.should_exit = True
-    link.close()
+    if link is not None:
+        link.close()
     return 0
 
 
-def _web_status_line(link) -> str:
-    st = link.status()
+def _web_status_line(st: dict) -> str:
+    if st["reasoner_mode"] == "plant":
+        return f"serving; plant-wide, {len(st['cameras'])} camera(s)"
     if not st["line"]["up"]:
         return f"serving; {st['line']['error']}"
     v = st.get("verdicts", {})

@@ -456,6 +456,9 @@ class WebConfig(_Model):
                                                        "separate dashboard (`inspector web`) shows its "
                                                        "status and live pictures; None = "
                                                        "<data_dir>/line.sock")
+    plant_wide: bool = Field(False, description="`inspector web` only: a plant-wide dashboard over a "
+                                                "shared database (store.url) with no line on this box: "
+                                                "every box's verdicts, no live pictures or triggers")
     timezone: str = Field("UTC", description="the plant's IANA time zone (Europe/Berlin, Asia/Kolkata): "
                                              "stats hours and shifts are counted in it")
     shifts: list[ShiftConfig] = Field(

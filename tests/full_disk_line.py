@@ -56,7 +56,8 @@ def main() -> int:
         time.sleep(0.02)
     if ballast.exists():
         ballast.unlink()
-    shutil.copytree(mount_p, copy_to, symlinks=True)
+    shutil.copytree(mount_p, copy_to, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if (Path(d) / n).is_socket()])
     return child.returncode
 
 

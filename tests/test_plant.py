@@ -1,18 +1,22 @@
 """A plant with two boxes: two `inspector run` processes, started together on a new PostgreSQL
-database, write their verdicts side by side; each box's parts stay its own, both complete, and a
-third box that claims one of their cameras is refused with the reason."""
+database, write their verdicts side by side; each box's parts stay its own, both complete, a
+third box that claims one of their cameras is refused with the reason, and a plant-wide
+dashboard shows both boxes' verdicts."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
+import httpx
 import yaml
 from sqlalchemy import create_engine, text
 
 from inspector.demo.line import ROI
-from tests.conftest import run_cli
+from inspector.reasoner.local_server import free_port
+from tests.conftest import run_cli, wait_for
 
 
 def _box_config(tmp_path, name: str, url: str, frames_dir, cameras: list[str]) -> tuple:
@@ -68,3 +72,41 @@ def test_two_boxes_share_one_postgresql_and_keep_their_parts_apart(postgres_serv
         assert c.execute(text("SELECT COUNT(*) FROM inspections")).scalar() == frames * 3
         assert c.execute(text("SELECT COUNT(*) FROM cameras WHERE id = 'c-top'")).scalar() == 0
     engine.dispose()
+
+    # The plant-wide dashboard (a central box: no line, the shared database).
+    port = free_port()
+    central = tmp_path / "central.yaml"
+    central.write_text(yaml.safe_dump({"box": "central", "data_dir": str(tmp_path / "central"),
+                                       "store": {"url": url}, "web": {"port": port, "plant_wide": True}}))
+    web = subprocess.Popen([sys.executable, "-m", "inspector", "web", "--config", str(central)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(base), 60), web.stderr.read()[-2000:] if web.poll() is not None else ""
+        from inspector.web.accounts import Accounts
+
+        engine = create_engine(url)
+        token = Accounts(engine).add_token("central-test", "operator")
+        engine.dispose()
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        st = api.get("/api/status").json()
+        assert {(c["id"], c["box"]) for c in st["cameras"]} == {
+            ("a-top", "line-a"), ("a-side", "line-a"), ("b-top", "line-b")}
+        shown = api.get("/api/verdicts", params={"limit": 500}).json()
+        assert {r["uid"] for r in shown} == {u for u, _ in rows}
+        page = api.get("/").text
+        assert "Plant-wide dashboard" in page and 'id="line-banner" role="alert" hidden' in page
+        assert api.get("/api/health").json()["ok"] is True
+        r = api.post("/api/cameras/a-top/trigger")
+        assert r.status_code == 503 and "no line" in r.json()["detail"]
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(30)
+    assert web.returncode == 0
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(base + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

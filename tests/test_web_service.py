@@ -107,6 +107,7 @@ def test_the_dashboard_runs_on_its_own_and_outlives_the_line(demo_line, tmp_path
         line.send_signal(signal.SIGTERM)
         out, err = line.communicate(timeout=30)
         assert line.returncode == 0, err[-2000:]
+        assert not (tmp_path / "data" / "line.sock").exists()  # gone with the line
         reported = [json.loads(x) for x in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
         assert wait_for(lambda: not api.get("/api/status").json()["line"]["up"], 10)
         feed = api.get("/api/verdicts", params={"limit": 500}).json()

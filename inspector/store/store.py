@@ -276,6 +276,12 @@ class Store:
         return {"cameras": cams, "products": [p for p, _ in prods],
                 "defect_types": sorted({t for _, types in prods for t in (types or [])} | {"other"})}
 
+    def cameras(self) -> list[dict]:
+        """Every camera the database knows, with the box that runs it (a plant-wide dashboard)."""
+        with Session(self.engine) as s:
+            return [{"id": c.id, "product": c.product, "source": c.source, "box": c.box}
+                    for c in s.scalars(select(Camera).order_by(Camera.box, Camera.id))]
+
     def inspection(self, inspection_id: int) -> dict | None:
         with Session(self.engine) as s:
             i = s.get(Inspection, inspection_id)

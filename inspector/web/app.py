@@ -38,6 +38,8 @@ MODE_BANNERS = {
     "test_model": ("warn", "TEST MODEL: the VLM is a tiny random-weight model generated for testing. "
                            "Its words mean nothing; its verdicts are noise."),
     "vlm": ("", ""),
+    "plant": ("info", "Plant-wide dashboard: the verdicts of every box from the shared database. Live "
+                      "pictures, triggers and each line's health are on each box's own dashboard."),
 }
 
 

@@ -104,19 +104,49 @@ class RemoteLive:
         return got
 
 
+class PlantView:
+    """A plant-wide dashboard's status (`web.plant_wide`): no line of its own, every box's cameras
+    from the shared database. Live pictures, triggers and each line's health stay on each box's
+    own dashboard."""
+
+    def __init__(self, store, refresh_s: float = 5.0):
+        self.store, self.refresh_s = store, refresh_s
+        self._cached: tuple[float, dict] | None = None
+        self._lock = threading.Lock()
+
+    def status(self) -> dict:
+        with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.refresh_s:
+                return self._cached[1]
+        cams = [{**_idle_camera(c["id"], f"{c['box'] or '?'}: {c['source']}"), "state": "remote", "box": c["box"],
+                 "error": None} for c in self.store.cameras()]
+        st = {**_idle_status(), "reasoner_mode": "plant", "cameras": cams}
+        with self._lock:
+            self._cached = (time.monotonic(), st)
+        return st
+
+
+def _idle_camera(camera_id: str, source: str) -> dict:
+    return {"id": camera_id, "source": source, "state": "stopped", "frames_in": 0, "frames_inspected": 0,
+            "read_errors": 0, "last_frame_wall": None, "error": None, "untriggered": 0, "connection": None,
+            "reconnects": 0, "last_error": None, "trigger": None, "parts_seen": None, "fps": None, "dropped": 0,
+            "buffered": 0, "latency_p50_ms": None, "latency_p95_ms": None}
+
+
+def _idle_status() -> dict:
+    return {"reasoner_mode": "none", "reasoner_model": None, "detector_model": None, "detector_thresholds": {},
+            "cameras": [], "verdicts": {}, "candidates": 0, "vlm_crops": 0, "vlm_queue": 0, "vlm_overflow": 0,
+            "vlm_backlog": 0, "vlm_late": 0, "reasoner": None, "frame_queue": 0, "processing_errors": 0,
+            "store_errors": 0, "vlm_spool": 0, "vlm_resumed": 0, "store": None, "events": [], "done": False}
+
+
 def offline_status(cfg: Config, why: str) -> dict:
     """The status shape with nothing running: cameras as configured, no counts."""
     from inspector.store.store import describe_source
 
     mode = "none" if cfg.reasoner.type == "none" else (
         "test_model" if getattr(cfg.reasoner, "test_model", False) else "vlm")
-    cams = [{"id": c.id, "source": describe_source(c.source), "state": "stopped", "frames_in": 0,
-             "frames_inspected": 0, "read_errors": 0, "last_frame_wall": None, "error": why, "untriggered": 0,
-             "connection": None, "reconnects": 0, "last_error": None, "trigger": c.trigger.mode,
-             "parts_seen": None, "fps": None, "dropped": 0, "buffered": 0, "latency_p50_ms": None,
-             "latency_p95_ms": None} for c in cfg.cameras]
-    return {"reasoner_mode": mode, "reasoner_model": getattr(cfg.reasoner, "model", None), "detector_model": None,
-            "detector_thresholds": {}, "cameras": cams, "verdicts": {}, "candidates": 0, "vlm_crops": 0,
-            "vlm_queue": 0, "vlm_overflow": 0, "vlm_backlog": 0, "vlm_late": 0, "reasoner": None, "frame_queue": 0,
-            "processing_errors": 0, "store_errors": 0, "vlm_spool": 0, "vlm_resumed": 0, "store": None,
-            "events": [], "done": False, "line": {"up": False, "error": why}}
+    cams = [{**_idle_camera(c.id, describe_source(c.source)), "error": why, "trigger": c.trigger.mode}
+            for c in cfg.cameras]
+    return {**_idle_status(), "reasoner_mode": mode, "reasoner_model": getattr(cfg.reasoner, "model", None),
+            "cameras": cams, "line": {"up": False, "error": why}}
