@@ -938,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, handlers=[journal.JournalHandler(path)])
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "gguf"):  # a line per request / per file written
+    for noisy in ("httpx", "httpcore", "gguf", "alembic.runtime.plugins"):  # a line per request, file, plugin
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return args.func(args) or 0
 
