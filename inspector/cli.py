@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
             cam.source.fps = None
     if cfg.web.enabled:
         _check_port(cfg.web.host, cfg.web.port)
-    lock = _hold_data_dir(cfg.data_dir)  # noqa: F841 - held until the process ends
+    _hold_data_dir(cfg.data_dir)
 
     from inspector.pipeline import Pipeline
     from inspector.store import StoreError
@@ -159,19 +159,19 @@ def _start_web(cfg, store, status, trigger, live):
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
     app = create_app(store, status, trigger, live=live, plant=PlantTime.from_config(cfg.web),
                      secure_cookies=cfg.web.secure_cookies)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
-                                           log_level="warning", access_log=False))
-    t = threading.Thread(target=server.run, name="web", daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started and t.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not server.started:
+    from inspector.threaded_server import start_in_thread
+
+    server = start_in_thread(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
+                                            access_log=False), "web")
+    if server is None:
         _fail(f"the dashboard did not start on {cfg.web.host}:{cfg.web.port}")
     return server
 
 
-def _hold_data_dir(data_dir: Path):
+_HELD: list = []  # open lock files: the locks last as long as the process
+
+
+def _hold_data_dir(data_dir: Path) -> None:
     """One line per data directory: a second would resume the same spool and answer on the same
     socket. The lock goes with the process, however it ends."""
     import fcntl
@@ -189,7 +189,7 @@ def _hold_data_dir(data_dir: Path):
     f.truncate()
     f.write(f"{os.getpid()}\n")
     f.flush()
-    return f
+    _HELD.append(f)
 
 
 def cmd_web(args) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -72,6 +71,8 @@ def serve_line_socket(pipe, path: Path):
     socket cannot be made - the line runs on without it, only a separate dashboard misses it."""
     import uvicorn
 
+    from inspector.threaded_server import start_in_thread
+
     path = Path(path)
     if len(os.fsencode(str(path))) > SUN_PATH_MAX:
         log.error("line socket %s: the path is longer than a Unix socket allows (%d bytes); the "
@@ -85,14 +86,9 @@ def serve_line_socket(pipe, path: Path):
     except OSError as e:
         log.error("line socket %s: %s; the separate dashboard cannot reach this line", path, e)
         return None
-    server = uvicorn.Server(uvicorn.Config(line_app(pipe), uds=str(path), log_level="warning",
-                                          access_log=False, lifespan="off"))
-    t = threading.Thread(target=server.run, name="line-socket", daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started and t.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not server.started:
+    server = start_in_thread(uvicorn.Config(line_app(pipe), uds=str(path), log_level="warning",
+                                            access_log=False, lifespan="off"), "line-socket")
+    if server is None:
         log.error("line socket %s did not start; the separate dashboard cannot reach this line", path)
         return None
     try:

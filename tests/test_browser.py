@@ -177,3 +177,60 @@ def test_operator_sees_the_vlm_go_down_and_come_back(tmp_path, artifacts):
         finally:
             proc.terminate()
             proc.wait(15)
+
+
+def test_the_separate_dashboard_shows_the_line_come_and_go_without_a_reload(tmp_path, artifacts):
+    """inspector-web.service's dashboard in a browser: a red banner while its line is down, gone
+    when the line starts (live, over the event stream), the live picture through the line's
+    socket, and the banner back when the line stops."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "web": {"port": port},
+        "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 10, "seed": 7, "fps": 2.0, "loop": True}}]}))
+    r = subprocess.run([sys.executable, "-m", "inspector", "users", "add", "anna", "--role", "operator",
+                        "--password-stdin", "--config", str(cfg)], input=PASSWORD + "\n", capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    web = subprocess.Popen([sys.executable, "-m", "inspector", "web", "--config", str(cfg)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    line = None
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            log_in(page, base)
+            banner = page.locator("#line-banner")
+            assert banner.is_visible() and "The line is not running" in banner.inner_text()
+            assert "stopped" in page.inner_text(".cam[data-cam=cam1]")
+            line = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            page.wait_for_selector("#line-banner", state="hidden", timeout=60000)
+            page.wait_for_function("/running/.test(document.querySelector('.cam[data-cam=cam1]').textContent)",
+                                   timeout=30000)
+            page.goto(base + "/live")
+            page.wait_for_function("(() => { const i = document.querySelector('figure.cam-live img');"
+                                   " return i && i.naturalWidth > 100; })()", timeout=30000)
+            # the counts come through the socket and keep moving without a reload
+            page.wait_for_function("+(/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
+                                   ".textContent) || [0, 0])[1] >= 4", timeout=30000)
+            page.screenshot(path=str(artifacts / "web-service-live.png"))
+            line.terminate()
+            line.wait(30)
+            page.wait_for_selector("#line-banner", state="visible", timeout=30000)
+            assert "no answer on" in page.inner_text("#line-banner")
+            browser.close()
+    finally:
+        for p in (line, web):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(30)

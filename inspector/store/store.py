@@ -1,9 +1,9 @@
 """The verdict store: one front for the writer, the pictures, retention and the dashboard's reads.
 
 SQLite settings (see `_sqlite_pragmas`): WAL, so the dashboard's reads never block the writer and
-the writer never blocks them; busy_timeout store.busy_timeout_s (30 s); synchronous NORMAL by default (a commit survives
-a crash or kill -9 of the process; power loss may lose the last commits) or FULL (store.synchronous,
-survives power loss, fewer commits per second).
+the writer never blocks them; busy_timeout from store.busy_timeout_s (30 s); synchronous NORMAL by
+default (a commit survives a crash or kill -9 of the process; power loss may lose the last
+commits) or FULL (store.synchronous, survives power loss, fewer commits per second).
 """
 
 from __future__ import annotations

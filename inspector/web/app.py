@@ -60,7 +60,7 @@ def line_down_text(st: dict) -> str:
     line = st.get("line") or {}
     if line.get("up", True):
         return ""
-    return (f"The line is not running: {line.get('error')}. Nothing is being inspected; "
+    return (f"The line is not running ({line.get('error')}). Nothing is being inspected; "
             f"the verdicts shown are history.")
 
 
@@ -148,10 +148,11 @@ def create_app(store: Store, status: Callable[[], dict],
         response = await call_next(request)
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t) * 1000:.2f}"
         return response
+
     @app.exception_handler(LineUnavailable)
     async def line_unavailable(request: Request, e: LineUnavailable):
         # A separate dashboard whose line is stopped: what only the line can answer is 503.
-        return JSONResponse({"detail": str(e)}, status_code=503)
+        return JSONResponse({"detail": f"the line is not running ({e})"}, status_code=503)
     viewer, operator = Depends(need("viewer")), Depends(need("operator"))
     # Every open page's event stream wants the counts each second; on a big database that is tens
     # of ms, so the streams share one answer per second instead of each running the query.

@@ -42,8 +42,8 @@ class LineLink:
             return self._client.request(method, path, **kw)
         except httpx.TransportError as e:
             why = getattr(e, "__cause__", None) or e
-            raise LineUnavailable(f"the line is not running (no answer on {self.socket_path}: "
-                                  f"{getattr(why, 'strerror', None) or why})") from None
+            raise LineUnavailable(f"no answer on {self.socket_path}: "
+                                  f"{getattr(why, 'strerror', None) or why}") from None
 
     def status(self) -> dict:
         with self._lock:

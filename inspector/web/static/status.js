@@ -37,7 +37,7 @@ window.plantTime = (function () {
     if (s.counts) for (const k of ["total", "pass", "fail", "review"]) setText("c-" + k, s.counts[k]);
     const line = s.line || {up: true}, lb = document.getElementById("line-banner");
     lb.hidden = line.up;
-    if (!lb.hidden) lb.textContent = `The line is not running: ${line.error}. Nothing is being inspected; ` +
+    if (!lb.hidden) lb.textContent = `The line is not running (${line.error}). Nothing is being inspected; ` +
       "the verdicts shown are history.";
     const b = (s.reasoner && s.reasoner.breaker) || {state: "closed"}, vb = document.getElementById("vlm-banner");
     vb.hidden = b.state === "closed";
