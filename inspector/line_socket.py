@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query
@@ -42,28 +41,19 @@ def line_app(pipe) -> FastAPI:
         return pipe.live.info(camera_id)
 
     @app.get("/cameras/{camera_id}/live.jpg")
-    async def live_jpeg(camera_id: str, have: int = Query(0, ge=0),
-                        wait_s: float = Query(0.0, ge=0, le=5)):
+    async def live_jpeg(camera_id: str, have: int = Query(0, ge=0)):
         """The picture the live view shows now; `have` = the number of the one the caller holds:
-        304 while it is still the newest, after waiting up to `wait_s` for a newer one."""
+        304 while that is still the newest, 204 before the first frame."""
         if camera_id not in pipe.live.cameras:
             raise HTTPException(404, f"no camera {camera_id!r}")
-        deadline = time.monotonic() + wait_s
-        while True:
-            got = await run_in_threadpool(pipe.live.jpeg, camera_id)
-            if got is not None and got[0] != have:
-                return Response(got[1], media_type="image/jpeg", headers={"X-Picture": str(got[0])})
-            if time.monotonic() >= deadline:
-                return Response(status_code=304 if got is not None else 204)
-            await _sleep(0.05)
+        got = await run_in_threadpool(pipe.live.jpeg, camera_id)
+        if got is None:
+            return Response(status_code=204)
+        if got[0] == have:
+            return Response(status_code=304)
+        return Response(got[1], media_type="image/jpeg", headers={"X-Picture": str(got[0])})
 
     return app
-
-
-async def _sleep(s: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(s)
 
 
 def serve_line_socket(pipe, path: Path):
