@@ -125,3 +125,15 @@ def judged_demo_line(data_dir, parts: int = 8, **extra):
         pipe.stop()
         raise AssertionError("the demo line did not finish within 60 s")
     return pipe
+
+
+def replay_line(data_dir, frames_dir, vlm_url: str, fps: float, reasoner: dict | None = None, **extra) -> dict:
+    """The config of one camera replaying demo frames (with the demo ROI) into a VLM at `vlm_url`
+    on loopback, no dashboard: the fault tests' line. `reasoner` adds reasoner keys."""
+    from inspector.demo.line import ROI
+
+    return {"data_dir": str(data_dir),
+            "cameras": [{"id": "cam1", "roi": list(ROI),
+                         "source": {"type": "folder", "path": str(frames_dir), "fps": fps}}],
+            "reasoner": {"type": "openai", "base_url": vlm_url, "server": "llama_cpp_python", **(reasoner or {})},
+            "web": {"enabled": False}, **extra}

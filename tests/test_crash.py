@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from inspector.demo.line import ROI
+from tests.conftest import replay_line
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900], "reason": "tint"}
@@ -38,14 +38,7 @@ def test_kill_9_loses_no_reported_verdict_and_records_none_twice(demo_line, tmp_
     reported = tmp_path / "verdicts.jsonl"
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.15)) as vlm:
         cfg = tmp_path / "line.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "data_dir": str(data),
-            "cameras": [{"id": "cam1", "roi": list(ROI),
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 8}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
-                         "queue_size": 4},
-            "web": {"enabled": False},
-        }))
+        cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 8, {"queue_size": 4})))
         cmd = [sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
                "--exit-when-done", "--verdicts-out", str(reported)]
         ever_spooled: set[str] = set()

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inspector.demo.line import ROI
-from tests.conftest import wait_for
+from tests.conftest import replay_line, wait_for
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 STAIN = {"type": "stain", "severity": "major", "confidence": 0.9, "box": [100, 100, 900, 900], "reason": "tint"}
@@ -45,13 +44,8 @@ def test_a_locked_database_holds_verdicts_back_and_loses_none(demo_line, tmp_pat
 
     frames = len(list(demo_line.frames_dir.glob("*.png")))
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.1)) as vlm:
-        cfg = parse_config({
-            "data_dir": str(tmp_path / "data"),
-            "cameras": [{"id": "cam1", "roi": list(ROI),
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 6}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python"},
-            "store": {"busy_timeout_s": 0.3},
-            "web": {"enabled": False}})
+        cfg = parse_config(replay_line(tmp_path / "data", demo_line.frames_dir, vlm.base_url, 6,
+                                       store={"busy_timeout_s": 0.3}))
         pipe = Pipeline(cfg)
         reported: list[str] = []
         pipe.on_verdict.append(lambda iid, uid, v: reported.append(uid))
@@ -123,15 +117,10 @@ def test_a_full_disk_pauses_the_line_s_writes_and_loses_nothing_once_freed(demo_
 
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.2)) as vlm:
         cfg = tmp_path / "line.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "data_dir": str(data),
-            "cameras": [{"id": "cam1", "roi": list(ROI),
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 6}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python"},
-            # The guard that stops pictures before the disk is full would spare the database; here
-            # the disk is to fill up for real.
-            "store": {"retention": {"min_free_mb": 0}},
-            "web": {"enabled": False}}))
+        # The guard that stops pictures before the disk is full would spare the database; here the
+        # disk is to fill up for real.
+        cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 6,
+                                                  store={"retention": {"min_free_mb": 0}})))
         cmd = ["unshare", "-rm", sys.executable, str(HERE / "full_disk_line.py"), str(data), "24", str(control),
                str(copy), "--", sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
                "--exit-when-done", "--verdicts-out", str(reported)]

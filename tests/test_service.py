@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from inspector.demo.line import ROI
 from inspector.reasoner.local_server import free_port
+from tests.conftest import replay_line
 from tests.scripted_vlm import ScriptedVLM, answer, completion
 
 HERE = Path(__file__).parent
@@ -120,13 +120,8 @@ def test_sigterm_exits_within_10_s_and_keeps_the_crops_in_flight_for_the_next_st
     slow = {"s": 30.0}
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), slow["s"])) as vlm:
         cfg = tmp_path / "line.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "data_dir": str(data),
-            "cameras": [{"id": "cam1", "roi": list(ROI),
-                         "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 8}}],
-            "reasoner": {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
-                         "queue_size": 4, "timeout_s": 60},
-            "web": {"enabled": False}}))
+        cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 8,
+                                                  {"queue_size": 4, "timeout_s": 60})))
         cmd = [sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web", "--exit-when-done",
                "--verdicts-out", str(reported)]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
