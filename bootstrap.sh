@@ -6,7 +6,8 @@
 #                         events tests (the tests start their own throwaway servers; nothing is
 #                         configured system-wide; on a machine run by systemd, Debian starts its
 #                         own mosquitto on port 1883, which the tests do not use), and Debian's
-#                         systemd for `systemd-analyze verify` on the units
+#                         systemd for `systemd-analyze verify` on the units, and libfuse3 for the
+#                         power-loss test's filesystem
 # Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
 # (~6 minutes on 2 cores the first time).
 set -eu
@@ -23,6 +24,7 @@ if [ "$want_test" = "test" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
   [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
   command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+  ls /usr/lib/*/libfuse3.so.3 >/dev/null 2>&1 || need="$need libfuse3-3"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

@@ -31,6 +31,8 @@ def test_bench_store_prints_write_rates_and_read_percentiles():
     assert r["writes"] == 300 and r["inspections"] == 3000
     assert r["ratio"] == pytest.approx(r["writer_per_s"] / r["bare_insert_per_s"], abs=0.01)
     assert r["writer_per_s"] > r["save_one_by_one_per_s"] > 0  # batching is what the writer is for
+    assert r["with_pictures"] == 50 and r["pictures_normal_per_s"] > 0 and r["pictures_full_per_s"] > 0
+    assert r["full_over_normal"] == pytest.approx(r["pictures_full_per_s"] / r["pictures_normal_per_s"], abs=0.01)
     assert set(r["reads"]) == {"feed first page", "feed, fails only", "feed, one camera", "feed, an older page",
                                "verdict counts (stats)"}
     assert all(0 < v["p50_ms"] <= v["p95_ms"] for v in r["reads"].values())

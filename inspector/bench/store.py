@@ -4,7 +4,8 @@ database, on real SQLite files.
 1. writes: verdict rows per second through the store's writer thread (the path the line uses:
    `Store.submit`, batched transactions), 1 in 5 with a candidate, no pictures; against a bare
    SQLAlchemy Core insert of the same rows in one transaction (the ceiling) in the same run, and
-   `Store.save` waiting for each commit (what one transaction per verdict costs).
+   `Store.save` waiting for each commit (what one transaction per verdict costs). Then verdicts
+   with the default pictures under synchronous normal and full (what power-loss safety costs).
 2. reads: a database of N inspections (default 1,000,000 over 30 days, bulk-loaded with plain SQL;
    `bench web` reads the same one), then p50/p95
    of the dashboard's queries: the feed's first page, a page filtered by verdict, an older page,
@@ -24,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _verdicts(n: int):
+def _verdicts(n: int, img: np.ndarray | None = None):
     from inspector.messages import Candidate, Frame, Verdict, VerdictKind
 
-    img = np.zeros((8, 8, 3), np.uint8)
+    img = np.zeros((8, 8, 3), np.uint8) if img is None else img
     kinds = [VerdictKind.passed] * 8 + [VerdictKind.fail, VerdictKind.review]
     cand = (Candidate((1.0, 1.0, 5.0, 5.0), 0.9, "defect", "bench"),)
     return [Verdict(Frame("cam", i, img), kinds[i % 10], "detector_only", "bench", cand if i % 10 >= 8 else (), ())
@@ -79,6 +80,35 @@ def datetime_utc():
 
 
 DEFECTS = ["scratch", "crack", "stain", "hole", "chip"]
+
+
+def with_pictures(d: Path, n: int) -> dict[str, float]:
+    """Verdicts/s through the writer with the default pictures (frame, thumbnail and crop of every
+    fail and review: 1 in 5 here, 640x480 frames), synchronous normal against full (every commit,
+    picture and folder fsynced: what surviving a power cut costs), in the same run (median of 3 each)."""
+    from inspector.config import CropperConfig, StoreConfig
+    from inspector.cropper import make_crops
+    from inspector.store import Store
+
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    vs = _verdicts(n, image)
+    rates: dict[str, list[float]] = {"normal": [], "full": []}
+    for round_ in range(3):  # alternating, so that both see the same disk weather; medians
+        for mode in rates:
+            sub = d / f"pictures-{mode}-{round_}"
+            store = Store(f"sqlite:///{sub / 'inspector.db'}", sub, StoreConfig(synchronous=mode))
+            try:
+                crops = [tuple(make_crops(image, list(v.candidates), CropperConfig())) for v in vs]
+                store.save(vs[0], "p", "none")
+                t = time.perf_counter()
+                for v, c in zip(vs, crops):
+                    store.submit(v, "p", "none", crops=c)
+                if not store.flush(300):
+                    raise RuntimeError("the writer did not finish")
+                rates[mode].append(n / (time.perf_counter() - t))
+            finally:
+                store.close()
+    return {mode: statistics.median(r) for mode, r in rates.items()}
 
 
 def big_database(d: Path, n: int, days: float = 30.0) -> datetime:
@@ -174,18 +204,23 @@ def main(writes_n: int = 5000, inspections: int = 1_000_000, rounds: int = 40, a
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         ours, single, bare = writes(d, writes_n)
+        pics = with_pictures(d, max(50, writes_n // 10))
         t = time.perf_counter()
         big_database(d, inspections)
         load_s = time.perf_counter() - t
         r = reads(d, rounds)
     res = {"bench": "store", "writes": writes_n, "writer_per_s": round(ours), "save_one_by_one_per_s": round(single),
            "bare_insert_per_s": round(bare),
-           "ratio": round(ours / bare, 3), "inspections": inspections, "load_s": round(load_s, 1), "reads": r}
+           "ratio": round(ours / bare, 3), "with_pictures": max(50, writes_n // 10),
+           "pictures_normal_per_s": round(pics["normal"]), "pictures_full_per_s": round(pics["full"]),
+           "full_over_normal": round(pics["full"] / pics["normal"], 3), "inspections": inspections, "load_s": round(load_s, 1), "reads": r}
     print(f"store bench: SQLite (WAL, synchronous=NORMAL), {writes_n} verdicts written, "
           f"{inspections:,} inspections for the reads")
     print(f"  the writer (batched transactions)         {ours:9.0f} verdicts/s  (bar >= 5,000)")
     print(f"  bare Core insert, one transaction for all {bare:9.0f} verdicts/s  writer/bare {ours / bare:.3f}")
     print(f"  Store.save, waiting for each commit       {single:9.0f} verdicts/s  (a commit per verdict)")
+    print(f"  with pictures (1 in 5 verdicts), {res['with_pictures']} verdicts: synchronous=normal "
+          f"{pics['normal']:.0f}/s, full {pics['full']:.0f}/s, full/normal {pics['full'] / pics['normal']:.3f}")
     for name, v in r.items():
         print(f"  {name:28s} p50 {v['p50_ms']:7.2f} ms  p95 {v['p95_ms']:7.2f} ms  (bar p95 < 50)")
     if as_json:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector import durable
 from inspector.messages import Candidate, Frame
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ class Spool:
     def __init__(self, directory: Path, *, fsync: bool = False):
         self.dir = Path(directory)
         self.fsync = fsync
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if fsync:
+            durable.makedirs(self.dir)  # a job synced into a directory the disk forgot is lost too
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.write_errors = 0
         self._lock = threading.Lock()
         for npy in self.dir.glob("*.npy"):
@@ -76,7 +80,7 @@ class Spool:
                 self._sync(f)
             tmp.replace(side)
             if self.fsync:
-                self._sync_dir()
+                durable.fsync_dir(self.dir)
         except OSError as e:
             self.write_errors += 1
             npy.unlink(missing_ok=True)
@@ -117,10 +121,3 @@ class Spool:
         if self.fsync:
             f.flush()
             os.fsync(f.fileno())
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

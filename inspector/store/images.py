@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector import durable
+
 log = logging.getLogger(__name__)
 RECHECK_S = 1.0  # disk_usage is a syscall; once a second is plenty at line speed
 RESUME_MARGIN = 0.95  # resume only clear of the limits, so the alert does not flap
@@ -46,6 +48,7 @@ class ImageStore:
         self.written = 0
         self.on_pressure = None  # called (no args) when the guard trips: retention makes room
         self._lock = threading.Lock()
+        self._unsynced_dirs: set[Path] = set()  # new names not yet on disk (fsync mode)
         self._checked = 0.0
 
     # --- the guard ------------------------------------------------------------------------------
@@ -121,13 +124,19 @@ class ImageStore:
         path = self.root / rel
         tmp = path.with_suffix(".part")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if self.fsync:
+                durable.makedirs(path.parent)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(buf.tobytes())
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
             tmp.replace(path)  # never a half-written JPEG behind a database row
+            if self.fsync:
+                with self._lock:
+                    self._unsynced_dirs.add(path.parent)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             self.skipped += 1
@@ -143,6 +152,19 @@ class ImageStore:
             self.used_bytes += len(buf)
             self.written += 1
         return Written(rel.as_posix(), len(buf))
+
+    def make_durable(self) -> None:
+        """Put the names of the pictures written since on disk (one fsync per folder, not per
+        picture): called before the rows that point at them are committed, so that after a power
+        cut no row points at a picture the disk forgot."""
+        with self._lock:
+            dirs, self._unsynced_dirs = self._unsynced_dirs, set()
+        for d in dirs:
+            try:
+                durable.fsync_dir(d)
+            except OSError as e:
+                log.error("could not sync the folder %s: %s (its newest pictures may not survive a power cut)",
+                          d, e)
 
     def delete(self, rel: str) -> int:
         """Remove one picture; returns the bytes it took (0 if it was already gone)."""

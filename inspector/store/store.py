@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from inspector import durable
 from inspector.config import StoreConfig
 from inspector.filehash import sha256_of as _sha256
 from inspector.messages import Crop, CropReport, Verdict
@@ -48,10 +49,11 @@ class Store:
         cfg = cfg or StoreConfig()
         self.cfg = cfg
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        mkdir = durable.makedirs if cfg.synchronous == "full" else lambda d: d.mkdir(parents=True, exist_ok=True)
+        mkdir(self.data_dir)
         self.url = url
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            mkdir(Path(url.removeprefix("sqlite:///")).parent)
         busy = cfg.busy_timeout_s
         self.engine = create_engine(url, connect_args={"timeout": busy} if url.startswith("sqlite") else {},
                                     pool_pre_ping=not url.startswith("sqlite"))

@@ -155,6 +155,7 @@ class Writer:
 
     def _write_batch(self, batch: list[Pending]) -> None:
         pictures = {id(p): self._pictures(p) for p in batch}
+        self.images.make_durable()
         delay = 0.2
         while True:
             try:
