@@ -159,8 +159,11 @@ def run_fs(lower: Path, mount: Path, control: Path) -> int:
         @op
         def getattr(self, path, fh=None):
             st = os.fstat(fh) if fh is not None else os.lstat(full(path))
-            return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")} \
-                | {"st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
+            # Ownership is not modelled: all is ours. (LOWER's group may have no id in a user
+            # namespace, and the kernel refuses writes into a folder whose owner has none.)
+            return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_size", "st_ino")} \
+                | {"st_uid": os.getuid(), "st_gid": os.getgid(),
+                   "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
 
         @op
         def chmod(self, path, mode):
@@ -169,8 +172,7 @@ def run_fs(lower: Path, mount: Path, control: Path) -> int:
 
         @op
         def chown(self, path, uid, gid):
-            os.chown(full(path), uid, gid)
-            return 0
+            return 0  # see getattr
 
         @op
         def utimens(self, path, times=None):
