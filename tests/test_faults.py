@@ -2,9 +2,9 @@
 the line runs: it keeps inspecting, says what is wrong, and once the fault is gone every part has
 exactly one verdict in the database, every reported verdict among them, no crop left waiting.
 
-(kill -9 is tests/test_crash.py, SIGTERM and a hung loop tests/test_service.py, the VLM down /
-slow / talking nonsense tests/test_reasoner_pipeline.py and test_reasoner_openai.py, a camera that
-vanishes tests/test_live_sources.py.)
+(kill -9 is tests/test_crash.py, power loss tests/test_power_loss.py, SIGTERM and a hung loop
+tests/test_service.py, the VLM down / slow / talking nonsense tests/test_reasoner_pipeline.py and
+test_reasoner_openai.py, a camera that vanishes tests/test_live_sources.py.)
 """
 
 from __future__ import annotations
