@@ -590,7 +590,9 @@ def cmd_eval(args) -> int:
     print(f"{rep.images} images ({rep.good} good, {rep.images - rep.good} defective with "
           f"{rep.defects} defects), threshold {thr:.6g} ({source})")
     print(f"  image AUROC                    {rep.image_auroc:.4f}")
-    print(f"  defect recall                  {rep.defect_recall:.4f}  (IoU >= 0.1 or centre inside)")
+    lo, hi = rep.defect_recall_ci95
+    print(f"  defect recall                  {rep.defect_recall:.4f}  ({rep.defects_found}/{rep.defects} found: IoU >= "
+          f"0.1 or centre inside; 95% interval {lo:.3f}-{hi:.3f})")
     print(f"  false candidates per good part {rep.false_candidates_per_good:.3f}")
     print(f"  frames sent to the VLM         {rep.sent_to_vlm:.2%}  (good parts {rep.good_sent_to_vlm:.2%}, "
           f"defective {rep.bad_sent_to_vlm:.2%})")

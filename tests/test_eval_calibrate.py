@@ -54,7 +54,10 @@ def test_eval_numbers_match_a_hand_computation(tmp_path, anomalib_config):
     r = json.loads(p.stdout)
     # AUROC over (bad, good) pairs: (0.98 > 0.118) + (0.98 > 0.784) + tie 0.5 + (0.118 < 0.784) 0 = 2.5/4
     assert r["image_auroc"] == pytest.approx(0.625)
-    assert r["defect_recall"] == pytest.approx(0.5)
+    assert r["defect_recall"] == pytest.approx(0.5) and r["defects_found"] == 1
+    # Wilson, 1 of 2 at z=1.96: centre 0.5, half-width 1.96*sqrt(0.25/2 + 3.8416/16)/(1 + 3.8416/2)
+    half = 1.96 * (0.125 + 1.96 ** 2 / 16) ** 0.5 / (1 + 1.96 ** 2 / 2)
+    assert r["defect_recall_ci95"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-4)
     assert r["false_candidates_per_good"] == pytest.approx(0.5)
     assert r["sent_to_vlm"] == pytest.approx(0.5) and r["good_sent_to_vlm"] == pytest.approx(0.5)
     assert (r["images"], r["good"], r["defects"]) == (4, 2, 2)
@@ -159,3 +162,16 @@ def test_eval_skips_missing_images_by_name(tmp_path, anomalib_config):
     assert p.returncode == 0, p.stderr
     assert "gone.png: not a readable image (skipped)" in p.stderr
     assert json.loads(p.stdout)["images"] == 1
+
+
+def test_wilson_interval_edges_and_width():
+    from inspector.prefilter.metrics import wilson
+
+    z2 = 1.96 ** 2
+    assert wilson(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))  # none found: closed form
+    assert wilson(10, 10) == pytest.approx((10 / (10 + z2), 1.0))
+    lo, hi = wilson(99, 110)  # gravel's 0.900: the bar 0.95 is inside what it could be
+    assert lo < 0.9 < hi and 0.82 < lo < 0.84 and 0.94 < hi < 0.95
+    lo4, hi4 = wilson(396, 440)  # 4x the defects: half as wide
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=0.1)
+    assert all(v != v for v in wilson(0, 0))  # nan

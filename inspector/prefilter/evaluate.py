@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from inspector.messages import Box
-from inspector.prefilter.metrics import found, pr_curve, roc_auc
+from inspector.prefilter.metrics import found, pr_curve, roc_auc, wilson
 
 
 class EvalError(Exception):
@@ -45,6 +45,8 @@ class Report:
     defects: int
     image_auroc: float
     defect_recall: float
+    defects_found: int
+    defect_recall_ci95: tuple[float, float]  # Wilson: what the recall could be with this many defects
     false_candidates_per_good: float
     sent_to_vlm: float  # share of all frames with at least one candidate
     good_sent_to_vlm: float
@@ -52,8 +54,11 @@ class Report:
     unreadable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        d = dict(vars(self))
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+        def r(v):
+            if isinstance(v, float):
+                return round(v, 4)
+            return [r(x) for x in v] if isinstance(v, tuple) else v
+        return {k: r(v) for k, v in vars(self).items()}
 
 
 def read_labels(labels: Path, images_dir: Path) -> list[Labelled]:
@@ -117,11 +122,13 @@ def report(results: list[ImageResult], threshold: float, unreadable=()) -> Repor
     good = [r for r in results if not r.boxes]
     bad = [r for r in results if r.boxes]
     defects = [(b, r.candidates) for r in bad for b in r.boxes]
-    recall = sum(found(b, c) for b, c in defects) / len(defects) if defects else float("nan")
+    n_found = sum(found(b, c) for b, c in defects)
+    recall = n_found / len(defects) if defects else float("nan")
     sent = [bool(r.candidates) for r in results]
     return Report(
         threshold=threshold, images=len(results), good=len(good), defects=len(defects),
         image_auroc=roc_auc([r.score for r in results], labels), defect_recall=recall,
+        defects_found=n_found, defect_recall_ci95=wilson(n_found, len(defects)),
         false_candidates_per_good=(sum(len(r.candidates) for r in good) / len(good)) if good else float("nan"),
         sent_to_vlm=float(np.mean(sent)),
         good_sent_to_vlm=float(np.mean([bool(r.candidates) for r in good])) if good else float("nan"),
