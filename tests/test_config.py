@@ -85,6 +85,7 @@ def test_shipped_example_config_is_valid():
     assert cfg.reasoner.type == "openai" and cfg.reasoner.profile == "ernie-4.5-vl"
     assert cfg.reasoner.dialect == "json_schema" and cfg.reasoner.workers == 4
     assert cfg.cameras[0].roi == (100, 80, 540, 400) and cfg.cameras[0].mm_per_px == 0.12
+    assert cfg.store.synchronous == "full"  # an edge box on a factory floor loses power
 
 
 @pytest.mark.parametrize("reasoner,message", [
