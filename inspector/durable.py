@@ -16,9 +16,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def makedirs(path: Path) -> None:
-    """mkdir -p whose new directories are all on disk: each one's parent is fsynced after it."""
+def makedirs(path: Path, *, sync: bool = True) -> None:
+    """mkdir -p whose new directories are all on disk: each one's parent is fsynced after it
+    (with sync=False, a plain mkdir -p: the store.synchronous: normal case)."""
     path = Path(path)
+    if not sync:
+        path.mkdir(parents=True, exist_ok=True)
+        return
     missing = []
     while not path.is_dir():
         missing.append(path)

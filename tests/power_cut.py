@@ -238,10 +238,7 @@ def run_fs(lower: Path, mount: Path, control: Path) -> int:
 
         @op
         def rmdir(self, path):
-            st = os.lstat(full(path))
-            os.rmdir(full(path))
-            disk.gone(st)
-            return 0
+            return self._remove(path, os.rmdir)
 
         @op
         def mknod(self, path, mode, dev):
@@ -250,8 +247,11 @@ def run_fs(lower: Path, mount: Path, control: Path) -> int:
 
         @op
         def unlink(self, path):
+            return self._remove(path, os.unlink)
+
+        def _remove(self, path, remove):
             st = os.lstat(full(path))
-            os.unlink(full(path))
+            remove(full(path))
             disk.gone(st)
             return 0
 

@@ -92,13 +92,13 @@ def with_pictures(d: Path, n: int) -> dict[str, float]:
 
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     vs = _verdicts(n, image)
+    crops = [tuple(make_crops(image, list(v.candidates), CropperConfig())) for v in vs]
     rates: dict[str, list[float]] = {"normal": [], "full": []}
     for round_ in range(3):  # alternating, so that both see the same disk weather; medians
         for mode in rates:
             sub = d / f"pictures-{mode}-{round_}"
             store = Store(f"sqlite:///{sub / 'inspector.db'}", sub, StoreConfig(synchronous=mode))
             try:
-                crops = [tuple(make_crops(image, list(v.candidates), CropperConfig())) for v in vs]
                 store.save(vs[0], "p", "none")
                 t = time.perf_counter()
                 for v, c in zip(vs, crops):
@@ -213,7 +213,8 @@ def main(writes_n: int = 5000, inspections: int = 1_000_000, rounds: int = 40, a
            "bare_insert_per_s": round(bare),
            "ratio": round(ours / bare, 3), "with_pictures": max(50, writes_n // 10),
            "pictures_normal_per_s": round(pics["normal"]), "pictures_full_per_s": round(pics["full"]),
-           "full_over_normal": round(pics["full"] / pics["normal"], 3), "inspections": inspections, "load_s": round(load_s, 1), "reads": r}
+           "full_over_normal": round(pics["full"] / pics["normal"], 3),
+           "inspections": inspections, "load_s": round(load_s, 1), "reads": r}
     print(f"store bench: SQLite (WAL, synchronous=NORMAL), {writes_n} verdicts written, "
           f"{inspections:,} inspections for the reads")
     print(f"  the writer (batched transactions)         {ours:9.0f} verdicts/s  (bar >= 5,000)")

@@ -46,10 +46,7 @@ class Spool:
     def __init__(self, directory: Path, *, fsync: bool = False):
         self.dir = Path(directory)
         self.fsync = fsync
-        if fsync:
-            durable.makedirs(self.dir)  # a job synced into a directory the disk forgot is lost too
-        else:
-            self.dir.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(self.dir, sync=fsync)  # a job synced into a folder the disk forgot is lost too
         self.write_errors = 0
         self._lock = threading.Lock()
         for npy in self.dir.glob("*.npy"):

@@ -124,10 +124,7 @@ class ImageStore:
         path = self.root / rel
         tmp = path.with_suffix(".part")
         try:
-            if self.fsync:
-                durable.makedirs(path.parent)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            durable.makedirs(path.parent, sync=self.fsync)
             with open(tmp, "wb") as f:
                 f.write(buf.tobytes())
                 if self.fsync:

@@ -49,11 +49,10 @@ class Store:
         cfg = cfg or StoreConfig()
         self.cfg = cfg
         self.data_dir = Path(data_dir)
-        mkdir = durable.makedirs if cfg.synchronous == "full" else lambda d: d.mkdir(parents=True, exist_ok=True)
-        mkdir(self.data_dir)
+        durable.makedirs(self.data_dir, sync=cfg.synchronous == "full")
         self.url = url
         if url.startswith("sqlite:///"):
-            mkdir(Path(url.removeprefix("sqlite:///")).parent)
+            durable.makedirs(Path(url.removeprefix("sqlite:///")).parent, sync=cfg.synchronous == "full")
         busy = cfg.busy_timeout_s
         self.engine = create_engine(url, connect_args={"timeout": busy} if url.startswith("sqlite") else {},
                                     pool_pre_ping=not url.startswith("sqlite"))
