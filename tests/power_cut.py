@@ -14,7 +14,9 @@ boot finds it. Everything in LOWER when it was mounted counts as synced.
 folder CONTROL/boot-K), starts COMMAND and writes CONTROL/up-K. When the test writes CONTROL/cut-K,
 it freezes the filesystem, kills COMMAND's process group with SIGKILL, unmounts, lets LOWER be
 rewritten and writes CONTROL/down-K; it boots again when CONTROL/power-on-K appears. When COMMAND
-ends by itself, it unmounts cleanly and its exit status is ours. Run it inside a private mount namespace (`unshare -rm`), which FUSE mounts are allowed in.
+ends by itself, it unmounts cleanly and its exit status is ours; on SIGTERM it kills COMMAND and
+the filesystem and leaves. Run it inside a private mount namespace (`unshare -rm`), which FUSE
+mounts are allowed in.
 
 usage: power_cut.py fs LOWER MOUNT CONTROL
        power_cut.py line LOWER MOUNT CONTROL -- COMMAND...
@@ -298,10 +300,22 @@ def _group_alive(pgid: int) -> bool:
 
 
 def run_line(lower: Path, mount: Path, control: Path, command: list[str]) -> int:
+    running: dict[str, subprocess.Popen] = {}
+
+    def stop(_sig, _frame):  # the test gave up: leave no program or mount behind
+        child = running.get("child")
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        if running.get("fs") is not None:
+            running["fs"].kill()
+        os._exit(143)
+    signal.signal(signal.SIGTERM, stop)
+
     for boot in range(1000):
         ctl = control / f"boot-{boot}"
         ctl.mkdir()
-        fs = subprocess.Popen([sys.executable, __file__, "fs", str(lower), str(mount), str(ctl)])
+        fs = running["fs"] = subprocess.Popen([sys.executable, __file__, "fs", str(lower), str(mount), str(ctl)])
         deadline = time.monotonic() + 30
         while not os.path.ismount(mount):
             if fs.poll() is not None or time.monotonic() > deadline:
@@ -309,7 +323,7 @@ def run_line(lower: Path, mount: Path, control: Path, command: list[str]) -> int
                 fs.kill()
                 return 70
             time.sleep(0.01)
-        child = subprocess.Popen(command, start_new_session=True)
+        child = running["child"] = subprocess.Popen(command, start_new_session=True)
         (control / f"up-{boot}").write_text(str(child.pid))
         while child.poll() is None and not (control / f"cut-{boot}").exists():
             time.sleep(0.005)
