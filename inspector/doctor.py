@@ -76,7 +76,10 @@ def check_disk(cfg) -> Check:
     if free_mb < need:
         return Check("disk", False, f"{probe}: {free_mb:,.0f} MB free, under store.retention.min_free_mb "
                                     f"({need:,.0f} MB): pictures would not be kept")
-    return Check("disk", True, f"{probe}: {free_mb:,.0f} MB free (keeps at least {need:,.0f} MB)")
+    durable = ("every write fsynced: survives a power cut" if cfg.store.synchronous == "full" else
+               "store.synchronous is normal: a power cut may take back the last verdicts and waiting "
+               "crops (full fsyncs them)")
+    return Check("disk", True, f"{probe}: {free_mb:,.0f} MB free (keeps at least {need:,.0f} MB); {durable}")
 
 
 def check_detector(cfg) -> tuple[Check, object | None]:

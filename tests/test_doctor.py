@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 import yaml
 
 from inspector.reasoner.local_server import free_port
@@ -32,6 +33,7 @@ def test_a_ready_box_passes_every_check(tmp_path, demo_line):
     assert all(c["ok"] for c in checks.values())
     assert "a 640x480 frame" in checks["camera cam1"]["detail"] and "candidate(s)" in checks["camera cam1"]["detail"]
     assert "TEST model" in checks["VLM"]["detail"] and "answered" in checks["VLM"]["detail"]
+    assert "a power cut may take back the last verdicts" in checks["disk"]["detail"]  # the default: normal
     assert "all checks passed" in r.stderr
     assert not (tmp_path / "data" / "inspector.db").exists()  # doctor changes nothing
 
@@ -67,3 +69,16 @@ def test_a_broken_box_gets_every_fault_named(tmp_path):
     assert "cannot reach the VLM server" in checks["VLM"]["detail"]
     assert "5 problem(s): database, disk, detector, camera cam1, VLM" in r.stderr
     assert r.stdout.count("FAIL ") == 5
+
+
+@pytest.mark.parametrize("synchronous,says", [("full", "survives a power cut"),
+                                              ("normal", "a power cut may take back the last verdicts")])
+def test_the_disk_check_says_whether_writes_survive_a_power_cut(tmp_path, synchronous, says):
+    from inspector.config import parse_config
+    from inspector.doctor import check_disk
+
+    cfg = parse_config({"data_dir": str(tmp_path / "data"), "store": {"synchronous": synchronous},
+                        "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(tmp_path)}}],
+                        "reasoner": {"type": "llama_cpp", "test_model": True}})
+    c = check_disk(cfg)
+    assert c.ok and says in c.detail
