@@ -482,7 +482,7 @@ def cmd_calibrate(args) -> int:
     good = _images_in(args.good, "--good")
     bad = _images_in(args.bad, "--bad") if args.bad else []
     try:
-        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress)
+        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress, args.weighted)
     except cal.CalibrationError as e:
         _fail(str(e))
     for f in fits if len(fits) > 1 else []:
@@ -496,8 +496,10 @@ def cmd_calibrate(args) -> int:
                                     target_false_reject=args.target, roi=roi, measured=m)
     path = cal.save(args.out_dir or cfg.calibration_dir, result, best.stats)
     if best.stats is not None:
+        weighed = (f", weighed by {best.stats.anomaly_cells} cells of synthetic anomalies painted on them"
+                   if best.stats.anomaly_cells else "")
         print(f"product {args.product}: normal statistics fitted on {best.stats.cells} cells of "
-              f"{m.good_images} good parts; threshold {thr:.6g} on the distance from normal")
+              f"{m.good_images} good parts{weighed}; threshold {thr:.6g} on the distance from normal")
     else:
         print(f"product {args.product}: threshold {thr:.6g} on the model's map (model default "
               f"{det.threshold:.6g})")
@@ -858,6 +860,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.01, help="most good parts to send on (0.01 = 1%%)")
     p.add_argument("--no-statistics", dest="statistics", action="store_false",
                    help="fit the threshold only, not the model's per-product normal statistics")
+    p.add_argument("--no-weighting", dest="weighted", action="store_false",
+                   help="plain normal statistics: do not re-weigh them by synthetic anomalies painted on "
+                        "the good parts")
     p.add_argument("--roi", help="x1,y1,x2,y2 (default: the ROI of the product's camera)")
     p.add_argument("--out-dir", type=Path, help="where to write <product>.yaml (default: calibration_dir)")
     p.add_argument("--config", type=Path)

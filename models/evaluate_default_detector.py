@@ -5,11 +5,13 @@
 For each held-out surface: render good parts (calibration set) and a test set (half of the parts
 defective, every defect kind) with the demo renderer, fit the normal statistics and the threshold
 on the good parts as `inspector calibrate thresholds` does, then measure the test set as
-`inspector eval` does. The same with the model's own map (no statistics) is the baseline.
+`inspector eval` does. Three ways, each calibrated on the same good parts: the model's own map,
+plain normal statistics, and normal statistics weighed by synthetic anomalies painted on the good
+parts (what `inspector calibrate thresholds` fits by default).
 Each surface is measured on --repeats independent draws (default 3): one draw has 110-140 defects,
 whose recall is only known to +-0.05, too loose to hold against a 0.95 bar. Prints a row per
 draw, then the pooled row (recall with its 95% Wilson interval) per surface and mode, and writes
-models/eval-held-out.json and a PR curve per surface (first draw, with statistics).
+models/eval-held-out.json and a PR curve per surface (first draw, weighted statistics).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, surface in enumerate(a.surfaces):
-            runs = {"model map": [], "normal statistics": []}
+            runs = {"model map": [], "plain statistics": [], "weighted statistics": []}
             for r in range(a.repeats):
                 # Repeat 0 is the set these numbers were always measured on; each further repeat
                 # is a fresh draw (other seeds) of good parts and test parts.
@@ -57,15 +59,16 @@ def main() -> int:
                 test = generate(Path(tmp) / surface / f"test{r}", a.test, seed=2000 + n + 10 * r, defect_rate=0.5,
                                 surfaces=[surface], defects=list(PAINTERS))
                 good_paths = [g.path for g in read_labels(good.ground_truth, good.frames_dir)]
-                for mode, statistics in (("model map", False), ("normal statistics", True)):
-                    fitted = fit(det, good_paths, [], ROI, a.target, statistics)
+                for mode, statistics, weighted in (("model map", False, False), ("plain statistics", True, False),
+                                                   ("weighted statistics", True, True)):
+                    fitted = fit(det, good_paths, [], ROI, a.target, statistics, weighted=weighted)
                     thr, normal = fitted.threshold, fitted.stats
                     results, _ = run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr,
                                      f"{surface}: test {r + 1}", normal)
                     rep = report(results, thr)
-                    if normal is not None and r == 0:
+                    if weighted and r == 0:
                         draw_pr_curve(results, thr, a.out / f"pr-{surface}.png",
-                                      f"{det.model_id} + normal statistics on held-out {surface}")
+                                      f"{det.model_id} + weighted normal statistics on held-out {surface}")
                     missed = {}
                     by_image = {x.path.name: x for x in results}
                     for line in test.ground_truth.read_text().splitlines():

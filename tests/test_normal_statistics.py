@@ -69,6 +69,87 @@ def test_scale_is_what_good_cells_reach_once_in_a_thousand():
     assert s.scale[1] == pytest.approx(np.quantile(np.arange(1000.0), normal.SCALE_QUANTILE))
 
 
+def test_weighing_by_anomalies_keeps_the_directions_they_take_and_floors_the_rest():
+    from inspector.prefilter.metrics import roc_auc
+
+    rng = np.random.default_rng(3)
+    good = rng.normal(size=(6, 20000))
+    fit = NormalFit()
+    fit.add(good.reshape(1, 6, 100, 200))
+    plain = fit.result([6])
+    anomalies = rng.normal(size=(6, 4000))
+    anomalies[:2] *= 4.0  # anomalies depart along two directions only
+    z = plain.whiten.astype(np.float64) @ (anomalies - plain.mean[:, None])
+    weighed = normal.weigh_by_anomalies(plain, z @ z.T / z.shape[1], z.shape[1], [6])
+    assert weighed.anomaly_cells == 4000 and np.array_equal(weighed.mean, plain.mean)
+    # The whitened directions' weights: ~1 - 1/16 along the anomalies' two, the floor elsewhere.
+    w = np.linalg.svd(weighed.whiten.astype(np.float64) @ np.linalg.inv(plain.whiten.astype(np.float64)),
+                      compute_uv=False) ** 2
+    assert w[:2] == pytest.approx([1 - 1 / 16] * 2, abs=0.03)
+    assert w[2:] == pytest.approx([normal.WEIGHT_FLOOR] * 4, abs=1e-6)
+
+    test_good, test_bad = rng.normal(size=(6, 2000)), rng.normal(size=(6, 2000))
+    test_bad[:2] *= 4.0
+
+    def auroc(st):
+        d = [np.linalg.norm(st.whiten @ (x - st.mean[:, None]), axis=0) for x in (test_good, test_bad)]
+        return roc_auc(np.r_[d[0], d[1]], [False] * 2000 + [True] * 2000)
+
+    assert auroc(weighed) > auroc(plain) + 0.02
+    # Anomalies indistinguishable from good cells change no ranking: every direction at the floor.
+    same = normal.weigh_by_anomalies(plain, np.eye(6), 100, [6])
+    assert np.allclose(same.whiten, np.sqrt(normal.WEIGHT_FLOOR) * plain.whiten, atol=1e-6)
+    assert normal.weigh_by_anomalies(plain, np.eye(6), 0, [6]) is plain  # none painted: unchanged
+
+
+def test_synthetic_anomalies_stay_inside_the_area_and_are_reproducible():
+    from inspector.prefilter.synthetic import paint_anomaly
+
+    base = np.full((300, 400, 3), 128, np.uint8)
+    masks = []
+    for seed in range(40):
+        img = base.copy()
+        mask = paint_anomaly(img, np.random.default_rng(seed), (50, 60, 350, 260))
+        changed = np.any(img != base, axis=2)
+        assert mask.any() and not changed[:60].any() and not changed[260:].any() and not changed[:, :50].any()
+        assert np.all(changed[mask > 0] | (np.abs(img[mask > 0].astype(int) - 128) < 3).all(axis=1))
+        masks.append(int((mask > 0).sum()))
+    assert min(masks) < 100 < 2000 < max(masks)  # specks to patches
+    a, b = base.copy(), base.copy()
+    paint_anomaly(a, np.random.default_rng(7), (50, 60, 350, 260))
+    paint_anomaly(b, np.random.default_rng(7), (50, 60, 350, 260))
+    assert np.array_equal(a, b)
+
+
+def test_weighted_statistics_set_painted_defects_further_from_good_parts(det, gravel):
+    """The demo's defect painters (not the synthetic anomalies the weighting saw) on a surface
+    the model never saw: weighed statistics set most of them further above every good part's peak."""
+    good, bad = gravel
+    frames = [cv2.imread(str(p)) for p in sorted(good.frames_dir.glob("*.png"))]
+    import json
+
+    rows = [json.loads(r) for r in bad.ground_truth.read_text().splitlines()]
+    out = {}
+    for weighted in (False, True):
+        st = normal.fit_on(det, frames, ROI, weighted=weighted)
+        assert (st.anomaly_cells > 500) == weighted
+        roi_img = lambda im: np.ascontiguousarray(im[ROI[1]:ROI[3], ROI[0]:ROI[2]])  # noqa: E731
+        top = max(float(det.anomaly_map(roi_img(f), st)[0].max()) for f in frames)
+        peaks = []
+        for row in rows:
+            amap, cw, ch = det.anomaly_map(roi_img(cv2.imread(str(bad.frames_dir / row["image"]))), st)
+            for d in row["defects"]:
+                x0, y0, x1, y1 = d["box"]
+                cells = amap[max(0, int((y0 - ROI[1]) / ch)):int(np.ceil((y1 - ROI[1]) / ch)) + 1,
+                             max(0, int((x0 - ROI[0]) / cw)):int(np.ceil((x1 - ROI[0]) / cw)) + 1]
+                peaks.append(float(cells.max()) / top if cells.size else 0.0)
+        out[weighted] = np.array(peaks)
+    assert len(out[True]) >= 12
+    gain = out[True] / out[False]  # per defect: how much further above good parts' peaks
+    assert np.exp(np.log(gain).mean()) > 1.1
+    assert (out[True] > out[False]).mean() >= 0.75
+
+
 def test_the_graph_distance_is_the_scaled_mahalanobis_distance(det, gravel):
     good, _ = gravel
     frames = [cv2.imread(str(p)) for p in sorted(good.frames_dir.glob("*.png"))[:6]]
@@ -101,6 +182,7 @@ def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surfac
     assert doc["measured"]["false_reject_rate"] <= 0.1
     assert doc["measured"]["bad_recall"] == pytest.approx(flagged["distance from normal"] / 100, abs=1e-3)
     assert "each scored by statistics fitted on the others" in p.stdout
+    assert ref["anomaly_cells"] > 500 and f"weighed by {ref['anomaly_cells']} cells of synthetic anomalies" in p.stdout
 
     from inspector.config import load_config
     from inspector.pipeline import product_tuning
@@ -114,6 +196,13 @@ def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surfac
     # The line's detection with these statistics finds what the model map alone misses.
     img = cv2.imread(str(sorted(bad.frames_dir.glob("*.png"))[0]))
     assert det.detect(img, ROI, t.threshold, t.normal)
+
+    # Plain statistics when asked: nothing weighed, and the file says so.
+    p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
+                "--target", "0.1", "--out-dir", str(tmp_path / "plain"), "--no-weighting")
+    assert p.returncode == 0, p.stderr
+    assert yaml.safe_load((tmp_path / "plain" / "demo-tile.yaml").read_text())["normal_statistics"]["anomaly_cells"] == 0
+    assert "synthetic anomalies" not in p.stdout
 
     # Refitted without statistics: the statistics file goes with them.
     p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
@@ -184,3 +273,15 @@ def test_committed_model_is_what_the_head_script_builds():
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in committed.graph.initializer}
     rebuilt = add_head(strip_head(committed), inits["normal_mean"], inits["normal_whiten"], inits["normal_scale"])
     assert rebuilt.SerializeToString() == committed.SerializeToString()
+
+
+def test_statistics_saved_before_the_weighting_still_load(tmp_path):
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, mean=np.zeros(2, np.float32), whiten=np.eye(2, dtype=np.float32), scale=np.ones(1, np.float32),
+             cells=np.int64(10))  # the file format of older calibrations: no anomaly_cells
+    (tmp_path / "old.npz").write_bytes(buf.getvalue())
+    st = normal.load(tmp_path / "old.npz", hashlib.sha256(buf.getvalue()).hexdigest(), 2, 1)
+    assert st.cells == 10 and st.anomaly_cells == 0

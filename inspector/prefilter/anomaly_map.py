@@ -136,6 +136,21 @@ class AnomalyMapDetector:
         x = x[None] if f.layout == "NHWC" else x.transpose(2, 0, 1)[None]
         return np.ascontiguousarray(x, np.float32), sx, sy
 
+    def cell_cover(self, mask: np.ndarray, map_hw: tuple[int, int]) -> np.ndarray:
+        """The share of each map cell that `mask` (float 0..1, the ROI's size) covers, with the
+        ROI scaled and padded as tensor() does it."""
+        f = self.feed
+        h, w = mask.shape[:2]
+        if f.size is not None:
+            m = cv2.resize(mask, f.size, interpolation=cv2.INTER_AREA)
+        else:
+            s = min(1.0, f.max_side / max(h, w)) if f.max_side else 1.0
+            m = mask if s >= 1.0 else cv2.resize(mask, (max(1, round(w * s)), max(1, round(h * s))),
+                                                 interpolation=cv2.INTER_AREA)
+            ph, pw = (-m.shape[0]) % f.multiple, (-m.shape[1]) % f.multiple
+            m = cv2.copyMakeBorder(m, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+        return cv2.resize(m, (int(map_hw[1]), int(map_hw[0])), interpolation=cv2.INTER_AREA)
+
     def anomaly_map(self, roi_img: np.ndarray, normal: NormalStatistics | None = None):
         """(map, cell width, cell height) with cells measured in ROI pixels. With a product's
         normal statistics the map is the distance from normal, else the model's own map."""

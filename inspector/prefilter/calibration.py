@@ -44,6 +44,7 @@ class NormalRef(BaseModel):
     file: str  # relative to the calibration directory
     sha256: str
     cells: int  # feature vectors (map cells) of good parts
+    anomaly_cells: int = 0  # cells of synthetic anomalies that weighed the directions (0: unweighted)
     scale: list[float]  # per feature group, also inside the file; here for a reader's eye
 
 
@@ -117,6 +118,7 @@ def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | Non
         npz = p.with_name(f"{cal.product}.normal.npz")
         digest = normal.save(npz, stats)
         cal.normal_statistics = NormalRef(file=npz.name, sha256=digest, cells=stats.cells,
+                                          anomaly_cells=stats.anomaly_cells,
                                           scale=[round(float(v), 6) for v in stats.scale])
     elif cal.normal_statistics is None:
         p.with_name(f"{cal.product}.normal.npz").unlink(missing_ok=True)  # a stale one from an older fit
@@ -162,7 +164,7 @@ class Fitted:
 
 
 def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statistics: bool,
-        progress=None) -> Fitted:
+        progress=None, weighted: bool = True) -> Fitted:
     """Fit the threshold (after the normal statistics, when asked and the model has them).
 
     With statistics, each good part is scored by statistics fitted on the *other* good parts
@@ -179,7 +181,7 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
             raise CalibrationError(f"{len(good)} good parts are too few to fit normal statistics on "
                                    f"(at least {MIN_GOOD_FOR_STATISTICS}); give more, or --no-statistics")
         try:
-            stats = fit_on(detector, good, roi, progress)
+            stats = fit_on(detector, good, roi, progress, weighted)
         except ValueError as e:
             raise CalibrationError(f"normal statistics: {e}") from None
     if stats is None:
@@ -190,7 +192,7 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
         for k in range(FOLDS):
             others = [p for i, p in enumerate(good) if i % FOLDS != k]
             try:
-                st = fit_on(detector, others, roi)
+                st = fit_on(detector, others, roi, weighted=weighted)
             except ValueError as e:
                 raise CalibrationError(f"normal statistics: {e}") from None
             res, unr = run(detector, goods[k::FOLDS], roi, detector.threshold, f"scoring good parts ({k + 1}/{FOLDS})", st)
@@ -209,11 +211,12 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
     return Fitted(stats, thr, good_res, bad_res, unreadable + bad_unreadable)
 
 
-def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None) -> tuple[Fitted, list[Fitted]]:
+def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None,
+             weighted: bool = True) -> tuple[Fitted, list[Fitted]]:
     """With bad parts and a model that has statistics, both ways are fitted and the one that
     flags more bad parts at the target is kept (then the higher AUROC): a product that is really
     several surfaces may be described badly by one set of statistics."""
-    fits = [fit(detector, good, bad, roi, target, statistics, progress)]
+    fits = [fit(detector, good, bad, roi, target, statistics, progress, weighted)]
     if fits[0].stats is not None and bad:
         fits.append(fit(detector, good, bad, roi, target, False, progress))
     best = max(fits, key=lambda f: (f.measured().bad_recall or 0, f.measured().image_auroc or 0))

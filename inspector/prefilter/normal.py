@@ -23,6 +23,11 @@ from inspector.atomic_write import write_atomic
 SHRINK = 1e-3
 # A feature group's distance is divided by what this share of good cells stays under.
 SCALE_QUANTILE = 0.999
+# Every whitened direction keeps at least this weight after weigh_by_anomalies: a real defect
+# that shows only where the synthetic anomalies never went must still count.
+WEIGHT_FLOOR = 0.2
+# A map cell counts as anomalous when the painted mask covers this share of it.
+ANOMALY_CELL_COVER = 0.05
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class NormalStatistics:
     whiten: np.ndarray  # [D, D] float32: z = whiten @ (f - mean) has unit covariance on good parts
     scale: np.ndarray  # [G] float32: each feature group's distance that good parts reach (1 in 1000 cells)
     cells: int = 0  # feature vectors they were fitted on
+    anomaly_cells: int = 0  # cells of synthetic anomalies that weighted the directions (0: none)
 
     def feeds(self, names: dict[str, str]) -> dict[str, np.ndarray]:
         return {names["mean"]: self.mean, names["whiten"]: self.whiten, names["scale"]: self.scale}
@@ -39,7 +45,7 @@ class NormalStatistics:
         """The same statistics with `scale` measured on distance maps [1, G, h, w] of good parts."""
         vals = np.concatenate([np.asarray(m, np.float32).reshape(m.shape[1], -1) for m in group_maps], axis=1)
         scale = np.quantile(vals, SCALE_QUANTILE, axis=1).astype(np.float32).clip(min=1e-6)
-        return NormalStatistics(self.mean, self.whiten, scale, self.cells)
+        return NormalStatistics(self.mean, self.whiten, scale, self.cells, self.anomaly_cells)
 
 
 class NormalFit:
@@ -80,10 +86,33 @@ class NormalFit:
                                 np.ones(len(groups), np.float32), self.n)
 
 
+def weigh_by_anomalies(stats: NormalStatistics, moment: np.ndarray, cells: int, groups: list[int],
+                       floor: float = WEIGHT_FLOOR) -> NormalStatistics:
+    """Re-weigh each group's whitened directions by how far anomalies spread along them.
+
+    `moment` is E[z z^T] over anomalous cells, z = stats.whiten @ (f - mean): on good cells it is
+    the identity. In its eigenbasis, with r_i the anomalies' second moment along direction i, the
+    likelihood ratio of "anomaly" (zero mean, covariance diag(r)) against "good" (identity) is
+    sum (1 - 1/r_i) z_i^2 + const: directions where anomalies look like good cells (r_i ~ 1) are
+    noise that only raises good parts' maxima, and fall to the floor. The result is again
+    `W (f - mean)`, summed in squares per group, so the model's graph computes it unchanged."""
+    if cells < 1:
+        return stats
+    whiten = np.zeros_like(stats.whiten, dtype=np.float64)
+    at = 0
+    for size in groups:
+        r, vecs = np.linalg.eigh(moment[at:at + size, at:at + size])
+        weight = np.clip(1.0 - 1.0 / np.clip(r, 1e-6, None), floor, 1.0)
+        whiten[at:at + size] = (np.sqrt(weight)[:, None] * vecs.T) @ stats.whiten[at:at + size].astype(np.float64)
+        at += size
+    return NormalStatistics(stats.mean, whiten.astype(np.float32), stats.scale, stats.cells, cells)
+
+
 def save(path: Path, stats: NormalStatistics) -> str:
     """Write atomically; returns the file's sha256 (the YAML records it)."""
     buf = io.BytesIO()
-    np.savez(buf, mean=stats.mean, whiten=stats.whiten, scale=stats.scale, cells=np.int64(stats.cells))
+    np.savez(buf, mean=stats.mean, whiten=stats.whiten, scale=stats.scale, cells=np.int64(stats.cells),
+             anomaly_cells=np.int64(stats.anomaly_cells))
     data = buf.getvalue()
     write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -103,6 +132,7 @@ def load(path: Path, sha256: str | None = None, size: int | None = None,
         with np.load(io.BytesIO(data)) as z:
             mean, whiten = z["mean"].astype(np.float32), z["whiten"].astype(np.float32)
             scale, cells = z["scale"].astype(np.float32), int(z["cells"])
+            anomaly_cells = int(z["anomaly_cells"]) if "anomaly_cells" in z.files else 0  # older fits: none
     except (ValueError, KeyError, OSError) as e:
         raise ValueError(f"normal statistics {path} are not readable ({e})") from None
     d = mean.shape[0] if mean.ndim == 1 else -1
@@ -112,13 +142,20 @@ def load(path: Path, sha256: str | None = None, size: int | None = None,
                          f"{scale.shape} do not fit a model with {size} features in {groups} groups")
     if not all(np.isfinite(a).all() for a in (mean, whiten, scale)) or (scale <= 0).any():
         raise ValueError(f"normal statistics {path} contain NaN, infinity or a scale <= 0")
-    return NormalStatistics(mean, whiten, scale, cells)
+    return NormalStatistics(mean, whiten, scale, cells, anomaly_cells)
 
 
-def fit_on(detector, images, roi, progress=None) -> NormalStatistics:
-    """Fit `detector`'s normal statistics on good images (paths or BGR arrays). Unreadable images
-    and ones the ROI does not fit are skipped here: scoring the same images reports them."""
+ANOMALY_SEED = 20261124  # the same good parts always get the same synthetic anomalies
+
+
+def fit_on(detector, images, roi, progress=None, weighted: bool = True) -> NormalStatistics:
+    """Fit `detector`'s normal statistics on good images (paths or BGR arrays): mean and
+    whitening, then (`weighted`) the directions re-weighed by generic synthetic anomalies painted
+    on the same parts, then each group's scale. Unreadable images and ones the ROI does not fit
+    are skipped here: scoring the same images reports them."""
     import cv2
+
+    from inspector.prefilter.synthetic import paint_anomaly
 
     def frames(what: str):
         for i, im in enumerate(images, 1):
@@ -128,13 +165,36 @@ def fit_on(detector, images, roi, progress=None) -> NormalStatistics:
             if progress:
                 progress(i, len(images), what)
 
+    groups = list(detector.normal_spec.groups)
     fit = NormalFit()
     for img in frames("fitting normal statistics"):
         try:
             fit.add(detector.features(img, roi))
         except ValueError:
             continue
-    first = fit.result(list(detector.normal_spec.groups))
+    first = fit.result(groups)
+    if weighted:
+        rng = np.random.default_rng(ANOMALY_SEED)
+        mean, whiten = first.mean.astype(np.float64), first.whiten.astype(np.float64)
+        moment, cells = np.zeros_like(whiten), 0
+        for img in frames("weighing by synthetic anomalies"):
+            H, W = img.shape[:2]
+            x0, y0, x1, y1 = (0, 0, W, H) if roi is None else (
+                max(0, int(roi[0])), max(0, int(roi[1])), min(W, int(roi[2])), min(H, int(roi[3])))
+            if x1 - x0 < 32 or y1 - y0 < 32:
+                continue
+            painted = img.copy()
+            mask = paint_anomaly(painted, rng, (x0, y0, x1, y1))
+            try:
+                f = detector.features(painted, roi)[0]
+            except ValueError:
+                continue
+            cover = detector.cell_cover(mask[y0:y1, x0:x1].astype(np.float32) / 255.0, f.shape[1:])
+            sel = cover.ravel() >= ANOMALY_CELL_COVER
+            z = whiten @ (f.reshape(len(f), -1)[:, sel].astype(np.float64) - mean[:, None])
+            moment += z @ z.T
+            cells += int(sel.sum())
+        first = weigh_by_anomalies(first, moment / max(cells, 1), cells, groups)
     maps = []
     for img in frames("scaling normal statistics"):
         try:
