@@ -155,6 +155,7 @@ def fit_on(detector, images, roi, progress=None, weighted: bool = True) -> Norma
     are skipped here: scoring the same images reports them."""
     import cv2
 
+    from inspector.prefilter.anomaly_map import _roi  # not at the top: anomaly_map imports this module
     from inspector.prefilter.synthetic import paint_anomaly
 
     def frames(what: str):
@@ -178,14 +179,10 @@ def fit_on(detector, images, roi, progress=None, weighted: bool = True) -> Norma
         mean, whiten = first.mean.astype(np.float64), first.whiten.astype(np.float64)
         moment, cells = np.zeros_like(whiten), 0
         for img in frames("weighing by synthetic anomalies"):
-            H, W = img.shape[:2]
-            x0, y0, x1, y1 = (0, 0, W, H) if roi is None else (
-                max(0, int(roi[0])), max(0, int(roi[1])), min(W, int(roi[2])), min(H, int(roi[3])))
-            if x1 - x0 < 32 or y1 - y0 < 32:
-                continue
-            painted = img.copy()
-            mask = paint_anomaly(painted, rng, (x0, y0, x1, y1))
             try:
+                x0, y0, x1, y1 = _roi(img, roi)
+                painted = img.copy()
+                mask = paint_anomaly(painted, rng, (x0, y0, x1, y1))
                 f = detector.features(painted, roi)[0]
             except ValueError:
                 continue
