@@ -110,23 +110,28 @@ class AnomalyMapDetector:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def tensor(self, roi_img: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """(input tensor, sx, sy): input pixels per ROI pixel along x and y."""
+    def fitted(self, roi_img: np.ndarray, border: int = cv2.BORDER_REFLECT) -> tuple[np.ndarray, float, float]:
+        """(the ROI scaled and padded to the model's input geometry, sx, sy): input pixels per ROI
+        pixel along x and y. tensor() feeds it; cell_cover() maps a mask through the same."""
         f = self.feed
         h, w = roi_img.shape[:2]
         if f.size is not None:
             img = cv2.resize(roi_img, f.size, interpolation=cv2.INTER_AREA if f.size[0] < w else cv2.INTER_LINEAR)
-            sx, sy = f.size[0] / w, f.size[1] / h
-        else:
-            s = min(1.0, f.max_side / max(h, w)) if f.max_side else 1.0
-            img = roi_img
-            if s < 1.0:
-                img = cv2.resize(roi_img, (max(1, round(w * s)), max(1, round(h * s))),
-                                 interpolation=cv2.INTER_AREA)
-            sx, sy = img.shape[1] / w, img.shape[0] / h
-            ph, pw = (-img.shape[0]) % f.multiple, (-img.shape[1]) % f.multiple
-            if ph or pw:  # so the map's cells line up with pixels exactly
-                img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REFLECT)
+            return img, f.size[0] / w, f.size[1] / h
+        s = min(1.0, f.max_side / max(h, w)) if f.max_side else 1.0
+        img = roi_img
+        if s < 1.0:
+            img = cv2.resize(roi_img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        sx, sy = img.shape[1] / w, img.shape[0] / h
+        ph, pw = (-img.shape[0]) % f.multiple, (-img.shape[1]) % f.multiple
+        if ph or pw:  # so the map's cells line up with pixels exactly
+            img = cv2.copyMakeBorder(img, 0, ph, 0, pw, border, value=0)
+        return img, sx, sy
+
+    def tensor(self, roi_img: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(input tensor, sx, sy): input pixels per ROI pixel along x and y."""
+        f = self.feed
+        img, sx, sy = self.fitted(roi_img)
         if f.channels == "RGB":
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if f.dtype == "uint8":
@@ -138,17 +143,8 @@ class AnomalyMapDetector:
 
     def cell_cover(self, mask: np.ndarray, map_hw: tuple[int, int]) -> np.ndarray:
         """The share of each map cell that `mask` (float 0..1, the ROI's size) covers, with the
-        ROI scaled and padded as tensor() does it."""
-        f = self.feed
-        h, w = mask.shape[:2]
-        if f.size is not None:
-            m = cv2.resize(mask, f.size, interpolation=cv2.INTER_AREA)
-        else:
-            s = min(1.0, f.max_side / max(h, w)) if f.max_side else 1.0
-            m = mask if s >= 1.0 else cv2.resize(mask, (max(1, round(w * s)), max(1, round(h * s))),
-                                                 interpolation=cv2.INTER_AREA)
-            ph, pw = (-m.shape[0]) % f.multiple, (-m.shape[1]) % f.multiple
-            m = cv2.copyMakeBorder(m, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+        ROI scaled and padded as tensor() does it (padding covers nothing)."""
+        m = self.fitted(mask, cv2.BORDER_CONSTANT)[0]
         return cv2.resize(m, (int(map_hw[1]), int(map_hw[0])), interpolation=cv2.INTER_AREA)
 
     def anomaly_map(self, roi_img: np.ndarray, normal: NormalStatistics | None = None):
