@@ -482,7 +482,8 @@ def cmd_calibrate(args) -> int:
     good = _images_in(args.good, "--good")
     bad = _images_in(args.bad, "--bad") if args.bad else []
     try:
-        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress, args.weighted)
+        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress, args.weighted,
+                                  args.components)
     except cal.CalibrationError as e:
         _fail(str(e))
     for f in fits if len(fits) > 1 else []:
@@ -498,8 +499,10 @@ def cmd_calibrate(args) -> int:
     if best.stats is not None:
         weighed = (f", weighed by {best.stats.anomaly_cells} cells of synthetic anomalies painted on them"
                    if best.stats.anomaly_cells else "")
-        print(f"product {args.product}: normal statistics fitted on {best.stats.cells} cells of "
-              f"{m.good_images} good parts{weighed}; threshold {thr:.6g} on the distance from normal")
+        k = best.stats.components
+        print(f"product {args.product}: normal statistics ({k} Gaussian{'s' if k > 1 else ''} per feature "
+              f"group) fitted on {best.stats.cells} cells of {m.good_images} good parts{weighed}; "
+              f"threshold {thr:.6g} on the distance from normal")
     else:
         print(f"product {args.product}: threshold {thr:.6g} on the model's map (model default "
               f"{det.threshold:.6g})")
@@ -863,6 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-weighting", dest="weighted", action="store_false",
                    help="plain normal statistics: do not re-weigh them by synthetic anomalies painted on "
                         "the good parts")
+    p.add_argument("--components", type=int, default=None,
+                   help="Gaussians per feature group in the normal statistics (default 4; 1: one Gaussian, "
+                        "for a surface of one texture; each costs a little time per frame)")
     p.add_argument("--roi", help="x1,y1,x2,y2 (default: the ROI of the product's camera)")
     p.add_argument("--out-dir", type=Path, help="where to write <product>.yaml (default: calibration_dir)")
     p.add_argument("--config", type=Path)

@@ -40,8 +40,12 @@ STRIDE = 4
 FEATURES = "features"
 DISTANCE = "distance_map"
 GROUPS = "distance_groups"
-MEAN, WHITEN, SCALE = "normal_mean", "normal_whiten", "normal_scale"
+MEAN, WHITEN, SCALE, OFFSET = "normal_mean", "normal_whiten", "normal_scale", "normal_offset"
 HAND = 10
+# Input pixels of mirrored surface the detector adds past each ROI edge (manifest input.context_pad),
+# cropped off the maps again: without them the network's zero padding makes edge cells unlike the
+# surface, and good parts' highest distances were at the ROI's edge.
+CONTEXT = 16
 
 
 def _gauss(sigma: float) -> np.ndarray:
@@ -51,7 +55,7 @@ def _gauss(sigma: float) -> np.ndarray:
     return np.outer(k, k).astype(np.float32)
 
 
-def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
+def add_head(model, default_mean=None, default_whiten=None, default_scale=None, default_offset=None):
     """Return a copy of `model` (the trained onnx.ModelProto) with the features/distance outputs."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -118,21 +122,34 @@ def add_head(model, default_mean=None, default_whiten=None, default_scale=None):
     n_feat = n_net + HAND
     groups = np.zeros((2, n_feat, 1, 1), np.float32)  # which features make up each distance
     groups[0, :n_net], groups[1, n_net:] = 1.0, 1.0
-    mu = np.zeros(n_feat, np.float32) if default_mean is None else default_mean.astype(np.float32)
-    wt = np.eye(n_feat, dtype=np.float32) if default_whiten is None else default_whiten.astype(np.float32)
+    # Statistics of K components (K = 1: one Gaussian; any K at run time). Component k scores a
+    # cell |whiten[k] (f - mean[k])|^2 + offset[k] per group; the group's distance is the least.
+    mu = np.zeros((1, n_feat), np.float32) if default_mean is None else default_mean.astype(np.float32).reshape(-1, n_feat)
+    wt = (np.eye(n_feat, dtype=np.float32)[None] if default_whiten is None
+          else default_whiten.astype(np.float32).reshape(-1, n_feat, n_feat))
     sc = np.ones(2, np.float32) if default_scale is None else default_scale.astype(np.float32)
-    g.input.extend([helper.make_tensor_value_info(MEAN, TensorProto.FLOAT, [n_feat]),
-                    helper.make_tensor_value_info(WHITEN, TensorProto.FLOAT, [n_feat, n_feat]),
-                    helper.make_tensor_value_info(SCALE, TensorProto.FLOAT, [2])])
+    off = np.zeros((len(mu), 2), np.float32) if default_offset is None else default_offset.astype(np.float32).reshape(-1, 2)
+    g.input.extend([helper.make_tensor_value_info(MEAN, TensorProto.FLOAT, ["components", n_feat]),
+                    helper.make_tensor_value_info(WHITEN, TensorProto.FLOAT, ["components", n_feat, n_feat]),
+                    helper.make_tensor_value_info(SCALE, TensorProto.FLOAT, [2]),
+                    helper.make_tensor_value_info(OFFSET, TensorProto.FLOAT, ["components", 2])])
     const(MEAN, mu)  # an initializer named like an input is the input's default
     const(WHITEN, wt)
     const(SCALE, sc)
-    centred = node("Sub", [feats, node("Reshape", [MEAN, const("nh/shape_mu", np.array([1, -1, 1, 1], np.int64))])])
-    z = node("Conv", [centred, node("Reshape", [WHITEN, const("nh/shape_w", np.array([n_feat, n_feat, 1, 1], np.int64))])])
+    const(OFFSET, off)
+    # z_k = whiten[k] f - whiten[k] mean[k]: one 1x1 convolution to K*D channels, bias included.
+    weight = node("Reshape", [WHITEN, const("nh/shape_w", np.array([-1, n_feat, 1, 1], np.int64))])
+    bias = node("Neg", [node("Reshape", [node("MatMul", [WHITEN, node("Unsqueeze", [MEAN, const("nh/ax_last", np.array([-1], np.int64))])]),
+                                         const("nh/flat", np.array([-1], np.int64))])])
+    z = node("Conv", [feats, weight, bias])
+    # [1, K*D, h, w] -> [K, D, h, w]: the components become the batch, summed per group, least kept.
+    z2 = node("Reshape", [node("Mul", [z, z]), const("nh/shape_k", np.array([-1, n_feat, 0, 0], np.int64))])
+    per_k = node("Add", [node("Conv", [z2, const("nh/groups", groups)]),
+                         node("Reshape", [OFFSET, const("nh/shape_o", np.array([0, 0, 1, 1], np.int64))])])
     # Two distances, the network's features and the hand-made ones, each scaled by what it
     # reaches on good parts, then the larger: a colour shift that is far out in 2 of 42
     # dimensions must not drown in the other 40.
-    d = node("Sqrt", [node("Conv", [node("Mul", [z, z]), const("nh/groups", groups)])], [GROUPS])
+    d = node("Sqrt", [node("ReduceMin", [per_k], axes=[0], keepdims=1)], [GROUPS])
     scaled = node("Div", [d, node("Reshape", [SCALE, const("nh/shape_s", np.array([1, 2, 1, 1], np.int64))])])
     worst = node("ReduceMax", [scaled], axes=[1], keepdims=1)
     k = _gauss(1.5)
@@ -162,6 +179,7 @@ def _channels(model, tensor: str) -> int:
 def generic_statistics(model_bytes: bytes, groups: list[int], frames: int, seed: int):
     """Mean and whitening of the features over good parts of the training surfaces: the default
     a product without its own calibration gets."""
+    import cv2
     import onnxruntime as ort
 
     from inspector.demo.line import ROI, TRAIN_SURFACES, load_surface, render_part
@@ -177,13 +195,19 @@ def generic_statistics(model_bytes: bytes, groups: list[int], frames: int, seed:
         s = TRAIN_SURFACES[i % len(TRAIN_SURFACES)]
         frame = render_part(rng, {s: tex[s]}, [])[0]
         x = frame[ROI[1]:ROI[3], ROI[0]:ROI[2]]
-        xs.append(np.ascontiguousarray(x[: x.shape[0] // STRIDE * STRIDE, : x.shape[1] // STRIDE * STRIDE])[None])
+        x = x[: x.shape[0] // STRIDE * STRIDE, : x.shape[1] // STRIDE * STRIDE]
+        xs.append(cv2.copyMakeBorder(x, *[CONTEXT] * 4, cv2.BORDER_REFLECT)[None])
+    c = CONTEXT // STRIDE
+
+    def run(output, x, feeds=None):  # as the detector does: mirrored context in, cropped off
+        return sess.run([output], {"image": x, **(feeds or {})})[0][..., c:-c, c:-c]
+
     fit = NormalFit()
     for x in xs:
-        fit.add(sess.run([FEATURES], {"image": x})[0])
+        fit.add(run(FEATURES, x))
     stats = fit.result(groups)
-    names = {"mean": MEAN, "whiten": WHITEN, "scale": SCALE}
-    return stats.scaled(sess.run([GROUPS], {"image": x, **stats.feeds(names)})[0] for x in xs)
+    names = {"mean": MEAN, "whiten": WHITEN, "scale": SCALE, "offset": OFFSET}
+    return stats.scaled(run(GROUPS, x, stats.feeds(names)) for x in xs)
 
 
 def main() -> int:
@@ -203,7 +227,7 @@ def main() -> int:
     n_net = _channels(base, next(n for n in base.graph.node if n.op_type == "Concat").input[0])
     groups = [n_net, HAND]
     stats = generic_statistics(probe.SerializeToString(), groups, a.frames, a.seed)
-    final = add_head(base, stats.mean, stats.whiten, stats.scale)
+    final = add_head(base, stats.mean, stats.whiten, stats.scale, stats.offset)
     tmp = a.model.with_suffix(".tmp")
     onnx.save(final, str(tmp))
     tmp.replace(a.model)
@@ -212,12 +236,14 @@ def main() -> int:
     for e in man["models"]:
         if e["file"] == a.model.name:
             e["sha256"] = digest
+            e["input"]["context_pad"] = CONTEXT
             e["normal_statistics"] = {
                 "features": FEATURES, "groups_output": GROUPS, "distance": DISTANCE,
-                "mean": MEAN, "whiten": WHITEN, "scale": SCALE, "groups": groups,
+                "mean": MEAN, "whiten": WHITEN, "scale": SCALE, "offset": OFFSET, "groups": groups,
                 "meaning": "distance_map: the larger of the network-feature and hand-feature "
-                           "Mahalanobis distances from the product's good parts, each divided by "
-                           "what 1 in 1000 good cells reaches: ~1 at the edge of normal",
+                           "distances from the product's good parts (the least over K Gaussian "
+                           "components of Mahalanobis distance plus the component's offset), each "
+                           "divided by what 1 in 1000 good cells reaches: ~1 at the edge of normal",
                 "defaults": {"script": "models/normal_head.py", "frames": a.frames, "seed": a.seed,
                              "surfaces": "train_surfaces"}}
     a.manifest.write_text(json.dumps(man, indent=2) + "\n")
@@ -235,10 +261,10 @@ def strip_head(model):
     keep = [n for n in g.node if not any(o.startswith("nh/") or o in (FEATURES, GROUPS, DISTANCE) for o in n.output)]
     del g.node[:]
     g.node.extend(keep)
-    inits = [i for i in g.initializer if not (i.name.startswith("nh/") or i.name in (MEAN, WHITEN, SCALE))]
+    inits = [i for i in g.initializer if not (i.name.startswith("nh/") or i.name in (MEAN, WHITEN, SCALE, OFFSET))]
     del g.initializer[:]
     g.initializer.extend(inits)
-    ins = [i for i in g.input if i.name not in (MEAN, WHITEN, SCALE)]
+    ins = [i for i in g.input if i.name not in (MEAN, WHITEN, SCALE, OFFSET)]
     del g.input[:]
     g.input.extend(ins)
     outs = [o for o in g.output if o.name not in (FEATURES, GROUPS, DISTANCE)]

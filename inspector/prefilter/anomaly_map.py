@@ -34,7 +34,7 @@ class NormalSpec:
     features: str
     groups_output: str
     distance: str
-    inputs: dict  # {"mean": name, "whiten": name, "scale": name}
+    inputs: dict  # {"mean": name, "whiten": name, "scale": name, "offset": name}
     groups: tuple[int, ...]
 
     @property
@@ -54,6 +54,11 @@ class Feed:
     size: tuple[int, int] | None = None  # fixed (w, h), or None for any size
     max_side: int | None = None  # dynamic size: downscale the ROI so its longer side fits
     multiple: int = 1  # dynamic size: pad each side to a multiple of this
+    # Dynamic size: input pixels of mirrored surface added past each edge of the ROI, and the
+    # map cropped back. A network's zero padding makes cells at the ROI's edge look unlike the
+    # same surface inside it; those edge cells were what set good parts' highest scores, so the
+    # threshold, before any defect counted.
+    context: int = 0
 
 
 class AnomalyMapDetector:
@@ -123,10 +128,22 @@ class AnomalyMapDetector:
         if s < 1.0:
             img = cv2.resize(roi_img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         sx, sy = img.shape[1] / w, img.shape[0] / h
-        ph, pw = (-img.shape[0]) % f.multiple, (-img.shape[1]) % f.multiple
-        if ph or pw:  # so the map's cells line up with pixels exactly
-            img = cv2.copyMakeBorder(img, 0, ph, 0, pw, border, value=0)
+        ph, pw = (-img.shape[0]) % f.multiple, (-img.shape[1]) % f.multiple  # so cells line up with pixels
+        c = f.context
+        if c or ph or pw:
+            img = cv2.copyMakeBorder(img, c, c + ph, c, c + pw, border, value=0)
         return img, sx, sy
+
+    def _crop(self, out: np.ndarray, in_hw: tuple[int, int]) -> np.ndarray:
+        """A model output [..., h, w] without the cells that lie in the context around the ROI."""
+        c = self.feed.context
+        if not c:
+            return out
+        ky, kx = round(c * out.shape[-2] / in_hw[0]), round(c * out.shape[-1] / in_hw[1])
+        return out[..., ky:out.shape[-2] - ky, kx:out.shape[-1] - kx]
+
+    def _in_hw(self, x: np.ndarray) -> tuple[int, int]:
+        return (x.shape[1], x.shape[2]) if self.feed.layout == "NHWC" else x.shape[2:]
 
     def tensor(self, roi_img: np.ndarray) -> tuple[np.ndarray, float, float]:
         """(input tensor, sx, sy): input pixels per ROI pixel along x and y."""
@@ -145,6 +162,8 @@ class AnomalyMapDetector:
         """The share of each map cell that `mask` (float 0..1, the ROI's size) covers, with the
         ROI scaled and padded as tensor() does it (padding covers nothing)."""
         m = self.fitted(mask, cv2.BORDER_CONSTANT)[0]
+        c = self.feed.context
+        m = m[c:m.shape[0] - c, c:m.shape[1] - c]
         return cv2.resize(m, (int(map_hw[1]), int(map_hw[0])), interpolation=cv2.INTER_AREA)
 
     def anomaly_map(self, roi_img: np.ndarray, normal: NormalStatistics | None = None):
@@ -152,9 +171,10 @@ class AnomalyMapDetector:
         normal statistics the map is the distance from normal, else the model's own map."""
         x, sx, sy = self.tensor(roi_img)
         amap = self._run(self.map_name if normal is None else self._need_normal().distance, x, normal)
-        amap = amap.reshape(amap.shape[-2:])
-        in_h, in_w = (x.shape[1], x.shape[2]) if self.feed.layout == "NHWC" else x.shape[2:]
-        return amap, in_w / amap.shape[1] / sx, in_h / amap.shape[0] / sy
+        in_h, in_w = self._in_hw(x)
+        cell_w, cell_h = in_w / amap.shape[-1], in_h / amap.shape[-2]  # input pixels per map cell
+        amap = self._crop(amap.reshape(amap.shape[-2:]), (in_h, in_w))
+        return amap, cell_w / sx, cell_h / sy
 
     def _run(self, output: str, x: np.ndarray, normal: NormalStatistics | None = None) -> np.ndarray:
         feeds = {self.input_name: x}
@@ -171,13 +191,14 @@ class AnomalyMapDetector:
     def features(self, image: np.ndarray, roi: Box | None = None) -> np.ndarray:
         """The feature map [1, D, h, w] that normal statistics are fitted on."""
         x0, y0, x1, y1 = _roi(image, roi)
-        return self._run(self._need_normal().features, self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0])
+        x = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0]
+        return self._crop(self._run(self._need_normal().features, x), self._in_hw(x))
 
     def group_distances(self, image: np.ndarray, roi: Box | None, normal: NormalStatistics) -> np.ndarray:
         """Each feature group's unscaled distance from `normal`, [1, G, h, w]."""
         x0, y0, x1, y1 = _roi(image, roi)
         x = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0]
-        return self._run(self._need_normal().groups_output, x, normal)
+        return self._crop(self._run(self._need_normal().groups_output, x, normal), self._in_hw(x))
 
     def inspect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
                 normal: NormalStatistics | None = None) -> Inspection:
@@ -243,12 +264,16 @@ def default_detector(cfg: DetectorConfig) -> AnomalyMapDetector:
     try:
         normal = None if not ns else NormalSpec(
             ns["features"], ns["groups_output"], ns["distance"],
-            {k: ns[k] for k in ("mean", "whiten", "scale")}, tuple(int(g) for g in ns["groups"]))
+            {k: ns[k] for k in ("mean", "whiten", "scale", "offset")}, tuple(int(g) for g in ns["groups"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"manifest {cfg.manifest}: normal_statistics of {cfg.model.name} lacks {e}") from None
+    context = spec.get("context_pad", 0)
+    if not isinstance(context, int) or context < 0 or context % entry.output_stride:
+        raise ModelError(f"manifest {cfg.manifest}: input.context_pad of {cfg.model.name} is {context!r}; "
+                         f"expected a whole multiple of the output stride {entry.output_stride} (or 0)")
     feed = Feed(layout=spec.get("layout", "NCHW"), dtype=spec.get("dtype", "float32"),
                 channels=spec.get("channels", "BGR"), max_side=spec.get("max_side"),
-                multiple=entry.output_stride)
+                multiple=entry.output_stride, context=context)
     return AnomalyMapDetector(
         open_session(cfg.model), feed, model_id=f"{entry.name}@{entry.sha256[:12]}",
         label=entry.labels[0], threshold=cfg.threshold or entry.default_threshold,

@@ -45,6 +45,7 @@ class NormalRef(BaseModel):
     sha256: str
     cells: int  # feature vectors (map cells) of good parts
     anomaly_cells: int = 0  # cells of synthetic anomalies that weighed the directions (0: unweighted)
+    components: int = 1  # Gaussians per feature group
     scale: list[float]  # per feature group, also inside the file; here for a reader's eye
 
 
@@ -118,7 +119,7 @@ def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | Non
         npz = p.with_name(f"{cal.product}.normal.npz")
         digest = normal.save(npz, stats)
         cal.normal_statistics = NormalRef(file=npz.name, sha256=digest, cells=stats.cells,
-                                          anomaly_cells=stats.anomaly_cells,
+                                          anomaly_cells=stats.anomaly_cells, components=stats.components,
                                           scale=[round(float(v), 6) for v in stats.scale])
     elif cal.normal_statistics is None:
         p.with_name(f"{cal.product}.normal.npz").unlink(missing_ok=True)  # a stale one from an older fit
@@ -164,7 +165,7 @@ class Fitted:
 
 
 def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statistics: bool,
-        progress=None, weighted: bool = True) -> Fitted:
+        progress=None, weighted: bool = True, components: int | None = None) -> Fitted:
     """Fit the threshold (after the normal statistics, when asked and the model has them).
 
     With statistics, each good part is scored by statistics fitted on the *other* good parts
@@ -172,8 +173,11 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
     will, and the threshold would send more new good parts on than the target allows. The
     statistics kept are then fitted on all good parts."""
     from inspector.prefilter.evaluate import Labelled, run
-    from inspector.prefilter.normal import fit_on
+    from inspector.prefilter.normal import COMPONENTS, fit_on
 
+    comps = COMPONENTS if components is None else components
+    if comps < 1:
+        raise CalibrationError(f"--components must be at least 1, got {comps}")
     goods = [Labelled(p, []) for p in good]
     stats = None
     if statistics and detector.normal_spec is not None:
@@ -181,7 +185,7 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
             raise CalibrationError(f"{len(good)} good parts are too few to fit normal statistics on "
                                    f"(at least {MIN_GOOD_FOR_STATISTICS}); give more, or --no-statistics")
         try:
-            stats = fit_on(detector, good, roi, progress, weighted)
+            stats = fit_on(detector, good, roi, progress, weighted, comps)
         except ValueError as e:
             raise CalibrationError(f"normal statistics: {e}") from None
     if stats is None:
@@ -192,7 +196,7 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
         for k in range(FOLDS):
             others = [p for i, p in enumerate(good) if i % FOLDS != k]
             try:
-                st = fit_on(detector, others, roi, weighted=weighted)
+                st = fit_on(detector, others, roi, weighted=weighted, components=comps)
             except ValueError as e:
                 raise CalibrationError(f"normal statistics: {e}") from None
             res, unr = run(detector, goods[k::FOLDS], roi, detector.threshold, f"scoring good parts ({k + 1}/{FOLDS})", st)
@@ -212,11 +216,11 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
 
 
 def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None,
-             weighted: bool = True) -> tuple[Fitted, list[Fitted]]:
+             weighted: bool = True, components: int | None = None) -> tuple[Fitted, list[Fitted]]:
     """With bad parts and a model that has statistics, both ways are fitted and the one that
     flags more bad parts at the target is kept (then the higher AUROC): a product that is really
     several surfaces may be described badly by one set of statistics."""
-    fits = [fit(detector, good, bad, roi, target, statistics, progress, weighted)]
+    fits = [fit(detector, good, bad, roi, target, statistics, progress, weighted, components)]
     if fits[0].stats is not None and bad:
         fits.append(fit(detector, good, bad, roi, target, False, progress))
     best = max(fits, key=lambda f: (f.measured().bad_recall or 0, f.measured().image_auroc or 0))
