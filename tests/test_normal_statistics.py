@@ -192,6 +192,7 @@ def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surfac
     assert doc["measured"]["bad_recall"] == pytest.approx(flagged["distance from normal"] / 100, abs=1e-3)
     assert "each scored by statistics fitted on the others" in p.stdout
     assert ref["anomaly_cells"] > 500 and f"weighed by {ref['anomaly_cells']} cells of synthetic anomalies" in p.stdout
+    assert ref["components"] == normal.COMPONENTS == 4 and "(4 Gaussians per feature group)" in p.stdout
 
     from inspector.config import load_config
     from inspector.pipeline import product_tuning
@@ -208,10 +209,14 @@ def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surfac
 
     # Plain statistics when asked: nothing weighed, and the file says so.
     p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
-                "--target", "0.1", "--out-dir", str(tmp_path / "plain"), "--no-weighting")
+                "--target", "0.1", "--out-dir", str(tmp_path / "plain"), "--no-weighting", "--components", "1")
     assert p.returncode == 0, p.stderr
-    assert yaml.safe_load((tmp_path / "plain" / "demo-tile.yaml").read_text())["normal_statistics"]["anomaly_cells"] == 0
-    assert "synthetic anomalies" not in p.stdout
+    plain = yaml.safe_load((tmp_path / "plain" / "demo-tile.yaml").read_text())["normal_statistics"]
+    assert plain["anomaly_cells"] == 0 and plain["components"] == 1
+    assert "synthetic anomalies" not in p.stdout and "(1 Gaussian per feature group)" in p.stdout
+    p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
+                "--out-dir", str(tmp_path / "none"), "--components", "0")
+    assert p.returncode != 0 and "--components must be at least 1, got 0" in p.stderr
 
     # Refitted without statistics: the statistics file goes with them.
     p = run_cli("calibrate", "thresholds", "--product", "demo-tile", "--good", str(good.frames_dir),
@@ -296,3 +301,71 @@ def test_statistics_saved_before_the_weighting_still_load(tmp_path):
     st = normal.load(tmp_path / "old.npz", hashlib.sha256(buf.getvalue()).hexdigest(), 2, 1)
     assert st.cells == 10 and st.anomaly_cells == 0
     assert st.components == 1 and st.mean.shape == (1, 2) and st.offset.shape == (1, 1) and not st.offset.any()
+
+
+def test_a_mixture_sees_what_lies_between_two_kinds_of_surface():
+    """Cells of two kinds (say stone faces and the shadows between them): one Gaussian spans the
+    gap between them, so a cell there looks normal to it; a mixture of two does not."""
+    from inspector.prefilter import mixture
+
+    rng = np.random.default_rng(5)
+    kinds = rng.normal(size=(3, 20000))
+    kinds[0] += np.where(rng.random(20000) < 0.5, -4.0, 4.0)
+    fit = NormalFit()
+    fit.add(kinds.reshape(1, 3, 100, 200))
+    one = fit.result([3])
+    two = normal.mix(one, kinds.T, [3], 2)
+    assert two.components == 2 and two.offset.min() == 0 and two.offset.max() < 0.1  # equal halves
+    between = np.array([[0.0, 0.0, 0.0]])
+    inside = rng.normal(size=(2000, 3)) + np.array([4.0, 0.0, 0.0])
+    assert one.group_distances(between, [3])[0, 0] < 0.5  # the middle of one Gaussian
+    assert two.group_distances(between, [3])[0, 0] > 3.5  # 4 sigma from either kind
+    assert np.median(two.group_distances(inside, [3])) < 2.0  # a good cell stays near normal
+    # The composed statistics (what the graph is fed) are the mixture fitted in whitened space.
+    def whitened(x):
+        return (x - one.mean[0]) @ one.whiten[0].T.astype(np.float64)
+
+    m = mixture.fit(whitened(kinds.T), 2)
+    assert np.allclose(two.group_distances(inside, [3])[:, 0], np.sqrt(m.distance2(whitened(inside))), rtol=1e-4)
+
+
+def test_a_mixture_is_not_fitted_on_fewer_cells_than_it_needs():
+    from inspector.prefilter import mixture
+
+    x = np.random.default_rng(6).normal(size=(100, 10))  # 100 cells carry 2 components of 10-D at most
+    assert len(mixture.fit(x, 8).weights) == 2
+
+
+def test_mirrored_context_keeps_good_parts_peaks_off_the_roi_edge(det, gravel):
+    """Without context the network's zero padding makes cells along the ROI's edge unlike the
+    surface: most good parts' highest distance sat there, and set the threshold."""
+    import dataclasses
+
+    good, _ = gravel
+    frames = [cv2.imread(str(p)) for p in sorted(good.frames_dir.glob("*.png"))]
+    assert det.feed.context == 16  # from the manifest
+    share = {}
+    for context in (16, 0):
+        d = build_detector(DetectorConfig())
+        d.feed = dataclasses.replace(d.feed, context=context)
+        st = normal.fit_on(d, frames, ROI, weighted=False, components=1)
+        at_edge = []
+        for f in frames:
+            m = d.anomaly_map(np.ascontiguousarray(f[ROI[1]:ROI[3], ROI[0]:ROI[2]]), st)[0]
+            assert m.shape == (78, 106)  # the context's cells are cropped off again
+            y, x = np.unravel_index(m.argmax(), m.shape)
+            at_edge.append(min(y, x, m.shape[0] - 1 - y, m.shape[1] - 1 - x) < 2)
+        share[context] = float(np.mean(at_edge))
+    assert share[0] >= 0.6 and share[16] <= 0.4  # measured 0.83 and 0.25; the 2-cell band is 9% of the map
+
+
+def test_a_context_pad_that_is_not_a_multiple_of_the_stride_is_refused(tmp_path):
+    import json
+
+    model = tmp_path / "default-anomaly.onnx"
+    shutil.copy(DetectorConfig().model, model)
+    man = json.loads(DetectorConfig().manifest.read_text())
+    man["models"][0]["input"]["context_pad"] = 6
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelError, match="context_pad of default-anomaly.onnx is 6; expected a whole multiple of the output stride 4"):
+        build_detector(DetectorConfig(model=model, manifest=tmp_path / "manifest.json"))
