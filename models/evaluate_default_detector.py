@@ -36,6 +36,11 @@ from inspector.prefilter.metrics import found, wilson  # noqa: E402
 from inspector.prefilter.normal import COMPONENTS  # noqa: E402
 
 
+# mode: (normal statistics, weighed by synthetic anomalies, Gaussians per feature group)
+MODES = {"model map": (False, False, 1), "plain statistics": (True, False, 1),
+         "weighted statistics": (True, True, 1), "weighted mixture": (True, True, COMPONENTS)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "default-anomaly.onnx")
@@ -47,12 +52,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3,
                     help="independent sets per surface (110-140 defects each: one set's recall is +-0.05)")
     ap.add_argument("--out", type=Path, default=ROOT / "models")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
+                    help="which ways to calibrate (default all four; each further one costs its fits)")
     a = ap.parse_args()
     det = build_detector(DetectorConfig(model=a.model, manifest=a.manifest or a.model.parent / "manifest.json"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, surface in enumerate(a.surfaces):
-            runs = {"model map": [], "plain statistics": [], "weighted statistics": [], "weighted mixture": []}
+            runs = {m: [] for m in a.modes}
             for r in range(a.repeats):
                 # Repeat 0 is the set these numbers were always measured on; each further repeat
                 # is a fresh draw (other seeds) of good parts and test parts.
@@ -61,10 +68,8 @@ def main() -> int:
                 test = generate(Path(tmp) / surface / f"test{r}", a.test, seed=2000 + n + 10 * r, defect_rate=0.5,
                                 surfaces=[surface], defects=list(PAINTERS))
                 good_paths = [g.path for g in read_labels(good.ground_truth, good.frames_dir)]
-                for mode, statistics, weighted, k in (("model map", False, False, 1),
-                                                      ("plain statistics", True, False, 1),
-                                                      ("weighted statistics", True, True, 1),
-                                                      ("weighted mixture", True, True, COMPONENTS)):
+                for mode in a.modes:
+                    statistics, weighted, k = MODES[mode]
                     fitted = fit(det, good_paths, [], ROI, a.target, statistics, weighted=weighted, components=k)
                     thr, normal = fitted.threshold, fitted.stats
                     results, _ = run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr,
