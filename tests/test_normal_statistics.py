@@ -369,3 +369,26 @@ def test_a_context_pad_that_is_not_a_multiple_of_the_stride_is_refused(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelError, match="context_pad of default-anomaly.onnx is 6; expected a whole multiple of the output stride 4"):
         build_detector(DetectorConfig(model=model, manifest=tmp_path / "manifest.json"))
+
+
+def test_a_group_with_fewer_cells_than_components_repeats_its_first_at_its_own_cost():
+    """120 cells carry 4 components of the 2-feature group but only 2 of the 12-feature one: the
+    12-feature group's spare slots repeat its first component with that component's own offset,
+    so each group is still scored by exactly its own mixture."""
+    from inspector.prefilter import mixture
+
+    rng = np.random.default_rng(10)  # a draw whose first 12-feature component is the rarer kind
+    x = rng.normal(size=(120, 14))
+    x[:, 0] += np.where(rng.random(120) < 0.3, -5.0, 5.0)
+    x[:, 2] += np.where(rng.random(120) < 0.3, -6.0, 6.0)  # two kinds of unequal share: unequal offsets
+    fit = NormalFit()
+    fit.add(x.T.reshape(1, 14, 10, 12))
+    one = fit.result([2, 12])
+    mixed = normal.mix(one, x, [2, 12], 4)
+    z = (x - one.mean[0]) @ one.whiten[0].T.astype(np.float64)
+    small, wide = mixture.fit(z[:, :2], 4), mixture.fit(z[:, 2:], 4)
+    assert len(small.weights) == 4 and len(wide.weights) == 2 and wide.penalty()[0] > 0.5
+    assert np.allclose(mixed.offset[:, 1], wide.penalty()[[0, 1, 0, 0]], atol=1e-5)
+    got = mixed.group_distances(x, [2, 12])
+    assert np.allclose(got[:, 0], np.sqrt(small.distance2(z[:, :2])), rtol=1e-4)
+    assert np.allclose(got[:, 1], np.sqrt(wide.distance2(z[:, 2:])), rtol=1e-4)

@@ -177,10 +177,8 @@ def mix(stats: NormalStatistics, features: np.ndarray, groups: list[int], compon
         block = w[sl, sl]
         pen = f.penalty()
         for j in range(k):
-            if j >= len(f.weights):  # this group has fewer components: repeat its first
-                j_src, extra = 0, 0.0
-            else:
-                j_src, extra = j, float(pen[j])
+            j_src = j if j < len(f.weights) else 0  # this group has fewer components: repeat its first
+            extra = float(pen[j_src])
             means[j, sl] = mu[sl] + np.linalg.solve(block, f.means[j_src])
             whiten[j, sl, sl] = f.whiten[j_src].T @ block
             offset[j, g] = extra
