@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,7 @@ class NormalStatistics:
                 names["offset"]: self.offset}
 
     def replace(self, **kw) -> "NormalStatistics":
-        f = dict(mean=self.mean, whiten=self.whiten, scale=self.scale, cells=self.cells,
-                 anomaly_cells=self.anomaly_cells, offset=self.offset)
-        return NormalStatistics(**{**f, **kw})
+        return dataclasses.replace(self, **kw)
 
     def scaled(self, group_maps) -> "NormalStatistics":
         """The same statistics with `scale` measured on distance maps [1, G, h, w] of good parts."""
@@ -215,24 +214,24 @@ def load(path: Path, sha256: str | None = None, size: int | None = None,
             offset = z["offset"].astype(np.float32) if "offset" in z.files else None  # older fits: one Gaussian
     except (ValueError, KeyError, OSError) as e:
         raise ValueError(f"normal statistics {path} are not readable ({e})") from None
-    if mean.ndim == 1:  # one Gaussian, as older fits store it
-        mean, whiten = mean[None], whiten[None]
-    k, d = mean.shape if mean.ndim == 2 else (0, -1)
-    if offset is None:
-        offset = np.zeros((k, scale.shape[0] if scale.ndim == 1 else 0), np.float32)
-    if (k < 1 or d < 1 or whiten.shape != (k, d, d) or (size is not None and d != size) or scale.ndim != 1
-            or (groups is not None and scale.shape[0] != groups) or offset.shape != (k, scale.shape[0])):
-        raise ValueError(f"normal statistics {path}: mean {mean.shape} / whiten {whiten.shape} / offset "
-                         f"{offset.shape} / scale {scale.shape} do not fit a model with {size} features in "
-                         f"{groups} groups")
-    if not all(np.isfinite(a).all() for a in (mean, whiten, scale, offset)) or (scale <= 0).any() or (offset < 0).any():
+    misfit = (f"normal statistics {path}: mean {{}} / whiten {{}} / offset {{}} / scale {scale.shape} do not "
+              f"fit a model with {size} features in {groups} groups")
+    if scale.ndim != 1 or mean.ndim not in (1, 2):
+        raise ValueError(misfit.format(mean.shape, whiten.shape, None if offset is None else offset.shape))
+    st = NormalStatistics(mean, whiten, scale, cells, anomaly_cells, offset)  # older fits: one Gaussian
+    k, d = st.mean.shape if st.mean.ndim == 2 else (0, -1)
+    if (k < 1 or d < 1 or st.whiten.shape != (k, d, d) or (size is not None and d != size)
+            or (groups is not None and scale.shape[0] != groups) or st.offset.shape != (k, scale.shape[0])):
+        raise ValueError(misfit.format(st.mean.shape, st.whiten.shape, st.offset.shape))
+    if (not all(np.isfinite(a).all() for a in (st.mean, st.whiten, scale, st.offset)) or (scale <= 0).any()
+            or (st.offset < 0).any()):
         raise ValueError(f"normal statistics {path} contain NaN, infinity, a scale <= 0 or an offset < 0")
-    return NormalStatistics(mean, whiten, scale, cells, anomaly_cells, offset)
+    return st
 
 
 ANOMALY_SEED = 20261124  # the same good parts always get the same synthetic anomalies
 # Gaussians per feature group by default. One misses what lies between a surface's kinds; 4 found
-# 0.966 instead of 0.937 of the held-out gravel's defects (models/README.md). Each costs a 1x1
+# 0.966 instead of 0.939 of the held-out gravel's defects (models/README.md). Each costs a 1x1
 # convolution over the feature map per frame.
 COMPONENTS = 4
 MIXTURE_CELLS = 50_000  # good cells (sampled evenly over the good parts) the mixture is fitted on
