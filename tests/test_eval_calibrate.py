@@ -175,3 +175,24 @@ def test_wilson_interval_edges_and_width():
     lo4, hi4 = wilson(396, 440)  # 4x the defects: half as wide
     assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=0.1)
     assert all(v != v for v in wilson(0, 0))  # nan
+
+
+def test_pr_curve_title_stays_inside_the_picture(tmp_path):
+    """A long title (model id + surface) is shrunk or shortened, never cut off at the edge."""
+    from pathlib import Path
+
+    from inspector.prefilter.evaluate import ImageResult, draw_pr_curve
+
+    results = [ImageResult(Path(f"{i}.png"), [(0, 0, 9, 9)] if i % 2 else [], s, [])
+               for i, s in enumerate([0.1, 0.9, 0.3, 0.8, 0.5, 0.4])]
+    short, long_ = tmp_path / "short.png", tmp_path / "long.png"
+    draw_pr_curve(results, 0.5, short, "x")
+    draw_pr_curve(results, 0.5, long_, "default-anomaly@c68cfcb69e16 + normal statistics (4 Gaussians) "
+                                        "on held-out tissue, and then some more words " * 2)
+    for png in (short, long_):
+        top = cv2.imread(str(png))[:40]
+        inked = np.flatnonzero((top < 128).any(axis=(0, 2)))
+        assert inked.size and inked.max() < 640 - 4  # no ink in the last columns: nothing ran off
+    top_long = cv2.imread(str(long_))[:40]
+    # The long title still fills most of the width: shrunk to fit, not dropped.
+    assert np.flatnonzero((top_long < 128).any(axis=(0, 2))).max() > 400

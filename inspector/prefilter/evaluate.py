@@ -157,9 +157,10 @@ def draw_pr_curve(results: list[ImageResult], threshold: float, path: Path, titl
     at = np.searchsorted(-thr, -threshold, side="right") - 1  # last point with thr >= threshold
     if 0 <= at < len(thr):
         cv2.circle(img, xy(rec[at], prec[at]), 6, (30, 30, 220), 2, cv2.LINE_AA)
-    cv2.putText(img, title, (m, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, f"AP {ap:.3f}; circle: threshold {threshold:.3g}", (m, 50),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 220), 1, cv2.LINE_AA)
+    _fit_text(img, title, (m, 30), W - m - 8, 0.55, (0, 0, 0))
+    # Inside the plot's lower left, where a useful curve never runs (and clear of the axis label).
+    _fit_text(img, f"AP {ap:.3f}; circle: threshold {threshold:.3g}", (m + 8, H - m - 10), W - 2 * m - 16,
+              0.45, (30, 30, 220))
     cv2.putText(img, "recall (defective images flagged)", (W // 2 - 120, H - 15),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "precision", (5, m - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
@@ -167,3 +168,15 @@ def draw_pr_curve(results: list[ImageResult], threshold: float, path: Path, titl
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
         raise EvalError(f"could not write {path}")
+
+
+def _fit_text(img: np.ndarray, text: str, at: tuple[int, int], width: int, scale: float, colour) -> None:
+    """Put `text` at `at`, in a smaller font if it would run past `width` pixels, shortened with
+    "..." if even the smallest readable one does (a long model id or surface name)."""
+    font, smallest = cv2.FONT_HERSHEY_SIMPLEX, 0.35
+    w = cv2.getTextSize(text, font, scale, 1)[0][0]
+    if w > width:
+        scale = max(smallest, scale * width / w)
+        while len(text) > 4 and cv2.getTextSize(text, font, scale, 1)[0][0] > width:
+            text = text[:-4] + "..."
+    cv2.putText(img, text, at, font, scale, colour, 1, cv2.LINE_AA)
