@@ -162,8 +162,7 @@ class AnomalyMapDetector:
         """The share of each map cell that `mask` (float 0..1, the ROI's size) covers, with the
         ROI scaled and padded as tensor() does it (padding covers nothing)."""
         m = self.fitted(mask, cv2.BORDER_CONSTANT)[0]
-        c = self.feed.context
-        m = m[c:m.shape[0] - c, c:m.shape[1] - c]
+        m = self._crop(m, m.shape)  # the mask is in input pixels: one pixel per "cell"
         return cv2.resize(m, (int(map_hw[1]), int(map_hw[0])), interpolation=cv2.INTER_AREA)
 
     def anomaly_map(self, roi_img: np.ndarray, normal: NormalStatistics | None = None):
