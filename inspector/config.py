@@ -209,7 +209,13 @@ class _DetectorCommon(_Model):
                                description="pin the model file: refused at start if it differs")
 
 
-class DetectorConfig(_DetectorCommon):
+class _MapDetectorCommon(_DetectorCommon):
+    secondary: float = Field(
+        0.9, gt=0, le=1, description="on a part that has a region above the threshold, also box "
+                                     "weaker regions above this share of it (1 = only the threshold)")
+
+
+class DetectorConfig(_MapDetectorCommon):
     """The bundled default detector (an anomaly-map model described by models/manifest.json)."""
 
     type: Literal["default"] = "default"
@@ -217,7 +223,7 @@ class DetectorConfig(_DetectorCommon):
     manifest: Path = MODELS_DIR / "manifest.json"
 
 
-class AnomalyMapDetectorConfig(_DetectorCommon):
+class AnomalyMapDetectorConfig(_MapDetectorCommon):
     """An anomaly-map ONNX model as anomalib exports it: input image -> anomaly map (and score)."""
 
     type: Literal["anomaly_map"]

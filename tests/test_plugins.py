@@ -122,6 +122,25 @@ def test_anomalib_map_finds_the_bright_square_in_frame_pixels(tmp_path):
     assert c.box == pytest.approx((300, 150, 400, 200), abs=6)  # within a map cell (5 x 2.5 px)
 
 
+def test_weaker_regions_are_boxed_only_on_a_part_that_is_already_flagged(tmp_path):
+    m = anomalib_map(tmp_path / "a.onnx")
+    img = np.full((320, 320, 3), 30, np.uint8)
+    img[40:100, 40:100] = 120  # map 0.47: under the 0.5 threshold, over 0.9 x 0.5
+    img[200:260, 200:260] = 60  # map 0.24: under both
+    det = build_detector(det_cfg(type="anomaly_map", model=str(m), threshold=0.5, min_area_px=1))
+    assert det.inspect(img).candidates == []  # nothing reaches the threshold: the part passes
+
+    img[200:260, 40:100] = 250  # a clear defect: now the part goes to the VLM
+    cands = det.inspect(img).candidates
+    assert [c.box for c in cands] == [pytest.approx((40, 200, 100, 260), abs=5),
+                                      pytest.approx((40, 40, 100, 100), abs=5)]
+    assert cands[0].score > 0.5 > cands[1].score == pytest.approx(0.47 / 0.97, abs=0.01)
+
+    only = build_detector(det_cfg(type="anomaly_map", model=str(m), threshold=0.5, min_area_px=1,
+                                  secondary=1.0))
+    assert [c.box for c in only.inspect(img).candidates] == [pytest.approx((40, 200, 100, 260), abs=5)]
+
+
 @pytest.mark.parametrize("kind,shape,message", [
     ("anomaly_map", [1, 4, 64, 64], "expected one float32 input [1, 3, H, W], got x float[1, 4, 64, 64]"),
     ("anomaly_map", [1, 3, 64], "expected one float32 input [1, 3, H, W], got x float[1, 3, 64]"),

@@ -64,8 +64,9 @@ class Feed:
 class AnomalyMapDetector:
     def __init__(self, session, feed: Feed, *, model_id: str, label: str, threshold: float,
                  min_area_px: int, max_candidates: int, map_output: str | None, source: str,
-                 normal: NormalSpec | None = None):
+                 normal: NormalSpec | None = None, secondary: float = 1.0):
         self.session = session
+        self.secondary = secondary
         self.normal_spec = normal
         self.feed = feed
         self.model_id = model_id
@@ -204,9 +205,26 @@ class AnomalyMapDetector:
         thr = threshold or self.threshold
         x0, y0, x1, y1 = _roi(image, roi)
         amap, cw, ch = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]), normal)
-        # Hysteresis: a blob is seeded where the map reaches the threshold and grown over the
-        # surrounding region above HYSTERESIS x threshold, so a thin crack is boxed whole.
-        mask = (amap >= thr * (HYSTERESIS if normal is None else HYSTERESIS_DISTANCE)).astype(np.uint8)
+        grow = HYSTERESIS if normal is None else HYSTERESIS_DISTANCE
+        cands = self._blobs(amap, thr, thr * grow, (x0, y0, x1, y1), cw, ch)
+        if cands and self.secondary < 1.0:
+            # The part goes to the VLM anyway: weaker regions on it are boxed too (seeded at
+            # secondary x threshold), so a second, fainter defect is pointed at rather than
+            # shipped unseen. Blobs that reach the threshold are the ones boxed above.
+            low = thr * self.secondary
+            cands += [c for c in self._blobs(amap, low, low * grow, (x0, y0, x1, y1), cw, ch, thr)
+                      if c.score < 0.5]
+        cands.sort(key=lambda c: c.score, reverse=True)
+        return Inspection(float(amap.max()), cands[: self.max_candidates])
+
+    def _blobs(self, amap: np.ndarray, seed: float, grow: float, roi: tuple[int, int, int, int],
+               cw: float, ch: float, thr: float | None = None) -> list[Candidate]:
+        """Boxes (in frame pixels) of the regions above `grow` whose peak reaches `seed`, scored
+        against `thr` (default: `seed`). Hysteresis: a blob is seeded where the map reaches
+        `seed` and grown over the surrounding region above `grow`, so a thin crack is boxed whole."""
+        thr = seed if thr is None else thr
+        x0, y0, x1, y1 = roi
+        mask = (amap >= grow).astype(np.uint8)
         # Close small gaps so one crack or scratch becomes one candidate, not a string of beads.
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -224,14 +242,13 @@ class AnomalyMapDetector:
             for i in range(1, n):
                 bx, by, bw, bh, area = stats[i]
                 peak = float(peaks[i])
-                if area < min_cells or peak < thr:
+                if area < min_cells or peak < seed:
                     continue
                 box = (x0 + bx * cw, y0 + by * ch, min(x1, x0 + (bx + bw) * cw), min(y1, y0 + (by + bh) * ch))
                 # 0.5 at the threshold, rising towards 1: comparable across models and thresholds.
                 cands.append(Candidate(tuple(float(v) for v in box), peak / (peak + thr), self.label,
                                        self.model_id))
-        cands.sort(key=lambda c: c.score, reverse=True)
-        return Inspection(float(amap.max()), cands[: self.max_candidates])
+        return cands
 
     def detect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
                normal: NormalStatistics | None = None) -> list[Candidate]:
@@ -277,7 +294,7 @@ def default_detector(cfg: DetectorConfig) -> AnomalyMapDetector:
         open_session(cfg.model), feed, model_id=f"{entry.name}@{entry.sha256[:12]}",
         label=entry.labels[0], threshold=cfg.threshold or entry.default_threshold,
         min_area_px=cfg.min_area_px, max_candidates=cfg.max_candidates, map_output=entry.output_name,
-        source=str(cfg.model), normal=normal)
+        source=str(cfg.model), normal=normal, secondary=cfg.secondary)
 
 
 @register("anomaly_map")
@@ -290,4 +307,5 @@ def anomalib_detector(cfg: AnomalyMapDetectorConfig) -> AnomalyMapDetector:
     return AnomalyMapDetector(
         session, feed, model_id=f"{cfg.model.stem}@{sha256_of(cfg.model)[:12]}", label=cfg.label,
         threshold=cfg.threshold or 0.5, min_area_px=cfg.min_area_px,
-        max_candidates=cfg.max_candidates, map_output=cfg.map_output, source=str(cfg.model))
+        max_candidates=cfg.max_candidates, map_output=cfg.map_output, source=str(cfg.model),
+        secondary=cfg.secondary)
