@@ -13,6 +13,8 @@ Each surface is measured on --repeats independent draws (default 3): one draw ha
 whose recall is only known to +-0.05, too loose to hold against a 0.95 bar. Prints a row per
 draw, then the pooled row (recall with its 95% Wilson interval) per surface and mode, and writes
 models/eval-held-out.json and a PR curve per surface (first draw, the default statistics).
+Recall is also measured with the threshold alone (`detector.secondary` off: no weaker regions
+boxed on flagged parts). `--first-set 3 --out DIR` measures on draws that no earlier run saw.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def main() -> int:
                 good_n = sum(rep.good for rep, _, _ in reps)
                 good_sent = sum(round(rep.good_sent_to_vlm * rep.good) for rep, _, _ in reps)
                 false_per_good = sum(rep.false_candidates_per_good * rep.good for rep, _, _ in reps) / good_n
+                false_alone = sum(al.false_candidates_per_good * al.good for _, _, al in reps) / good_n
                 missed = {}
                 for _, m, _ in reps:
                     for k, v in m.items():
@@ -117,6 +120,7 @@ def main() -> int:
                           "defects_found_threshold_alone": found_alone, "good": good_n,
                           "good_sent_to_vlm": round(good_sent / good_n, 4),
                           "false_candidates_per_good": round(false_per_good, 4),
+                          "false_candidates_per_good_threshold_alone": round(false_alone, 4),
                           "image_auroc_mean": round(sum(rep.image_auroc for rep, _, _ in reps) / len(reps), 4),
                           "missed_by_type": missed,
                           "per_set": [{**rep.as_dict(), "missed_by_type": m,
