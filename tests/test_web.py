@@ -45,9 +45,11 @@ def test_detail_page_draws_the_boxes_on_the_frame(client):
     d = client.get(f"/api/inspections/{fail['id']}").json()
     assert d["candidates"]
     page = client.get(f"/inspections/{fail['id']}").text
-    rects = re.findall(r'<rect class="box-det" x="([\d.]+)" y="([\d.]+)"', page)
+    rects = re.findall(r'<rect class="box-det( weak)?" x="([\d.]+)" y="([\d.]+)"', page)
     assert len(rects) == len(d["candidates"])
-    assert float(rects[0][0]) == pytest.approx(d["candidates"][0]["box"][0])
+    assert float(rects[0][1]) == pytest.approx(d["candidates"][0]["box"][0])
+    # Regions under the threshold (boxed because the part was flagged elsewhere) look weaker.
+    assert [bool(weak) for weak, _, _ in rects] == [c["score"] < 0.5 for c in d["candidates"]]
     assert f'viewBox="0 0 {d["width"]} {d["height"]}"' in page
     img = client.get(f"/inspections/{fail['id']}/frame.jpg")
     assert img.status_code == 200 and img.content[:3] == b"\xff\xd8\xff"
