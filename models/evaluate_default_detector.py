@@ -72,21 +72,23 @@ def main() -> int:
                 test = generate(Path(tmp) / surface / f"test{r}", a.test, seed=2000 + n + 10 * r, defect_rate=0.5,
                                 surfaces=[surface], defects=list(PAINTERS))
                 good_paths = [g.path for g in read_labels(good.ground_truth, good.frames_dir)]
+                items = read_labels(test.ground_truth, test.frames_dir)
                 for mode in a.modes:
                     statistics, weighted, k = MODES[mode]
                     fitted = fit(det, good_paths, [], ROI, a.target, statistics, weighted=weighted, components=k)
                     thr, normal = fitted.threshold, fitted.stats
-                    results, _ = run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr,
-                                     f"{surface}: test {r + 1}", normal)
+                    results, _ = run(det, items, ROI, thr, f"{surface}: test {r + 1}", normal)
                     rep = report(results, thr)
                     # What the threshold alone finds, without the weaker regions boxed on parts
                     # it already flags (detector.secondary): that share of recall is theirs.
                     alone = rep
                     if det.secondary < 1.0:
                         secondary, det.secondary = det.secondary, 1.0
-                        alone = report(run(det, read_labels(test.ground_truth, test.frames_dir), ROI, thr,
-                                           f"{surface}: test {r + 1}, threshold alone", normal)[0], thr)
-                        det.secondary = secondary
+                        try:
+                            alone = report(run(det, items, ROI, thr, f"{surface}: test {r + 1}, threshold alone",
+                                               normal)[0], thr)
+                        finally:
+                            det.secondary = secondary
                     if k > 1 and r == 0:
                         draw_pr_curve(results, thr, a.out / f"pr-{surface}.png",
                                       f"{det.model_id} + normal statistics ({k} Gaussians) on held-out {surface}")
