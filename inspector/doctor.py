@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.redact import redact_text, redact_url
+
 CAMERA_TIMEOUT_S = 20.0
 
 
@@ -48,22 +50,21 @@ def check_database(cfg) -> Check:
     from inspector.store import schema
 
     url = cfg.database_url
-    shown = url.split("@")[-1] if "@" in url else url
+    shown = redact_url(url)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return Check("database", True, f"{shown}: not created yet (the first start creates it)")
     engine = create_engine(url)
     try:
         with engine.connect() as c:
             c.execute(text("SELECT 1"))
-        cur, head = schema.current(engine), schema.head()
-        if cur == head:
-            return Check("database", True, f"{shown}: reachable, schema at {head}")
-        if cur in schema.known():
-            return Check("database", True, f"{shown}: schema {cur}, the next start upgrades it to {head}")
-        return Check("database", False, f"{shown}: schema {cur!r} is not one this version knows (head {head}): "
-                                        f"a newer inspector wrote it?")
+        # The same diagnosis as the line's start: what doctor passes, `run` accepts.
+        if schema.is_new(engine):
+            return Check("database", True, f"{shown}: empty, the first start creates the schema ({schema.head()})")
+        if (why := schema.problem(engine, shown)) is not None:
+            return Check("database", False, why)
+        return Check("database", True, f"{shown}: reachable, schema at {schema.head()}")
     except Exception as e:
-        return Check("database", False, f"{shown}: {type(e).__name__}: {e}")
+        return Check("database", False, redact_text(f"{shown}: {type(e).__name__}: {getattr(e, 'orig', None) or e}"))
     finally:
         engine.dispose()
 

@@ -84,7 +84,7 @@ def test_cameras_and_products_come_from_the_config(make_store):
     with store.engine.connect() as c:
         cams = {r.id: r for r in c.execute(select(m.Camera))}
         prods = {r.name: r for r in c.execute(select(m.Product))}
-    assert cams["left"].product == "bracket" and cams["left"].source == "rtsp: rtsp://***@10.0.0.5/s"
+    assert cams["left"].product == "bracket" and cams["left"].source == "rtsp: rtsp://op:***@10.0.0.5/s"
     assert prods["bracket"].defect_types == ["dent", "scratch"]
     assert set(cams) == {"left", "stray"} and set(prods) == {"bracket", "other"}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inspector.atomic_write import write_atomic
 from inspector.events.sinks import SinkError, build_sink
+from inspector.redact import redact_text
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -129,6 +130,7 @@ class EventSender:
         return True
 
     def _failed(self, why: str) -> None:
+        why = redact_text(why)  # an HTTP error may quote the webhook's URL and its token
         self.failures += 1
         if self.failing_since is None:
             self.failing_since = time.monotonic()

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from inspector.config import OpenAIReasonerConfig
+from inspector.redact import redact_url
 from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, register
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,12 @@ class OpenAIReasoner(Reasoner):
             key = cfg.key()
         except ValueError as e:
             raise ReasonerConfigError(str(e)) from None
-        self.base_url = cfg.base_url.rstrip("/")
+        self._url = cfg.base_url.rstrip("/")
+        self.base_url = redact_url(self._url)  # as shown in messages and the status: no credentials
         self.model_id = cfg.model or self.base_url
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(
-            base_url=self.base_url, headers=headers, verify=cfg.verify_tls,
+            base_url=self._url, headers=headers, verify=cfg.verify_tls,
             timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
             limits=httpx.Limits(max_connections=cfg.workers, max_keepalive_connections=cfg.workers))
         self._slots = threading.BoundedSemaphore(cfg.workers)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 
+from inspector.redact import redact_text, redact_url
 from inspector.sources import SourceError, register
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class LiveSource:
         return True
 
     def _failed(self, why: str) -> None:
+        why = redact_text(why)  # FFmpeg's messages may quote the URL, password and all
         self.last_error = why
         if self.state == "connected":
             log.warning("camera %s: %s; reconnecting", self.name, why)
@@ -129,7 +131,7 @@ class UsbSource(LiveSource):
 
 class _UrlSource(LiveSource):
     def __init__(self, cfg, data_dir):
-        super().__init__(cfg, _redact(cfg.url))
+        super().__init__(cfg, redact_url(cfg.url))
         self.url = cfg.url
 
     def _open(self):
@@ -154,13 +156,3 @@ class GStreamerSource(LiveSource):
 
     def _open(self):
         return cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
-
-
-def _redact(url: str) -> str:
-    """rtsp://user:secret@host/... -> rtsp://user:***@host/... (names end up in logs and the UI)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.split("@", 1)
-        if ":" in cred:
-            return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
-    return url
