@@ -21,7 +21,7 @@ def _doctor(cfg: dict, tmp_path: Path):
     p = tmp_path / "line.yaml"
     p.write_text(yaml.safe_dump(cfg))
     r = run_cli("doctor", "--config", str(p), "--json", timeout=300)
-    return r, {c["name"]: c for c in json.loads(r.stdout.strip().splitlines()[-1])}
+    return r, {c["name"]: c for c in json.loads(r.stdout)}  # with --json, stdout is the JSON alone
 
 
 def test_a_ready_box_passes_every_check(tmp_path, demo_line):
@@ -62,13 +62,52 @@ def test_a_broken_box_gets_every_fault_named(tmp_path):
     }, tmp_path)
     assert r.returncode == 1
     assert not any(c["ok"] for c in checks.values()), checks
-    assert "'9999' is not one this version knows" in checks["database"]["detail"]
+    assert "schema revision 9999, which this inspector version does not know" in checks["database"]["detail"]
     assert "under store.retention.min_free_mb" in checks["disk"]["detail"]
     assert "does not match its manifest" in checks["detector"]["detail"]
     assert "unplugged" in checks["camera cam1"]["detail"] and "does not exist" in checks["camera cam1"]["detail"]
     assert "cannot reach the VLM server" in checks["VLM"]["detail"]
     assert "5 problem(s): database, disk, detector, camera cam1, VLM" in r.stderr
-    assert r.stdout.count("FAIL ") == 5
+    assert r.stderr.count("FAIL ") == 5
+
+
+def _database_at(path: Path, revision: str | None) -> None:
+    """An SQLite file at an older schema revision; None: made before migrations existed."""
+    from sqlalchemy import create_engine, text
+
+    from inspector.store import schema
+    from alembic import command
+
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), revision or schema.FIRST)
+        if revision is None:
+            conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("state, ok, says", [
+    ("before migrations", False, "run `inspector db upgrade` once to adopt it"),
+    ("older revision", False, "run `inspector db upgrade`"),
+    ("empty file", True, "empty, the first start creates the schema"),
+])
+def test_doctor_judges_a_database_as_the_line_s_start_does(tmp_path, demo_line, state, ok, says):
+    db = tmp_path / "data" / "inspector.db"
+    db.parent.mkdir()
+    if state == "empty file":
+        db.touch()
+    else:
+        _database_at(db, None if state == "before migrations" else "0001")
+    cfg = {"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+           "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(demo_line.frames_dir)}}]}
+    r, checks = _doctor(cfg, tmp_path)
+    assert checks["database"]["ok"] is ok and says in checks["database"]["detail"], checks["database"]
+    # `inspector run` agrees: it starts where doctor passes, and refuses with the same advice.
+    run = run_cli("run", "--config", str(tmp_path / "line.yaml"), "--no-web", "--exit-when-done", timeout=300)
+    if ok:
+        assert run.returncode == 0, run.stderr[-2000:]
+    else:
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("synchronous,says", [("full", "survives a power cut"),

@@ -27,6 +27,10 @@ RECHECK_S = 1.0  # disk_usage is a syscall; once a second is plenty at line spee
 RESUME_MARGIN = 0.95  # resume only clear of the limits, so the alert does not flap
 
 
+# Where the writer puts each kind of picture, under the data directory.
+PICTURE_DIRS = {"frame": "frames", "thumb": "thumbs", "crop": "crops"}
+
+
 @dataclass(frozen=True)
 class Written:
     path: str  # relative to the data directory, POSIX separators
@@ -175,12 +179,20 @@ class ImageStore:
             return 0
         return n
 
-    def resolve(self, rel: str) -> Path | None:
-        """The file of a stored relative path, never outside the data directory (a tampered
-        database must not reach other files)."""
+    def resolve(self, rel: str, kind: str | None = None) -> Path | None:
+        """The file of a stored relative path, only ever a JPEG inside the picture folders (of
+        `kind`'s folder when given). A tampered row must reach no other file: not the database
+        (served, it gives away password hashes; merely opened and closed by this process, it
+        drops SQLite's POSIX locks), not the spool, not a symlink out."""
+        folders = [PICTURE_DIRS[kind]] if kind else list(PICTURE_DIRS.values())
         root = self.root.resolve()
-        path = (root / rel).resolve()
-        return path if path.is_relative_to(root) else None
+        try:
+            path = (root / rel).resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            return None
+        if path.suffix.lower() != ".jpg":
+            return None
+        return path if any(path.is_relative_to(root / f) for f in folders) else None
 
     def status(self) -> dict:
         self.writable()  # the alert must show before the next picture is due, not only at it

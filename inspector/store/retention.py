@@ -130,11 +130,13 @@ class Retention:
         """The picture guard tripped: make room now rather than at the next interval."""
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """A pass still running past `timeout` (a locked database) is left to the process's exit:
+        it deletes nothing it has not first committed."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(timeout)
             self._thread = None
 
     def _run(self) -> None:

@@ -77,24 +77,38 @@ def one_at_a_time(engine, url: str):
 
 
 def prepare(engine, url: str) -> None:
-    """At start: create a new database, accept one at head, refuse anything else with the fix."""
+    """At start: create a new database, accept one at head, refuse anything else with the fix.
+    `url` is the database as shown in messages (redacted)."""
     with one_at_a_time(engine, url):
         rev = current(engine)
         if rev is None and not _has_tables(engine):
             upgrade(engine)
             return
+    if (why := problem(engine, url, rev)) is not None:
+        raise SchemaError(why)
+
+
+def is_new(engine) -> bool:
+    """Empty (no tables of ours, no revision): the first start creates the schema."""
+    return current(engine) is None and not _has_tables(engine)
+
+
+def problem(engine, url: str, rev: str | None = None) -> str | None:
+    """Why a line cannot start on this database as it is, with what to do; None when it can
+    (at head, or new). The one diagnosis for the line's start and `inspector doctor`."""
+    rev = current(engine) if rev is None else rev
     want = head()
-    if rev == want:
-        return
+    if rev == want or (rev is None and not _has_tables(engine)):
+        return None
     if rev is None:
-        raise SchemaError(f"database {url} was made before schema migrations existed: run "
-                          f"`inspector db upgrade` once to adopt it (nothing is lost)")
+        return (f"database {url} was made before schema migrations existed: run "
+                f"`inspector db upgrade` once to adopt it (nothing is lost)")
     if rev not in known():
-        raise SchemaError(f"database {url} is at schema revision {rev}, which this inspector version "
-                          f"does not know (made by a newer version?); use that version, or another "
-                          f"database_url")
-    raise SchemaError(f"database {url} is at schema revision {rev}, this inspector needs {want}: run "
-                      f"`inspector db upgrade` (back up the database first)")
+        return (f"database {url} is at schema revision {rev}, which this inspector version "
+                f"does not know (made by a newer version?); use that version, or another "
+                f"database_url")
+    return (f"database {url} is at schema revision {rev}, this inspector needs {want}: run "
+            f"`inspector db upgrade` (back up the database first)")
 
 
 def upgrade(engine) -> tuple[str | None, str]:

@@ -8,6 +8,7 @@ commits) or FULL (store.synchronous, survives power loss, fewer commits per seco
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -16,12 +17,14 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, exists, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from inspector import durable
 from inspector.config import StoreConfig
 from inspector.filehash import sha256_of as _sha256
 from inspector.messages import Crop, CropReport, Verdict
+from inspector.redact import redact_text, redact_url
 from inspector.store import rollup, schema
 from inspector.store.rollup import bucket_of
 from inspector.store.images import ImageStore
@@ -30,7 +33,7 @@ from inspector.store.models import (Camera, FindingRow, Image, Inspection, Model
 from inspector.store.models import Verdict as VerdictRow
 from inspector.store.retention import Retention, used_bytes
 from inspector.store.rows import answer_rows, finding_row
-from inspector.store.writer import Pending, Writer, utc as _utc
+from inspector.store.writer import PARKED_DIR, Pending, Writer, utc as _utc
 
 
 VERDICTS = ("pass", "fail", "review")
@@ -50,16 +53,24 @@ class Store:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         durable.makedirs(self.data_dir, sync=cfg.synchronous == "full")
+        _private(self.data_dir, 0o700)
         self.url = url
+        shown = redact_url(url)
         if url.startswith("sqlite:///"):
-            durable.makedirs(Path(url.removeprefix("sqlite:///")).parent, sync=cfg.synchronous == "full")
+            db = Path(url.removeprefix("sqlite:///"))
+            durable.makedirs(db.parent, sync=cfg.synchronous == "full")
+            _private_db(db)
         busy = cfg.busy_timeout_s
         self.engine = create_engine(url, connect_args={"timeout": busy} if url.startswith("sqlite") else {},
                                     pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             sync = cfg.synchronous.upper()
             event.listen(self.engine, "connect", lambda c, r: _sqlite_pragmas(c, r, sync, busy))
-        schema.prepare(self.engine, url)  # new: created at head; otherwise exactly head, or a clear refusal
+        try:
+            schema.prepare(self.engine, shown)  # new: created at head; otherwise exactly head, or a clear refusal
+        except DBAPIError as e:
+            self.engine.dispose()
+            raise StoreError(f"cannot use database {shown}: {_db_problem(e)}") from None
         self._write_lock = threading.Lock()  # SQLite has one writer; serialise ours explicitly
         r = cfg.retention
         self.images = ImageStore(self.data_dir, jpeg_quality=cfg.jpeg_quality,
@@ -69,7 +80,8 @@ class Store:
         self.writer = Writer(self.engine, self.images, save_frames=cfg.save_frames, save_crops=cfg.save_crops,
                              save_thumbnails=cfg.save_thumbnails, thumbnail_px=cfg.thumbnail_px,
                              batch_max=cfg.batch_max, batch_wait_s=cfg.batch_wait_ms / 1000,
-                             queue_size=cfg.queue_size, lock=self._write_lock)
+                             queue_size=cfg.queue_size, lock=self._write_lock,
+                             park_dir=self.data_dir / PARKED_DIR, fsync=cfg.synchronous == "full")
         self.retention = Retention(self.engine, self.images, r, self._write_lock)
         self.images.on_pressure = self.retention.wake
 
@@ -152,6 +164,9 @@ class Store:
         return self.writer.flush(timeout)
 
     def has_uid(self, uid: str) -> bool:
+        """Stored, or parked by an earlier stop and on its way in (the park file outlives a crash)."""
+        if uid in self.writer.parked_uids:
+            return True
         with Session(self.engine) as s:
             return s.scalar(select(Inspection.id).where(Inspection.uid == uid)) is not None
 
@@ -176,15 +191,14 @@ class Store:
 
     def health(self) -> dict:
         """The database and the data disk, for the health page: reachable, schema, size, space."""
-        import re
         import shutil
 
-        out = {"url": re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.url), "reachable": True, "error": None}
+        out = {"url": redact_url(self.url), "reachable": True, "error": None}
         try:
             out["schema"] = schema.current(self.engine)
             out["schema_ok"] = out["schema"] == schema.head()
         except Exception as e:  # the page must render even when the database does not answer
-            out.update(reachable=False, error=f"{type(e).__name__}: {e}", schema=None, schema_ok=False)
+            out.update(reachable=False, error=redact_text(f"{type(e).__name__}: {e}"), schema=None, schema_ok=False)
         if self.url.startswith("sqlite:///"):
             db = Path(self.url.removeprefix("sqlite:///"))
             out["size_bytes"] = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
@@ -320,6 +334,10 @@ class Store:
             raise ValueError("defect_type must be 1 to 64 characters")
         if len(note or "") > 2000:
             raise ValueError("a note is at most 2000 characters")
+        for name, text in (("note", note or ""), ("defect_type", defect_type or "")):
+            # JSON can carry both: SQLite cannot encode a lone surrogate, PostgreSQL refuses NUL (a 500)
+            if "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text):
+                raise ValueError(f"{name} must be text without NUL characters or lone surrogates")
         with self._write_lock, Session(self.engine) as s, s.begin():
             i = s.get(Inspection, inspection_id)
             if i is None or i.verdict is None:
@@ -343,7 +361,7 @@ class Store:
             q = q.where(Image.crop_index == crop_index)
         with Session(self.engine) as s:
             rel = s.scalar(q.order_by(Image.id).limit(1))
-        path = self.images.resolve(rel) if rel else None
+        path = self.images.resolve(rel, kind) if rel else None
         return path if path is not None and path.is_file() else None
 
     def counts(self) -> dict[str, int]:
@@ -355,9 +373,15 @@ class Store:
         out["total"] = sum(out[k] for k in ("pass", "fail", "review"))
         return out
 
-    def close(self) -> None:
-        self.retention.stop()
-        self.writer.close()
+    def unpark(self) -> int:
+        """The line's start: write the verdicts an earlier stop could not (see Writer.close)."""
+        return self.writer.unpark()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Within `timeout` seconds (plus the time to park what the database did not take)."""
+        deadline = time.monotonic() + timeout
+        self.retention.stop(min(2.0, timeout / 4))
+        self.writer.close(max(0.0, deadline - time.monotonic()))
         self.engine.dispose()
 
 
@@ -385,11 +409,40 @@ def _summary(i: Inspection) -> dict:
 
 def describe_source(source) -> str:
     """A camera source in one line, without credentials (an RTSP URL may carry a password)."""
-    import re
-
     text = next((str(v) for k in ("url", "path", "device", "pipeline")
                  if (v := getattr(source, k, None)) is not None), "")
-    return f"{source.type}: " + re.sub(r"//[^/@\s]*@", "//***@", text)[:480]
+    return f"{source.type}: " + redact_text(text)[:480]
+
+
+def _db_problem(e: DBAPIError) -> str:
+    why = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
+    if "not a database" in why or "malformed" in why:
+        return (f"{why} (the file is damaged or is not an inspector database: restore it from a backup, "
+                f"or move it aside to start a new one)")
+    return redact_text(why)
+
+
+def _private(path: Path, mode: int) -> None:
+    """Nobody but the service's user reads the verdicts, pictures and password hashes: a path
+    that is wider than `mode` is narrowed (the unit's UMask covers new files under systemd; this
+    covers a box started by hand and a data directory made by an older version)."""
+    try:
+        if path.stat().st_mode & 0o777 & ~mode:
+            path.chmod(mode)
+    except OSError:
+        pass  # not ours to change (a shared mount): the service still runs
+
+
+def _private_db(db: Path) -> None:
+    # Created 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+    if not db.exists():
+        try:
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if p.exists():
+            _private(p, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "NORMAL", busy_timeout_s: float = 30.0) -> None:
