@@ -28,12 +28,15 @@ class ModelEntry:
 def load_entry(manifest: Path, model: Path) -> ModelEntry:
     """Find `model` in `manifest` and check the file against its recorded sha256."""
     try:
-        doc = json.loads(Path(manifest).read_text())
+        doc = json.loads(Path(manifest).read_text(encoding="utf-8"))
         entries = doc["models"]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise TypeError
     except OSError as e:
         raise ModelError(f"cannot read model manifest {manifest}: {e.strerror}") from None
     except (ValueError, KeyError, TypeError):
-        raise ModelError(f"model manifest {manifest} is not valid: expected JSON with a 'models' list") from None
+        raise ModelError(f"model manifest {manifest} is not valid: expected JSON with a 'models' list "
+                         f"of entries") from None
     model = Path(model)
     entry = next((e for e in entries if e.get("file") == model.name), None)
     if entry is None:
@@ -41,6 +44,11 @@ def load_entry(manifest: Path, model: Path) -> ModelEntry:
         raise ModelError(f"model {model.name} is not listed in manifest {manifest} (listed: {listed})")
     if not model.is_file():
         raise ModelError(f"model file {model} is missing (expected by manifest {manifest})")
+    want = entry.get("sha256")
+    if not isinstance(want, str) or len(want) != 64:
+        # Without it nothing says this is the file the thresholds were calibrated for.
+        raise ModelError(f"manifest {manifest} entry for {model.name} has no valid sha256 (64 hex "
+                         f"digits): add the file's `sha256sum`")
     actual = sha256_of(model)
     if actual != entry["sha256"]:
         raise ModelError(f"model file {model} does not match its manifest: sha256 is {actual}, "
