@@ -110,8 +110,12 @@ def cmd_run(args) -> int:
                "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
                "vlm_crops": st["vlm_crops"], "processing_errors": st["processing_errors"],
                "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"]}
+    failed = {c["id"]: c["error"] for c in st["cameras"] if c["state"] == "failed"}
+    summary.update(read_errors=sum(c["read_errors"] for c in st["cameras"]), cameras_failed=failed)
     print(json.dumps(summary))
-    return 0 if not (st["processing_errors"] or st["store_errors"]) else 1
+    for cam_id, why in failed.items():  # last, where a person reading the end of the output sees it
+        print(f"inspector: camera {cam_id} failed: {why}", file=sys.stderr)
+    return 0 if not (st["processing_errors"] or st["store_errors"] or failed) else 1
 
 
 def _verdict_printer(target: str):

@@ -13,6 +13,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       field_validator, model_validator)
 
+from inspector import MAX_IMAGE_PIXELS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 
@@ -31,7 +33,21 @@ class FolderSourceConfig(_Model):
     type: Literal["folder"]
     path: Path
     fps: float | None = Field(None, gt=0, description="replay rate; None = as fast as processed")
-    loop: bool = False
+    loop: bool = Field(False, description="start over after the last file (with after: remember or "
+                                          "move: keep watching the folder for new files)")
+    after: Literal["keep", "remember", "move"] | None = Field(
+        None, description="a file whose verdict is stored: keep (inspected again at the next start), "
+                          "remember (left in place; <data_dir>/inspected/<camera>.jsonl skips it from "
+                          "then on), move (to move_to); None = remember, or keep when loop is true")
+    move_to: Path | None = Field(None, description="after: move: the folder inspected files go to")
+
+    @model_validator(mode="after")
+    def _after(self):
+        if self.after is None:
+            self.after = "keep" if self.loop else "remember"
+        if (self.after == "move") != (self.move_to is not None):
+            raise ValueError("after: move needs move_to (a folder), and move_to is only for after: move")
+        return self
 
 
 class VideoSourceConfig(_Model):
@@ -557,6 +573,22 @@ def _hostname() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "box"
 
 
+class LimitsConfig(_Model):
+    max_image_pixels: int = Field(
+        MAX_IMAGE_PIXELS, ge=1, description="an image file whose header claims more pixels is refused "
+                                       "before decoding (a decompression bomb); counted as unreadable")
+
+    @field_validator("max_image_pixels")
+    @classmethod
+    def _within_opencv(cls, v: int) -> int:
+        from inspector import opencv_limit
+
+        if v > opencv_limit():
+            raise ValueError(f"{v} is above OpenCV's own limit in this process ({opencv_limit()}); set "
+                             f"the environment variable OPENCV_IO_MAX_IMAGE_PIXELS={v} as well")
+        return v
+
+
 class Config(_Model):
     box: str = Field(default_factory=_hostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                      description="this box's name where several share one database (default: the "
@@ -576,6 +608,7 @@ class Config(_Model):
     events: EventsConfig = Field(default_factory=EventsConfig)
     frame_queue: int = Field(8, ge=1, description="frames buffered per camera between capture and "
                                                   "pre-filter (cameras[].buffer.size overrides)")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self):
@@ -664,6 +697,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     for cam in cfg.cameras:
         if hasattr(cam.source, "path"):
             cam.source.path = fix(cam.source.path)
+        if getattr(cam.source, "move_to", None) is not None:
+            cam.source.move_to = fix(cam.source.move_to)
     cfg.calibration_dir = fix(cfg.calibration_dir)
     cfg.detector.model = fix(cfg.detector.model)
     if isinstance(cfg.detector, DetectorConfig):

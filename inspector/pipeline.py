@@ -115,7 +115,9 @@ class Pipeline:
         self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
         self.events = build_senders(cfg, self.store)
         self.on_verdict.extend(s.notify for s in self.events)
-        self.sources = {cam.id: open_source(cam.source, cfg.data_dir) for cam in cfg.cameras}
+        self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels)
+                        for cam in cfg.cameras}
+        self.on_verdict.append(self._source_judged)
         self.stop_event = threading.Event()
         for src in self.sources.values():
             if hasattr(src, "stop_event"):  # live sources wait out reconnects on it
@@ -225,8 +227,9 @@ class Pipeline:
 
     def _resume_spool(self) -> None:
         """Frames an earlier run spooled but did not finish: reason them first. One whose verdict
-        did get in before the crash just leaves the spool."""
-        for sj in self.spool.pending():
+        did get in before the crash just leaves the spool. Returns the uids it found."""
+        pending = self.spool.pending()
+        for sj in pending:
             if self.store.has_uid(sj.uid):
                 self.spool.done(sj.uid)
                 continue
@@ -247,11 +250,31 @@ class Pipeline:
             self._unavailable(job, why, spooled=True)
         if self.resumed:
             log.warning("resuming %d frame(s) spooled for the VLM by the previous run", len(self.resumed))
+        return {sj.uid for sj in pending}
+
+    def _remember_inspected(self, spooled: set[str]) -> None:
+        """Folder sources that remember (or move) what they inspected: their memory counts a file
+        an earlier run handed on once its inspection is stored or spooled."""
+        for cam in self.cfg.cameras:
+            remember = getattr(self.sources[cam.id], "remember", None)
+            if remember is not None:
+                remember(self.cfg.data_dir / "inspected" / f"{cam.id}.jsonl",
+                         lambda uid: uid in spooled or self.store.has_uid(uid),
+                         fsync=self.cfg.store.synchronous == "full")
+
+    def _source_judged(self, inspection_id: int, uid: str, verdict: Verdict) -> None:
+        judged = getattr(self.sources.get(verdict.frame.camera_id), "judged", None)
+        if judged is not None:
+            judged(uid)
+
+    @staticmethod
+    def _uid(run_id: str, camera_id: str, seq: int) -> str:
+        return f"{run_id}:{camera_id}:{seq}"
 
     def start(self) -> None:
         self.heartbeat = time.monotonic()
-        if self.spool is not None:
-            self._resume_spool()
+        spooled = self._resume_spool() if self.spool is not None else set()
+        self._remember_inspected(spooled)
         self.store.start_retention()
         for sender in self.events:
             sender.start()
@@ -302,12 +325,18 @@ class Pipeline:
         orient = orienter(cam.rotate, cam.flip)
         undistort, mm_per_px = self.geometry[cam.id]
         trigger = self.triggers[cam.id]
+        taken = getattr(src, "taken", None)
         try:
             while not self.stop_event.is_set():
                 item = src.read()
                 state.read_errors = src.errors
                 if item is None:
-                    state.state = "exhausted"
+                    if not state.frames_in and src.errors and not self.stop_event.is_set():
+                        state.state = "failed"
+                        state.error = f"no readable frame ({src.errors} unreadable)"
+                        log.error("camera %s failed: %s", cam.id, state.error)
+                    else:
+                        state.state = "exhausted"
                     break
                 image, name = item
                 if period:  # a replay plays at the camera's rate, inspected or not
@@ -326,6 +355,8 @@ class Pipeline:
                     state.untriggered += 1
                     continue
                 seq += 1
+                if taken is not None:
+                    taken(self._uid(self.run_id, cam.id, seq))
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
@@ -370,7 +401,7 @@ class Pipeline:
             self.cameras[frame.camera_id].frames_inspected += 1
             self.stats.candidates += len(cands)
             product = products[frame.camera_id]
-            uid = f"{self.run_id}:{frame.camera_id}:{frame.seq}"
+            uid = self._uid(self.run_id, frame.camera_id, frame.seq)
             if not cands or self.reasoner is None:
                 self._record(judge(frame, cands, None if self.reasoner is None else [], self.cfg.judge),
                              product, crops, uid)

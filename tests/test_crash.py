@@ -38,7 +38,11 @@ def test_kill_9_loses_no_reported_verdict_and_records_none_twice(demo_line, tmp_
     reported = tmp_path / "verdicts.jsonl"
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.15)) as vlm:
         cfg = tmp_path / "line.yaml"
-        cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 8, {"queue_size": 4})))
+        line = replay_line(data, demo_line.frames_dir, vlm.base_url, 8, {"queue_size": 4})
+        # Every run replays the whole folder (the old default), so that there are frames to kill
+        # it over six times; test_kill_9_and_restart_inspects_no_part_twice is the default's.
+        line["cameras"][0]["source"]["after"] = "keep"
+        cfg.write_text(yaml.safe_dump(line))
         cmd = [sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
                "--exit-when-done", "--verdicts-out", str(reported)]
         ever_spooled: set[str] = set()
@@ -98,3 +102,53 @@ def test_kill_9_loses_no_reported_verdict_and_records_none_twice(demo_line, tmp_
                           "WHERE v.id IS NULL").fetchone()[0] == 0
     finally:
         db.close()
+
+
+def _kill_at_random_then_finish(cmd, reported, rnd, kills: int):
+    """Start the line, SIGKILL it while verdicts flow (or while it starts up), `kills` times;
+    then let it run to the end. Returns the last run's result."""
+    for k in range(kills):
+        before = len(reported.read_text().splitlines()) if reported.exists() else 0
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if k % 2:
+            time.sleep(rnd.uniform(0.3, 1.5))
+        else:
+            target, deadline = before + rnd.randint(1, 4), time.monotonic() + 60
+            while time.monotonic() < deadline and p.poll() is None:
+                if reported.exists() and len(reported.read_text().splitlines()) >= target:
+                    break
+                time.sleep(0.01)
+            time.sleep(rnd.uniform(0, 0.2))
+        assert p.poll() is None, f"the line ended before kill {k + 1}: {p.stderr.read()[-2000:]}"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        p.stderr.close()
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def test_kill_9_and_restart_inspects_no_part_twice(demo_line, tmp_path):
+    """The folder remembers what it inspected (cameras[].source.after: remember, the default): after
+    kill -9 and a restart it goes on where it was. Every part ends up recorded exactly once, over
+    all runs, including parts that were waiting for the VLM in the spool at a kill."""
+    rnd = random.Random(20261130)
+    data = tmp_path / "data"
+    reported = tmp_path / "verdicts.jsonl"
+    with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.15)) as vlm:
+        cfg = tmp_path / "line.yaml"
+        cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 8, {"queue_size": 4})))
+        cmd = [sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
+               "--exit-when-done", "--verdicts-out", str(reported)]
+        last = _kill_at_random_then_finish(cmd, reported, rnd, 4)
+        assert last.returncode == 0, last.stderr[-3000:]
+        again = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1])["inspected"] == 0
+    db = sqlite3.connect(data / "inspector.db")
+    try:
+        runs = db.execute("SELECT count(DISTINCT substr(uid, 1, instr(uid, ':') - 1)) FROM inspections").fetchone()[0]
+        names = [n for (n,) in db.execute("SELECT source_name FROM inspections")]
+    finally:
+        db.close()
+    assert runs >= 3, "parts were recorded by several runs"
+    frames = sorted(p.name for p in demo_line.frames_dir.glob("*.png"))
+    assert sorted(names) == frames, "every part recorded exactly once"
+    assert not list((data / "vlm-spool").glob("*.json"))

@@ -150,8 +150,10 @@ def test_the_cut_forgets_exactly_what_was_not_synced(tmp_path):
 def _line(tmp_path: Path, demo_line, vlm_url: str, synchronous: str) -> tuple[list[str], Path]:
     reported = tmp_path / "verdicts.jsonl"
     cfg = tmp_path / "line.yaml"
-    cfg.write_text(yaml.safe_dump(replay_line(tmp_path / "mnt", demo_line.frames_dir, vlm_url, 8, {"queue_size": 4},
-                                              store={"synchronous": synchronous})))
+    line = replay_line(tmp_path / "mnt", demo_line.frames_dir, vlm_url, 8, {"queue_size": 4},
+                       store={"synchronous": synchronous})
+    line["cameras"][0]["source"]["after"] = "keep"  # every boot replays the whole folder: frames to cut over
+    cfg.write_text(yaml.safe_dump(line))
     return ([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web", "--exit-when-done",
              "--verdicts-out", str(reported)], reported)
 

@@ -1,7 +1,9 @@
 """Frame sources, registered by the `source.type` name used in config.
 
 A source yields (image, name) pairs; `None` from `read()` means it is exhausted (non-looping replay).
-A frame that cannot be decoded is reported through `errors` and skipped, never fatal.
+A frame that cannot be decoded is reported through `errors` and skipped, never fatal. Image files
+are read through inspector/image_file.py, which refuses a header claiming more pixels than
+limits.max_image_pixels before decoding it.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ def register(type_name: str):
     return deco
 
 
-def open_source(cfg, data_dir: Path) -> FrameSource:
+def open_source(cfg, data_dir: Path, max_image_pixels: int | None = None) -> FrameSource:
+    """`max_image_pixels`: limits.max_image_pixels, for the sources that read image files."""
     from inspector.sources import files, live  # noqa: F401  (registers the built-in sources)
 
     try:
         factory = SOURCES[cfg.type]
     except KeyError:
         raise SourceError(f"unknown source type {cfg.type!r}; known: {sorted(SOURCES)}") from None
-    return factory(cfg, data_dir)
+    src = factory(cfg, data_dir)
+    if max_image_pixels is not None and hasattr(src, "max_pixels"):
+        src.max_pixels = max_image_pixels
+    return src
