@@ -157,16 +157,21 @@ def _start_web(cfg, store, status, trigger, live):
         import secrets
 
         password = secrets.token_urlsafe(12)
-        accounts.add_user("admin", password, "admin")
+        # It lands in a console or a journal others may read: good for one login, which must replace it.
+        accounts.add_user("admin", password, "admin", must_change=True)
         print(f"inspector: no dashboard users yet; made user 'admin' with password {password} "
-              f"(shown once: change it with `inspector users passwd admin`, add people with "
+              f"(shown once, and good for one login: the dashboard then asks for a new one; or set "
+              f"it with `inspector users passwd admin`; add people with "
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
     app = create_app(store, status, trigger, live=live, plant=PlantTime.from_config(cfg.web),
                      secure_cookies=cfg.web.secure_cookies)
     from inspector.threaded_server import start_in_thread
 
+    # X-Forwarded-For is believed only from the configured proxies (uvicorn's default believes
+    # 127.0.0.1, so any local client could pose as any address and dodge the login limit).
     server = start_in_thread(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
-                                            access_log=False), "web")
+                                            access_log=False, proxy_headers=bool(cfg.web.trusted_proxies),
+                                            forwarded_allow_ips=cfg.web.trusted_proxies), "web")
     if server is None:
         _fail(f"the dashboard did not start on {cfg.web.host}:{cfg.web.port}")
     return server
@@ -667,7 +672,8 @@ def cmd_users(args) -> int:
     try:
         if args.action == "list":
             for u in acc.users():
-                print(f"{u['username']:24s} {u['role']:9s} since {u['created_at']}")
+                print(f"{u['username']:24s} {u['role']:9s} since {u['created_at']}"
+                      + ("  (must choose a new password at login)" if u["must_change_password"] else ""))
         elif args.action == "add":
             acc.add_user(args.name, _read_password(args), args.role)
             print(f"user {args.name} added ({args.role})")

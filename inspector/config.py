@@ -474,6 +474,10 @@ class WebConfig(_Model):
     secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only (set it "
                                                     "when a TLS proxy is in front)")
     port: int = Field(8080, ge=1, le=65535)
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        "addresses (10.0.0.5) or networks (10.0.0.0/24) of the reverse proxies in front: only requests "
+        "from these may name the client in X-Forwarded-For / X-Forwarded-Proto; none by default, so "
+        "a client cannot pose as another (the login limit counts per client address)"))
     line_socket: Path | None = Field(None, description="the running line's Unix socket, through which a "
                                                        "separate dashboard (`inspector web`) shows its "
                                                        "status and live pictures; None = "
@@ -497,6 +501,19 @@ class WebConfig(_Model):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            try:
+                ipaddress.ip_network(a) if "/" in a else ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address or network (10.0.0.5, 10.0.0.0/24, "
+                                 f"::1; a network's host bits must be 0)") from None
         return v
 
     @field_validator("shifts")

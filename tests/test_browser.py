@@ -234,3 +234,36 @@ def test_the_separate_dashboard_shows_the_line_come_and_go_without_a_reload(tmp_
             if p is not None and p.poll() is None:
                 p.terminate()
                 p.wait(30)
+
+
+def test_every_page_and_the_api_docs_keep_to_the_content_security_policy(line, artifacts):
+    """The server's CSP allows no inline script or style and nothing from another site: the
+    browser reports no violation on any page, asks no other host for anything, and /docs draws
+    the API from the Swagger UI files this box serves (a plant network is often offline)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                             "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+        errors, elsewhere = [], []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
+                if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
+        page.on("request", lambda r: None if r.url.startswith((line, "data:")) else elsewhere.append(r.url))
+        log_in(page, line)
+        page.wait_for_selector("#feed-body tr.v-fail", timeout=30000)
+        detail = page.locator("#feed-body tr.v-fail a.pill").first.get_attribute("href")
+        for path in ("/", detail, "/live", "/review", "/stats", "/health", "/password", "/docs"):
+            page.goto(line + path)
+            if path == "/docs":
+                page.wait_for_selector(".opblock", timeout=30000)
+                assert page.locator(".opblock").count() > 10 and "/api/stats" in page.inner_text("#swagger-ui")
+                page.screenshot(path=str(artifacts / "api-docs.png"))
+            else:
+                page.wait_for_load_state("load")
+                page.wait_for_timeout(500)  # the pages' scripts run and draw
+            assert page.evaluate("window.__csp") == [], path
+        assert errors == [] and elsewhere == [], (errors, elsewhere)
+        browser.close()

@@ -47,6 +47,18 @@ def test_bad_reviews_are_refused(store, args, error):
     assert store.inspection(iid)["reviews"] == []
 
 
+@pytest.mark.parametrize("field", ["note", "defect_type"])
+@pytest.mark.parametrize("bad", ["lone \ud800 surrogate", "\udfff", "nul \x00 byte"])
+def test_text_no_database_can_store_is_refused_by_name(store, field, bad):
+    """JSON carries lone surrogates and NUL; SQLite cannot encode the one, PostgreSQL refuses the
+    other: a ValueError naming the field (the API's 422), and nothing half-written."""
+    iid = _inspection(store)
+    with pytest.raises(ValueError, match=f"{field} must be text without NUL characters or lone surrogates"):
+        store.add_review(iid, "anna", "pass", **{field: bad})
+    assert store.inspection(iid)["reviews"] == []
+    assert store.add_review(iid, "anna", "pass", note="fine: ünïcode ✓ 😀")["note"] == "fine: ünïcode ✓ 😀"
+
+
 def test_unknown_inspection(store):
     with pytest.raises(KeyError, match="no inspection 999"):
         store.add_review(999, "anna", "pass")

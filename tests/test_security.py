@@ -161,9 +161,9 @@ def test_the_users_and_tokens_commands(tmp_path):
     cfg = tmp_path / "line.yaml"
     cfg.write_text(f"data_dir: {tmp_path / 'data'}\n")
     base = ["--config", str(cfg)]
-    r = run_cli("users", "add", "mia", "--role", "admin", "--password-stdin", *base, input="short\n")
+    r = run_cli("users", "add", "mia", "--role", "operator", "--password-stdin", *base, input="short\n")
     assert r.returncode == 2 and "at least 8 characters" in r.stderr
-    assert run_cli("users", "add", "mia", "--role", "admin", "--password-stdin", *base,
+    assert run_cli("users", "add", "mia", "--role", "operator", "--password-stdin", *base,
                    input="a-long-password\n").returncode == 0
     r = run_cli("users", "add", "mia", "--password-stdin", *base, input="another-password\n")
     assert r.returncode == 2 and "exists already" in r.stderr
@@ -197,3 +197,174 @@ def test_the_review_queue_empties_as_the_operator_decides(client, line):
         r = client.post(f"/inspections/{unreviewed[1]}/review",
                         data={"verdict": "fail", "csrf_token": csrf, "back": "//evil.example/"})
         assert r.headers["location"] == "/"
+
+
+def _serve(tmp_path, web: dict | None = None):
+    """`inspector web` on a fresh data directory (its first start makes the admin); returns the
+    process, its base URL and what it printed so far."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import yaml
+
+    from inspector.reasoner.local_server import free_port
+
+    port = free_port()
+    cfg = tmp_path / "web.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"port": port, **(web or {})}}))
+    proc = subprocess.Popen([sys.executable, "-m", "inspector", "web", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    lines = []
+    for _ in range(600):
+        if proc.poll() is not None:
+            pytest.fail(proc.stderr.read())
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    while not any("dashboard at" in line for line in lines):  # printed once it serves
+        lines.append(proc.stderr.readline())
+    return proc, base, "".join(lines), cfg
+
+
+def _stop(proc):
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_the_printed_admin_password_must_be_replaced_at_first_login(tmp_path):
+    """The first start prints the admin's password to a console or journal others may read: it
+    gets that one login, whose session can do nothing but choose a new password."""
+    import httpx
+
+    proc, base, printed, cfg = _serve(tmp_path)
+    try:
+        password = re.search(r"made user 'admin' with password (\S+)", printed).group(1)
+        assert "good for one login" in printed
+        assert re.search(r"^admin\s+admin .*must choose a new password", run_cli(
+            "users", "list", "--config", str(cfg)).stdout, re.M)
+        with httpx.Client(base_url=base) as c:
+            r = c.post("/login", data={"username": "admin", "password": password, "next": "/stats"})
+            assert r.status_code == 303
+            for path in ("/", "/stats", "/health", "/inspections/1"):
+                r = c.get(path, headers={"accept": "text/html"})
+                assert r.status_code == 303 and r.headers["location"] == "/password", path
+            for path in ("/api/verdicts", "/api/me", "/metrics", "/openapi.json"):
+                r = c.get(path)
+                assert r.status_code == 403 and "choose a new password first" in r.json()["detail"], path
+            form = c.get("/password").text
+            assert "shown on the console" in form
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+            r = c.post("/api/cameras/cam1/trigger", headers={"x-csrf-token": csrf})
+            assert r.status_code == 403
+            r = c.post("/password", data={"current": password, "new": "same-as-before", "again": "different!",
+                                          "csrf_token": csrf})
+            assert r.status_code == 422 and "the two new passwords differ" in r.text
+            r = c.post("/password", data={"current": "wrong-password", "new": "my-own-password",
+                                          "again": "my-own-password", "csrf_token": csrf})
+            assert r.status_code == 422 and "the current password is wrong" in r.text
+            r = c.post("/password", data={"current": password, "new": password, "again": password,
+                                          "csrf_token": csrf})
+            assert r.status_code == 422 and "must differ" in r.text
+            r = c.post("/password", data={"current": password, "new": "my-own-password",
+                                          "again": "my-own-password", "csrf_token": csrf})
+            assert r.status_code == 303 and r.headers["location"] == "/"
+            assert c.get("/api/me").json() == {"name": "admin", "role": "admin", "via": "session"}
+            assert c.get("/").status_code == 200
+        with httpx.Client(base_url=base) as c:  # the printed one is spent, the new one works
+            assert c.post("/login", data={"username": "admin", "password": password}).status_code == 401
+            assert c.post("/login", data={"username": "admin", "password": "my-own-password"}).status_code == 303
+            assert c.get("/api/verdicts").status_code == 200
+        assert "must choose" not in run_cli("users", "list", "--config", str(cfg)).stdout
+    finally:
+        _stop(proc)
+
+
+def test_users_of_their_own_choice_and_tokens_are_not_held_at_the_password_page(client, line):
+    _, acc = line
+    _login(client, "vera")
+    assert client.get("/", headers={"accept": "text/html"}).status_code == 200
+    assert "Change password" in client.get("/password").text
+    token = acc.add_token("scraper-pw", "viewer")
+    r = client.get("/password", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and "API token has no password" in r.json()["detail"]
+
+
+def test_the_last_admin_cannot_be_removed_or_demoted(tmp_path):
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    base = ["--config", str(cfg)]
+    assert run_cli("users", "add", "mia", "--role", "admin", "--password-stdin", *base,
+                   input="a-long-password\n").returncode == 0
+    for args in (("role", "mia", "--role", "operator"), ("remove", "mia")):
+        r = run_cli("users", *args, *base)
+        assert r.returncode == 2 and "mia is the last admin: make another user admin first" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert re.search(r"^mia\s+admin", run_cli("users", "list", *base).stdout, re.M)
+    assert run_cli("users", "add", "noah", "--role", "operator", "--password-stdin", *base,
+                   input="another-password\n").returncode == 0
+    assert run_cli("users", "remove", "noah", *base).returncode == 0  # others go as before
+    assert run_cli("users", "add", "noah", "--role", "admin", "--password-stdin", *base,
+                   input="another-password\n").returncode == 0
+    assert run_cli("users", "role", "mia", "--role", "viewer", *base).returncode == 0  # noah is admin now
+    r = run_cli("users", "remove", "noah", *base)
+    assert r.returncode == 2 and "noah is the last admin" in r.stderr
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path, trusted):
+    """Rotating X-Forwarded-For dodged the login limit (uvicorn believed it from 127.0.0.1 by
+    default). Untrusted, the header is ignored: five misses from this address, whatever it
+    claims, and even the right password waits. Behind a configured proxy, each forwarded client
+    has its own count."""
+    import httpx
+
+    proc, base, printed, cfg = _serve(tmp_path, {"trusted_proxies": ["127.0.0.1"]} if trusted else None)
+    try:
+        password = re.search(r"made user 'admin' with password (\S+)", printed).group(1)
+        with httpx.Client(base_url=base) as c:
+            for i in range(5):
+                r = c.post("/login", data={"username": "admin", "password": "guess-guess"},
+                           headers={"x-forwarded-for": f"10.9.8.{i}"})
+                assert r.status_code == 401
+            r = c.post("/login", data={"username": "admin", "password": password},
+                       headers={"x-forwarded-for": "10.9.8.200"})
+            assert r.status_code == (303 if trusted else 429)
+            if trusted:
+                for _ in range(5):
+                    c.post("/login", data={"username": "admin", "password": "guess-guess"},
+                           headers={"x-forwarded-for": "10.9.8.7"})
+                r = c.post("/login", data={"username": "admin", "password": password},
+                           headers={"x-forwarded-for": "10.9.8.7"})
+                assert r.status_code == 429
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1/24", "proxy.example", "*"])
+def test_trusted_proxies_are_addresses_or_networks(bad):
+    from inspector.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="trusted_proxies.*is not an IP address or network"):
+        parse_config({"web": {"trusted_proxies": [bad]}})
+    assert parse_config({"web": {"trusted_proxies": ["10.0.0.5", "10.1.0.0/16", "::1"]}}).web.trusted_proxies
+
+
+@pytest.mark.parametrize("body", [{"verdict": "pass", "note": "\ud800"}, {"verdict": "pass", "defect_type": "\udfff"},
+                                  {"verdict": "fail", "note": "a\u0000b"}])
+def test_a_review_the_database_cannot_store_is_a_422(client, line, body):
+    import json
+
+    csrf = _login(client, "otto")
+    iid = _an_inspection(client)
+    before = line[0].store.inspection(iid)["reviews"]
+    raw = json.dumps(body)  # \ud800 stays an escape, as a hostile client sends it
+    r = client.post(f"/api/inspections/{iid}/reviews", content=raw,
+                    headers={"x-csrf-token": csrf, "content-type": "application/json"})
+    field = "note" if "note" in body else "defect_type"
+    assert r.status_code == 422 and field in json.dumps(r.json()["detail"]), r.text  # names what was wrong
+    assert line[0].store.inspection(iid)["reviews"] == before

@@ -252,3 +252,168 @@ def test_pages_show_times_on_the_plant_clock_and_read_the_forms_in_it(tmp_path):
         queue = c.get("/review").text
         assert "Time (Asia/Kolkata)" in queue and ">13:30:10</td>" in queue
     store.close()
+
+
+def _berlin_app(tmp_path):
+    from inspector.config import StoreConfig
+    from inspector.store import Store
+    from inspector.store.stats import PlantTime
+
+    store = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path / "data", StoreConfig())
+    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
+              "verdicts": {}, "store": store.status()}
+    return store, create_app(store, lambda: status, plant=PlantTime("Europe/Berlin"))
+
+
+def test_a_stats_window_is_at_most_a_year(tmp_path):
+    """Ten thousand years took 11 s of the line's CPU (21 s in Berlin): a window is at most 366
+    days, and one that long is answered."""
+    store, app = _berlin_app(tmp_path)
+    try:
+        with TestClient(app) as c:
+            authorize(c, store, "viewer")
+            r = c.get("/api/stats", params={"since": "2025-01-01T00:00:00", "until": "2026-01-03T00:00:00"})
+            assert r.status_code == 422 and r.json()["detail"] == ("a stats window is at most 366 days, this one "
+                                                                   "is 367: ask for a shorter one")
+            assert c.get("/stats", params={"since": "2025-01-01T00:00", "until": "2026-01-03T00:00"}).status_code == 422
+            r = c.get("/api/stats", params={"since": "2024-01-01T00:00:00", "until": "2025-01-01T00:00:00"})
+            assert r.status_code == 200 and r.json()["total"] == 0  # 2024 had 366 days
+            r = c.get("/api/stats", params={"since": "0001-01-02T00:00:00", "until": "9999-12-30T00:00:00"})
+            assert r.status_code == 422 and "out of range" in r.text
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("url", [
+    "/api/verdicts?since=0001-01-01T00:00:00%2B05:00", "/api/verdicts?until=9999-12-31T23:59:59-05:00",
+    "/api/stats?until=0001-01-01T00:00:00", "/api/stats?since=9999-12-31T23:00:00",
+    "/?since=0001-01-01T00:00", "/?until=9999-12-31T23:59", "/stats?since=0001-01-01T00:00",
+    "/api/events?since=0001-01-01T00:00:00%2B05:00",
+])
+def test_times_at_the_edges_of_the_calendar_are_422_with_the_range(tmp_path, url):
+    """A time whose UTC (or plant) equivalent falls outside what a datetime holds was a 500; the
+    Berlin dashboard's zone-less form times too."""
+    store, app = _berlin_app(tmp_path)
+    try:
+        with TestClient(app) as c:
+            authorize(c, store, "viewer")
+            r = c.get(url)
+            assert r.status_code == 422, r.text
+            assert "out of range: times lie between 1970-01-01 and 9998-12-31" in r.text
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("value", ["abc", "9" * 40, "-1", "1e3"])
+def test_a_bad_last_event_id_is_422(client, value):
+    r = client.get("/api/events", headers={"Last-Event-ID": value})
+    assert r.status_code == 422 and "Last-Event-ID" in r.text
+
+
+def test_a_reconnecting_stream_resumes_after_its_last_event_id(client):
+    ids = [r["id"] for r in client.get("/api/verdicts").json()]
+    got = []
+    with client.stream("GET", "/api/events", headers={"Last-Event-ID": str(ids[3])}) as r:
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                got.append(int(line[4:]))
+                if len(got) == 3:
+                    break
+    assert got == sorted(ids[:3])  # the three newer than the one it saw, oldest first
+
+
+def test_security_headers_on_pages_api_and_streams(client):
+    """CSP, no framing, no sniffing; nothing signed-in is kept by a cache (pictures only in the
+    browser's own)."""
+    fail = client.get("/api/verdicts", params={"verdict": "fail"}).json()[0]["id"]
+    for url in ("/", "/api/verdicts", f"/inspections/{fail}", "/stats", "/api/stats", "/metrics",
+                "/api/inspections/999999", "/openapi.json"):
+        h = client.get(url).headers
+        assert "frame-ancestors 'none'" in h["content-security-policy"] and "script-src" not in h[
+            "content-security-policy"] and "default-src 'self'" in h["content-security-policy"], url
+        assert (h["x-frame-options"], h["x-content-type-options"], h["cache-control"]) == ("DENY", "nosniff", "no-store"), url
+    assert client.get(f"/inspections/{fail}/frame.jpg").headers["cache-control"] == "private, max-age=86400"
+    with client.stream("GET", "/api/events") as r:
+        assert r.headers["cache-control"] == "no-store" and r.headers["x-frame-options"] == "DENY"
+    static = client.get("/static/style.css").headers
+    assert "no-store" not in static.get("cache-control", "") and static["x-content-type-options"] == "nosniff"
+
+
+def test_no_page_uses_inline_script_or_style(client):
+    """The CSP allows neither, so the pages must not need them."""
+    fail = client.get("/api/verdicts", params={"verdict": "fail"}).json()[0]["id"]
+    for url in ("/", f"/inspections/{fail}", "/stats", "/review", "/health", "/live", "/docs"):
+        page = client.get(url).text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), url
+        assert not re.search(r"\sstyle=|<style|\son[a-z]+=", page), url
+
+
+def test_the_docs_are_served_from_this_box(client):
+    """/docs is Swagger UI from files this box serves (a plant network is offline; a CDN script
+    is outside the CSP), started by a script file; /redoc would need a CDN, so there is none."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for a in assets:
+        r = client.get(a)
+        assert r.status_code == 200 and len(r.content) > 100, a
+    assert "SwaggerUIBundle" in client.get("/static/docs/swagger-ui-bundle.js").text
+    assert client.get("/redoc").status_code == 404
+
+
+def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkeypatch):
+    """The dashboard shares the line's process: three stats requests at once run one after the
+    other, and twenty feed requests at once use at most WEB_THREADS threads - all are answered.
+    The queries are made slow (a big database) by a wrapper that counts how many run at once."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from inspector.reasoner.local_server import free_port
+    from inspector.store import stats as stats_mod
+    from inspector.threaded_server import start_in_thread
+    from inspector.web.accounts import Accounts
+    from inspector.web.app import WEB_THREADS
+
+    def counting(fn, seconds):
+        state = {"now": 0, "most": 0}
+        lock = threading.Lock()
+
+        def run(*a, **kw):
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            try:
+                time.sleep(seconds)
+                return fn(*a, **kw)
+            finally:
+                with lock:
+                    state["now"] -= 1
+        return run, state
+
+    store, app = _berlin_app(tmp_path)
+    stats_compute, stats_seen = counting(stats_mod.compute, 0.3)
+    monkeypatch.setattr(stats_mod, "compute", stats_compute)
+    feed, feed_seen = counting(store.feed, 0.3)
+    monkeypatch.setattr(store, "feed", feed)
+    port = free_port()
+    server = start_in_thread(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"), "web-test")
+    assert server is not None
+    token = f"Bearer {Accounts(store.engine).add_token('grafana', 'viewer')}"
+
+    async def many(path: str, n: int) -> list[int]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                                     headers={"Authorization": token}) as c:
+            return [r.status_code for r in await asyncio.gather(*(c.get(path) for _ in range(n)))]
+    try:
+        assert asyncio.run(many("/api/stats", 3)) == [200] * 3
+        assert stats_seen["most"] == 1
+        assert asyncio.run(many("/api/verdicts", 20)) == [200] * 20
+        assert 1 < feed_seen["most"] <= WEB_THREADS
+    finally:
+        server.should_exit = True
+        store.close()

@@ -23,9 +23,17 @@ from inspector.store.rollup import BUCKET_S, sql_bucket
 def _utc(bucket: int) -> datetime:
     return datetime.fromtimestamp(bucket * BUCKET_S, timezone.utc).replace(tzinfo=None)
 
+# The longest window asked for at once: a year, leap day included. Its cost grows with its length
+# (a zone probe per day, an hour axis, the rollups' rows), and the dashboard shares the line's
+# process: ten thousand years took 11 s of CPU.
+MAX_WINDOW = timedelta(days=366)
 LATENCY_SAMPLE = 5000  # newest VLM answers the latency percentiles are taken over (p95: 250 above it)
 KINDS = ("pass", "fail", "review")
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
+
+
+class WindowError(ValueError):
+    """A window the stats will not count over; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,11 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
             product: str | None = None, plant: PlantTime = PlantTime()) -> dict:
     """since/until naive UTC. Whole 15-minute buckets come from the rollups; the edges of a window
     that does not start or end on a bucket are counted from the rows, so the numbers are exact."""
+    if since >= until:
+        raise WindowError("since must be before until")
+    if until - since > MAX_WINDOW:
+        raise WindowError(f"a stats window is at most {MAX_WINDOW.days} days, this one is "
+                          f"{(until - since) / timedelta(days=1):.0f}: ask for a shorter one")
     tz = plant.tz
     dialect = engine.dialect.name
     b_lo = -(-int(since.replace(tzinfo=timezone.utc).timestamp()) // BUCKET_S)

@@ -41,6 +41,7 @@ class Principal:
     role: str
     via: str  # "session" or "token"
     csrf: str | None = None  # sessions only: what state-changing requests must echo
+    must_change: bool = False  # sessions only: may do nothing but choose a new password
 
     def can(self, role: str) -> bool:
         return RANK[self.role] >= RANK[role]
@@ -121,12 +122,15 @@ class Accounts:
 
     # --- users ----------------------------------------------------------------------------------
 
-    def add_user(self, username: str, password: str, role: str) -> None:
+    def add_user(self, username: str, password: str, role: str, *, must_change: bool = False) -> None:
+        """must_change: the password was chosen by someone else (printed at first start); the
+        user's first session must replace it before anything else."""
         _check_name(username)
         _check_role(role)
         _check_password(password)
         with Session(self.engine) as s, s.begin():
-            s.add(User(username=username, password_hash=hash_password(password), role=role, created_at=_now()))
+            s.add(User(username=username, password_hash=hash_password(password), role=role, created_at=_now(),
+                       must_change_password=must_change))
             try:
                 s.flush()
             except IntegrityError:
@@ -138,22 +142,47 @@ class Accounts:
         with Session(self.engine) as s, s.begin():
             u = self._user(s, username)
             u.password_hash = hash_password(password)
+            u.must_change_password = False  # whoever typed it at the console chose it
             s.execute(delete(WebSession).where(WebSession.user_id == u.id))  # log out everywhere
+
+    def change_password(self, username: str, current: str, new: str, client: str) -> tuple[str, Principal]:
+        """A user choosing their own password on the dashboard: the current one must be right
+        (counted against the login limit like a login). Ends their sessions, the one asking
+        included, and returns a new one: (cookie value, principal)."""
+        key = (client, username.lower()[:64])
+        self.limiter.check(key)
+        _check_password(new)
+        if new == current:
+            raise AccountError("the new password must differ from the current one")
+        with Session(self.engine) as s, s.begin():
+            u = self._user(s, username)
+            if not verify_password(current, u.password_hash):
+                self.limiter.failed(key)
+                raise AccountError("the current password is wrong")
+            u.password_hash = hash_password(new)
+            u.must_change_password = False
+            s.execute(delete(WebSession).where(WebSession.user_id == u.id))
+        return self.login(username, new, client)
 
     def set_role(self, username: str, role: str) -> None:
         _check_role(role)
         with Session(self.engine) as s, s.begin():
-            self._user(s, username).role = role
+            u = self._user(s, username)
+            if role != "admin":
+                _keep_an_admin(s, u)
+            u.role = role
 
     def remove_user(self, username: str) -> None:
         with Session(self.engine) as s, s.begin():
             u = self._user(s, username)
+            _keep_an_admin(s, u)
             s.execute(delete(WebSession).where(WebSession.user_id == u.id))
             s.delete(u)
 
     def users(self) -> list[dict]:
         with Session(self.engine) as s:
-            return [{"username": u.username, "role": u.role, "created_at": u.created_at.isoformat() + "Z"}
+            return [{"username": u.username, "role": u.role, "created_at": u.created_at.isoformat() + "Z",
+                     "must_change_password": u.must_change_password}
                     for u in s.scalars(select(User).order_by(User.username))]
 
     def has_users(self) -> bool:
@@ -175,30 +204,32 @@ class Accounts:
         key = (client, username.lower()[:64])
         self.limiter.check(key)
         with Session(self.engine) as s:
-            u = s.scalar(select(User).where(User.username == username))
+            # No name outside NAME was ever made; PostgreSQL would refuse one with a NUL (a 500).
+            u = s.scalar(select(User).where(User.username == username)) if NAME.match(username) else None
             ok = verify_password(password, u.password_hash if u is not None else _DUMMY) and u is not None
             if not ok:
                 self.limiter.failed(key)
                 raise AccountError("wrong user name or password")
-            role, uid = u.role, u.id
+            role, uid, must_change = u.role, u.id, u.must_change_password
         self.limiter.succeeded(key)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             s.execute(delete(WebSession).where(WebSession.expires_at < _now()))  # tidy as we go
             s.add(WebSession(token_sha256=_sha(token), user_id=uid, csrf=csrf, created_at=_now(),
                              expires_at=_now() + timedelta(hours=self.session_hours)))
-        return token, Principal(username, role, "session", csrf)
+        return token, Principal(username, role, "session", csrf, must_change)
 
     def session(self, token: str | None) -> Principal | None:
         if not token or len(token) > 128:
             return None
         with Session(self.engine) as s:
-            row = s.execute(select(User.username, User.role, WebSession.csrf, WebSession.expires_at)
+            row = s.execute(select(User.username, User.role, User.must_change_password, WebSession.csrf,
+                                   WebSession.expires_at)
                             .join(WebSession, WebSession.user_id == User.id)
                             .where(WebSession.token_sha256 == _sha(token))).first()
         if row is None or row.expires_at < _now():
             return None
-        return Principal(row.username, row.role, "session", row.csrf)
+        return Principal(row.username, row.role, "session", row.csrf, row.must_change_password)
 
     def logout(self, token: str | None) -> None:
         if token:
@@ -241,6 +272,18 @@ class Accounts:
             if t.last_used_at is None or now - t.last_used_at > timedelta(minutes=1):  # not a write per call
                 t.last_used_at = now
             return Principal(t.name, t.role, "token")
+
+
+def _keep_an_admin(s, u: User) -> None:
+    """Refuse to leave the dashboard without an admin (only the console could make one then).
+    The admins' rows are locked first, so that two admins demoting each other at once on
+    PostgreSQL cannot both pass; SQLite takes its one write lock anyway."""
+    if u.role != "admin":
+        return
+    admins = s.scalars(select(User.id).where(User.role == "admin").with_for_update()).all()
+    if set(admins) <= {u.id}:
+        raise AccountError(f"{u.username} is the last admin: make another user admin first "
+                           f"(`inspector users role NAME --role admin`)")
 
 
 def _check_name(name: str) -> None:

@@ -7,21 +7,26 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
+import anyio
 import cv2
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from anyio.lowlevel import RunVar
+from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from inspector import __version__
 from inspector.live_view import LiveView
@@ -29,7 +34,7 @@ from inspector.store import Store
 from inspector.store.stats import PlantTime
 from inspector.web.line_link import LineUnavailable, RemoteLive
 from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
-from inspector.web.security import COOKIE, LoginGate, need, safe_next
+from inspector.web.security import COOKIE, LoginGate, SecurityHeaders, need, safe_next
 
 HERE = Path(__file__).resolve().parent
 MODE_BANNERS = {
@@ -73,6 +78,36 @@ def disk_text(st: dict) -> str:
             f"{s.get('images_skipped', 0)} picture(s) skipped so far. Free disk space or raise the budget.")
 
 
+# The times a query may name: none before the Unix epoch (no camera captured then) and none in
+# the calendar's last year, so that a zone's offset, the stats' default day before `until` and
+# their hour axis never step outside what a datetime can hold (a 500 otherwise).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def _in_calendar(t: datetime) -> datetime:
+    try:
+        utc = t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{t.isoformat()} is out of range: times lie between 1970-01-01 and 9998-12-31")
+    return t
+
+
+When = Annotated[datetime | None, AfterValidator(lambda t: t if t is None else _in_calendar(t))]
+
+
+def _no_nul(v: str | None) -> str | None:
+    if v is not None and "\x00" in v:  # PostgreSQL refuses it in a query (a 500)
+        raise ValueError("must not contain NUL characters")
+    return v
+
+
+Camera = Annotated[str | None, Query(max_length=64), AfterValidator(_no_nul)]
+Product = Annotated[str | None, Query(max_length=128), AfterValidator(_no_nul)]
+DefectType = Annotated[str | None, Query(max_length=64), AfterValidator(_no_nul)]
+
+
 @dataclass
 class FeedFilter:
     """The feed's filters, the same for the page, the JSON API and the live event stream."""
@@ -93,10 +128,9 @@ class FeedFilter:
         return urlencode({k: v for k, v in d.items() if v not in (None, "")})
 
 
-def feed_filter(verdict: Literal["pass", "fail", "review", ""] | None = None,
-                camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128),
-                defect_type: str | None = Query(None, max_length=64), since: datetime | None = None,
-                until: datetime | None = None) -> FeedFilter:
+def feed_filter(verdict: Literal["pass", "fail", "review", ""] | None = None, camera: Camera = None,
+                product: Product = None, defect_type: DefectType = None, since: When = None,
+                until: When = None) -> FeedFilter:
     return FeedFilter(verdict or None, camera or None, product or None, defect_type or None, since, until)
 
 
@@ -129,13 +163,50 @@ def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
     return get
 
 
+# The dashboard shares the line's process (and its GIL): however many requests come, at most
+# WEB_THREADS of them run Python at once, and of those at most HEAVY_AT_ONCE are the heavy ones
+# (stats over a long window); HEAVY_WAITING more wait their turn, beyond that they get a 503.
+WEB_THREADS, HEAVY_AT_ONCE, HEAVY_WAITING = 8, 1, 16
+_HEAVY: RunVar[anyio.CapacityLimiter] = RunVar("inspector_heavy")  # one per event loop
+
+
+async def heavy(fn: Callable, *args):
+    """fn(*args) in a worker thread, with at most HEAVY_AT_ONCE such calls at a time."""
+    try:
+        limiter = _HEAVY.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(HEAVY_AT_ONCE)
+        _HEAVY.set(limiter)
+    if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= HEAVY_WAITING:
+        raise HTTPException(503, "the stats are busy with other requests: try again in a few seconds",
+                            headers={"Retry-After": "5"})
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+
+@asynccontextmanager
+async def _bounded_threads(app):
+    # FastAPI runs plain `def` routes in anyio's default pool (40 threads): fewer here.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
+    yield
+
+
+def _docs_assets() -> Path:
+    """Swagger UI's files, from the fastapi-offline package (no CDN: /docs works offline)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
 def create_app(store: Store, status: Callable[[], dict],
                trigger: Callable[[str], int] | None = None, *, live: LiveView | RemoteLive | None = None,
                plant: PlantTime | None = None, secure_cookies: bool = False) -> FastAPI:
-    app = FastAPI(title="inspector", version=__version__,
+    app = FastAPI(title="inspector", version=__version__, docs_url=None, redoc_url=None,
+                  lifespan=_bounded_threads,
                   description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
                               "send `Authorization: Bearer <token>` (`inspector tokens add`).")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # Before /static, which would answer for /static/docs too.
+    app.mount("/static/docs", StaticFiles(directory=str(_docs_assets())), name="docs-assets")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     accounts = Accounts(store.engine)
     app.add_middleware(LoginGate, accounts=accounts)
@@ -148,6 +219,15 @@ def create_app(store: Store, status: Callable[[], dict],
         response = await call_next(request)
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t) * 1000:.2f}"
         return response
+
+    app.add_middleware(SecurityHeaders)  # last added, outermost: the gate's answers get them too
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError):
+        # FastAPI's own 422, with each bad input echoed, in JSON that escapes what UTF-8 cannot
+        # carry: a lone surrogate in a review note made the error itself a 500.
+        return Response(json.dumps({"detail": jsonable_encoder(e.errors())}, ensure_ascii=True),
+                        status_code=422, media_type="application/json")
 
     @app.exception_handler(LineUnavailable)
     async def line_unavailable(request: Request, e: LineUnavailable):
@@ -218,6 +298,42 @@ def create_app(store: Store, status: Callable[[], dict],
         resp.delete_cookie(COOKIE, path="/")
         return resp
 
+    def password_form(request: Request, error: str | None = None, status_code: int = 200, headers=None):
+        return templates.TemplateResponse(request, "password.html", {
+            "error": error, "user": request.state.principal, "version": __version__},
+            status_code=status_code, headers=headers)
+
+    @app.get("/password", response_class=HTMLResponse, include_in_schema=False)
+    def password_page(request: Request, who: Principal = viewer):
+        if who.via != "session":
+            raise HTTPException(403, "an API token has no password to change")
+        return password_form(request)
+
+    @app.post("/password", response_class=HTMLResponse, include_in_schema=False)
+    def change_password(request: Request, current: str = Form(..., max_length=256),
+                        new: str = Form(..., max_length=256), again: str = Form(..., max_length=256),
+                        who: Principal = viewer):
+        if who.via != "session":
+            raise HTTPException(403, "an API token has no password to change")
+        if new != again:
+            return password_form(request, "the two new passwords differ", 422)
+        client = request.client.host if request.client else "?"
+        try:
+            token, _ = accounts.change_password(who.name, current, new, client)
+        except RateLimited as e:
+            return password_form(request, str(e), 429, {"Retry-After": str(e.retry_after)})
+        except AccountError as e:
+            return password_form(request, str(e), 422)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=secure_cookies,
+                        max_age=int(accounts.session_hours * 3600), path="/")
+        return resp
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs_page(request: Request):
+        # Swagger UI from local files, started by a script file (the CSP allows no inline script).
+        return templates.TemplateResponse(request, "docs.html", {"version": __version__})
+
     @app.get("/api/me")
     def me(who: Principal = viewer):
         """Who this request is (name, role, and how it authenticated)."""
@@ -234,11 +350,14 @@ def create_app(store: Store, status: Callable[[], dict],
 
     @app.get("/api/events")
     async def events(request: Request, f: FeedFilter = Depends(feed_filter), after_id: int = Query(0, ge=0, le=MAX_ID),
-                     only: Literal["status"] | None = Query(None, description="status: no verdict events")):
+                     only: Literal["status"] | None = Query(None, description="status: no verdict events"),
+                     last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0, le=MAX_ID,
+                                                        description="sent by a reconnecting EventSource: "
+                                                                    "resume after this id")):
         """Server-sent events: `verdict` (a feed row, oldest first, matching the filters) as they
         are stored, and `status` (counts, cameras, VLM and store state) every second. Browsers
         reconnect by themselves (EventSource), resuming after the last id they saw."""
-        last = int(request.headers.get("last-event-id") or after_id or 0)
+        last = last_event_id or after_id
         if not last and only is None:
             newest = await run_in_threadpool(store.feed, limit=1)
             last = newest[0]["id"] if newest else 0
@@ -323,27 +442,29 @@ def create_app(store: Store, status: Callable[[], dict],
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         until = _naive_utc(until) or now
         since = _naive_utc(since) or until - timedelta(hours=24)
-        if since >= until:
-            raise HTTPException(422, "since must be before until")
-        return stats_mod.compute(store.engine, since, until, camera or None, product or None, plant)
+        try:
+            return stats_mod.compute(store.engine, since, until, camera or None, product or None, plant)
+        except stats_mod.WindowError as e:
+            raise HTTPException(422, str(e)) from None
 
     @app.get("/api/stats")
-    def api_stats(since: datetime | None = None, until: datetime | None = None,
-                  camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
-        """Over a window (default: the last 24 h; ISO 8601, no zone = UTC): defect rate per hour and
-        per shift, Pareto of defect types, per camera and product, VLM agreement with the detector,
-        operators' agreement with the machine, throughput and VLM latency."""
-        return stats_for(since, until, camera, product)
+    async def api_stats(since: When = None, until: When = None, camera: Camera = None, product: Product = None):
+        """Over a window (default: the last 24 h; at most 366 days; ISO 8601, no zone = UTC): defect
+        rate per hour and per shift, Pareto of defect types, per camera and product, VLM agreement
+        with the detector, operators' agreement with the machine, throughput and VLM latency."""
+        return await heavy(stats_for, since, until, camera, product)
 
     @app.get("/stats", response_class=HTMLResponse)
-    def stats_page(request: Request, since: datetime | None = None, until: datetime | None = None,
-                   camera: str | None = Query(None, max_length=64), product: str | None = Query(None, max_length=128)):
+    async def stats_page(request: Request, since: When = None, until: When = None, camera: Camera = None,
+                         product: Product = None):
         from inspector.web import charts
 
-        s = stats_for(plant_local(since), plant_local(until), camera, product)
+        s = await heavy(stats_for, plant_local(since), plant_local(until), camera, product)
         local = {k: plant_time(s[k], "%Y-%m-%dT%H:%M") for k in ("since", "until")}
-        return page(request, "stats.html", s=s, local=local, catalogue=store.catalogue(), camera=camera, product=product,
-                    hourly_chart=charts.stacked_bars(s["per_hour"], "hour"), pareto_chart=charts.pareto(s["pareto"]))
+        return await run_in_threadpool(
+            lambda: page(request, "stats.html", s=s, local=local, catalogue=store.catalogue(), camera=camera,
+                         product=product, hourly_chart=charts.stacked_bars(s["per_hour"], "hour"),
+                         pareto_chart=charts.pareto(s["pareto"])))
 
     @app.get("/api/catalogue")
     def api_catalogue():
@@ -498,7 +619,7 @@ def create_app(store: Store, status: Callable[[], dict],
         return Response(render(status), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
-    def healthz():
+    async def healthz():  # on the event loop: the watchdog's probe never waits for a worker thread
         return {"ok": True}
 
     return app
