@@ -21,7 +21,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector import MAX_IMAGE_PIXELS
 from inspector.atomic_write import write_yaml_model
+from inspector.image_file import ImageError, read_image
 
 SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 MIN_VIEWS = 3  # OpenCV needs a few views at different angles to separate focal length from distance
@@ -74,24 +76,20 @@ def find_corners(gray: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
     return corners.reshape(-1, 1, 2)  # OpenCV 5 returns [N, 2], 4.x [N, 1, 2]
 
 
-def _gray(path: Path) -> np.ndarray | None:
-    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-
-
 def calibrate(camera: str, images: list[Path], board: tuple[int, int], square_mm: float,
-              progress=None) -> tuple[CameraCalibration, list[str]]:
+              progress=None, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[CameraCalibration, list[str]]:
     """Fit intrinsics and distortion; returns the calibration and the images not used (why)."""
     obj = board_points(board, square_mm)
     objs, corners, names, skipped, size = [], [], [], [], None
     for i, p in enumerate(images, 1):
-        g = _gray(p)
-        if g is None:
-            skipped.append(f"{p.name}: not a readable image")
-        elif size is not None and (g.shape[1], g.shape[0]) != size:
-            skipped.append(f"{p.name}: {g.shape[1]}x{g.shape[0]}, the others are {size[0]}x{size[1]}")
+        try:
+            g = read_image(p, max_pixels, cv2.IMREAD_GRAYSCALE)
+        except ImageError as e:
+            skipped.append(str(e))
         else:
-            c = find_corners(g, board)
-            if c is None:
+            if size is not None and (g.shape[1], g.shape[0]) != size:
+                skipped.append(f"{p.name}: {g.shape[1]}x{g.shape[0]}, the others are {size[0]}x{size[1]}")
+            elif (c := find_corners(g, board)) is None:
                 skipped.append(f"{p.name}: no {board[0]}x{board[1]} board found")
             else:
                 size = size or (g.shape[1], g.shape[0])
@@ -116,12 +114,13 @@ def calibrate(camera: str, images: list[Path], board: tuple[int, int], square_mm
     return cal, skipped
 
 
-def measure_scale(cal: CameraCalibration, image: Path) -> tuple[float, float]:
+def measure_scale(cal: CameraCalibration, image: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[float, float]:
     """(mm per pixel, relative x/y difference) from a photo of the board lying on the working plane,
     measured on the undistorted corners (as the line sees undistorted frames)."""
-    g = _gray(image)
-    if g is None:
-        raise CameraCalibrationError(f"--scale {image}: not a readable image")
+    try:
+        g = read_image(image, max_pixels, cv2.IMREAD_GRAYSCALE)
+    except ImageError as e:
+        raise CameraCalibrationError(f"--scale {e}") from None
     if (g.shape[1], g.shape[0]) != tuple(cal.image_size):
         raise CameraCalibrationError(f"--scale {image}: {g.shape[1]}x{g.shape[0]}, but the calibration "
                                      f"is for {cal.image_size[0]}x{cal.image_size[1]}")

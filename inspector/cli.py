@@ -281,8 +281,7 @@ class _SelfProbe:
 
 
 def cmd_detect(args) -> int:
-    import cv2
-
+    from inspector.image_file import ImageError, read_image
     from inspector.sources.files import list_images
 
     cfg = _load(args)
@@ -296,17 +295,17 @@ def cmd_detect(args) -> int:
             if not files:
                 print(f"inspector: {p}: folder holds no images", file=sys.stderr)
                 failures += 1
-        elif p.is_file():
-            files = [p]
+        elif p.exists() or p.is_symlink():
+            files = [p]  # the reader names what it is if not an image (a FIFO, a symlink loop)
         else:
             print(f"inspector: {p}: no such file or folder", file=sys.stderr)
             failures += 1
             continue
         for f in files:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if img is None:
-                print(f"inspector: {f}: not a readable image (corrupt, truncated or unsupported)",
-                      file=sys.stderr)
+            try:
+                img = read_image(f, cfg.limits.max_image_pixels)
+            except ImageError as e:
+                print(f"inspector: {e}", file=sys.stderr)
                 failures += 1
                 continue
             t0 = time.perf_counter()
@@ -339,10 +338,9 @@ def _parse_box(text: str, what: str) -> tuple[float, float, float, float]:
 
 
 def cmd_reason(args) -> int:
-    import cv2
-
     from inspector.config import LlamaCppReasonerConfig
     from inspector.cropper import crop_around
+    from inspector.image_file import ImageError, read_image
     from inspector.messages import Candidate, CropAnswer, Frame
     from inspector.reasoner import ReasonerConfigError, build_reasoner
 
@@ -351,9 +349,10 @@ def cmd_reason(args) -> int:
         cfg.reasoner = LlamaCppReasonerConfig(type="llama_cpp", test_model=True)
     if cfg.reasoner.type == "none":
         _fail("no VLM configured: set `reasoner` in the config (see README) or use --test-vlm")
-    img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if img is None:
-        _fail(f"{args.image}: no such file, or not a readable image")
+    try:
+        img = read_image(args.image, cfg.limits.max_image_pixels)
+    except ImageError as e:
+        _fail(str(e))
     h, w = img.shape[:2]
     box = _parse_box(args.box, "--box") if args.box else (0.0, 0.0, float(w), float(h))
     if box[2] > w or box[3] > h:
@@ -492,7 +491,7 @@ def cmd_calibrate(args) -> int:
     bad = _images_in(args.bad, "--bad") if args.bad else []
     try:
         best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress, args.weighted,
-                                  args.components)
+                                  args.components, cfg.limits.max_image_pixels)
     except cal.CalibrationError as e:
         _fail(str(e))
     for f in fits if len(fits) > 1 else []:
@@ -515,8 +514,16 @@ def cmd_calibrate(args) -> int:
     else:
         print(f"product {args.product}: threshold {thr:.6g} on the model's map (model default "
               f"{det.threshold:.6g})")
-    print(f"  good parts: {m.good_images}, false-reject rate {m.false_reject_rate:.2%} "
-          f"(target at most {args.target:.2%}{'; each scored by statistics fitted on the others' if best.stats is not None else ''})")
+    lo, hi = m.false_reject_ci95
+    rejects = round(m.false_reject_rate * m.good_images)
+    print(f"  good parts: {m.good_images}, false-reject rate {m.false_reject_rate:.2%} ({rejects} of "
+          f"{m.good_images}; 95% interval {lo:.2%}-{hi:.2%}); target at most {args.target:.2%}"
+          f"{'; each scored by statistics fitted on the others' if best.stats is not None else ''}")
+    if hi > args.target:
+        need = cal.parts_to_show(args.target)
+        print(f"inspector: note: with {m.good_images} good parts the false-reject rate is only known to be "
+              f"below {hi:.2%}" + (f"; showing it is below the {args.target:.2%} target takes at least "
+                                   f"{need} good parts with none sent on" if need else ""), file=sys.stderr)
     if bad:
         print(f"  bad parts: {m.bad_images}, flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
     print(f"  written to {path}")
@@ -536,12 +543,12 @@ def cmd_calibrate_camera(args) -> int:
     try:
         board = cc.parse_board(args.board)
         cal, skipped = cc.calibrate(args.camera, _images_in(args.images, "--images"), board,
-                                    args.square_mm, progress)
+                                    args.square_mm, progress, cfg.limits.max_image_pixels)
         for s in skipped:
             print(f"inspector: {s} (skipped)", file=sys.stderr)
         tilt = None
         if args.scale:
-            cal.mm_per_px, tilt = cc.measure_scale(cal, args.scale)
+            cal.mm_per_px, tilt = cc.measure_scale(cal, args.scale, cfg.limits.max_image_pixels)
             cal.scale_image = args.scale.name
         path = cc.save(args.out_dir or cfg.calibration_dir, cal)
     except cc.CameraCalibrationError as e:
@@ -589,7 +596,7 @@ def cmd_eval(args) -> int:
     if thr is None:
         thr, source = det.threshold, "the model's default"
     roi = _roi_for(args, cfg, args.product)
-    results, unreadable = run(det, items, roi, thr, normal=stats)
+    results, unreadable = run(det, items, roi, thr, normal=stats, max_pixels=cfg.limits.max_image_pixels)
     for u in unreadable:
         print(f"inspector: {u} (skipped)", file=sys.stderr)
     try:
@@ -608,8 +615,9 @@ def cmd_eval(args) -> int:
     print(f"  defect recall                  {rep.defect_recall:.4f}  ({rep.defects_found}/{rep.defects} found: IoU >= "
           f"0.1 or centre inside; 95% interval {lo:.3f}-{hi:.3f})")
     print(f"  false candidates per good part {rep.false_candidates_per_good:.3f}")
+    glo, ghi = rep.good_sent_to_vlm_ci95
     print(f"  frames sent to the VLM         {rep.sent_to_vlm:.2%}  (good parts {rep.good_sent_to_vlm:.2%}, "
-          f"defective {rep.bad_sent_to_vlm:.2%})")
+          f"95% interval {glo:.2%}-{ghi:.2%}; defective {rep.bad_sent_to_vlm:.2%})")
     print(f"  PR curve: {out}")
     return 0
 

@@ -100,7 +100,7 @@ def check_camera(cfg, cam, detector) -> Check:
     from inspector.sources import open_source
 
     def read() -> str:
-        src = open_source(cam.source, cfg.data_dir)
+        src = open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels)
         try:
             t = time.monotonic()
             item = src.read()

@@ -36,7 +36,7 @@ from inspector.prefilter import build_detector
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
 from inspector.reasoner.spool import Spool, SpoolError
-from inspector.sources import open_source
+from inspector.sources import SourceError, open_source
 from inspector.store import Store
 from inspector.triggers import Trigger
 
@@ -360,7 +360,7 @@ class Pipeline:
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
-        except camera_calibration.CameraCalibrationError as e:
+        except (camera_calibration.CameraCalibrationError, SourceError) as e:
             state.state, state.error = "failed", str(e)
             log.error("camera %s failed: %s", cam.id, e)
         except Exception as e:

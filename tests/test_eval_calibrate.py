@@ -60,6 +60,7 @@ def test_eval_numbers_match_a_hand_computation(tmp_path, anomalib_config):
     assert r["defect_recall_ci95"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-4)
     assert r["false_candidates_per_good"] == pytest.approx(0.5)
     assert r["sent_to_vlm"] == pytest.approx(0.5) and r["good_sent_to_vlm"] == pytest.approx(0.5)
+    assert r["good_sent_to_vlm_ci95"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-4)  # 1 of 2 too
     assert (r["images"], r["good"], r["defects"]) == (4, 2, 2)
     pr = cv2.imread(str(png))
     assert pr is not None and pr.shape == (480, 640, 3)
@@ -160,7 +161,7 @@ def test_eval_skips_missing_images_by_name(tmp_path, anomalib_config):
     p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--json", "--threshold", "0.5",
                 "--pr-curve", str(tmp_path / "p.png"), "--config", str(anomalib_config))
     assert p.returncode == 0, p.stderr
-    assert "gone.png: not a readable image (skipped)" in p.stderr
+    assert "gone.png: cannot open: No such file or directory (skipped)" in p.stderr
     assert json.loads(p.stdout)["images"] == 1
 
 
@@ -196,3 +197,87 @@ def test_pr_curve_title_stays_inside_the_picture(tmp_path):
     top_long = cv2.imread(str(long_))[:40]
     # The long title still fills most of the width: shrunk to fit, not dropped.
     assert np.flatnonzero((top_long < 128).any(axis=(0, 2))).max() > 400
+
+
+# --- hostile images, and what a calibration on few parts can say ---------------------------------
+
+def _goods(folder, n, seed=3):
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(n):  # good parts with harmless specks of varying brightness
+        x, y = rng.integers(0, 60, 2)
+        cv2.imwrite(str(folder / f"g{i:03d}.png"), img([(x, y, x + 2, y + 2, int(rng.integers(40, 200)))]))
+    return folder
+
+
+def test_calibration_states_its_minimum_and_the_interval_of_its_rate(tmp_path, anomalib_config):
+    from inspector.prefilter.calibration import MIN_GOOD_PARTS
+    from inspector.prefilter.metrics import wilson
+
+    few = _goods(tmp_path / "few", 3)
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(few), "--no-statistics",
+                "--config", str(anomalib_config))
+    assert p.returncode == 2, p.stdout
+    assert f"3 good parts are too few to calibrate on: at least {MIN_GOOD_PARTS}" in p.stderr
+    assert not (tmp_path / "cal").exists()
+
+    good = _goods(tmp_path / "good", 20)
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(good), "--no-statistics",
+                "--target", "0.05", "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    m = yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]
+    k = round(m["false_reject_rate"] * 20)
+    lo, hi = wilson(k, 20)
+    assert m["false_reject_ci95"] == pytest.approx([lo, hi])
+    assert f"({k} of 20; 95% interval {lo:.2%}-{hi:.2%})" in p.stdout
+    # 20 parts cannot show 5%: the note says what could (0 of n, Wilson's upper end <= 5%: n >= 73).
+    assert hi > 0.05 and "takes at least 73 good parts" in p.stderr
+
+
+def test_unreadable_good_images_are_named_as_unreadable(tmp_path, anomalib_config):
+    from tests.hostile_images import bomb_png
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    bomb_png(bad / "a.png")
+    (bad / "b.png").write_bytes(b"")
+    (bad / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(bad), "--no-statistics",
+                "--config", str(anomalib_config))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    msg = p.stderr.strip().splitlines()[-1]
+    assert "none of the 3 good images can be read" in msg and "too few" not in msg
+    assert "a.png: the header says 60000x60000" in msg and "b.png: not a readable image (empty file)" in msg
+    assert "c.png: not a readable image" in msg
+    # Among enough good ones, each unreadable file is named and skipped; the rest calibrate.
+    good = _goods(tmp_path / "good", 14)
+    for f in bad.iterdir():
+        (good / f.name).write_bytes(f.read_bytes())
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(good), "--no-statistics",
+                "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    for name in ("a.png", "b.png", "c.png"):
+        assert sum(f"{name}:" in ln and "(skipped)" in ln for ln in p.stderr.splitlines()) == 1, p.stderr
+    assert yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]["good_images"] == 14
+
+
+def test_eval_and_camera_calibration_skip_a_bomb_by_name(tmp_path, anomalib_config):
+    from tests.hostile_images import bomb_png
+
+    d = tmp_path / "set"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), img())
+    bomb_png(d / "bomb.png")
+    labels = tmp_path / "l.jsonl"
+    labels.write_text('{"image": "a.png", "boxes": []}\n{"image": "bomb.png", "boxes": []}\n')
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--json", "--threshold", "0.5",
+                "--pr-curve", str(tmp_path / "p.png"), "--config", str(anomalib_config))
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "bomb.png: the header says 60000x60000" in p.stderr and json.loads(p.stdout)["images"] == 1
+    p = run_cli("calibrate", "camera", "--camera", "c1", "--images", str(d), "--square-mm", "25",
+                "--out-dir", str(tmp_path / "cc"), "--config", str(anomalib_config))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "bomb.png: the header says 60000x60000" in p.stderr
+    p = run_cli("calibrate", "camera", "--camera", "c1", "--images", str(d), "--square-mm", "25",
+                "--scale", str(d / "bomb.png"), "--out-dir", str(tmp_path / "cc"), "--config", str(anomalib_config))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr

@@ -272,3 +272,12 @@ def test_a_watched_folder_picks_up_new_files_and_skips_what_it_took(tmp_path):
     assert src.read()[1] == "b.png"  # waited for it; a.png was not replayed
     threading.Timer(0.5, src.stop_event.set).start()
     assert src.read() is None  # nothing new until the stop
+
+
+def test_a_video_whose_frames_exceed_the_limit_fails_its_camera_in_one_line(tmp_path):
+    video = _video(tmp_path / "line.avi")  # 160x120 = 19200 pixels a frame
+    r, summary = _run_folder(tmp_path, tmp_path, limits={"max_image_pixels": 19199},
+                             cameras=[{"id": "cam1", "source": {"type": "video", "path": str(video)}}])
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert summary["inspected"] == 0
+    assert "160x120 frames, more than limits.max_image_pixels (19199)" in summary["cameras_failed"]["cam1"]

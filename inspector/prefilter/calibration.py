@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector import MAX_IMAGE_PIXELS
 from inspector.atomic_write import write_yaml_model
 from inspector.prefilter import normal
 from inspector.prefilter.normal import NormalStatistics
@@ -32,6 +33,8 @@ class Measured(BaseModel):
     model_config = ConfigDict(extra="forbid")
     good_images: int
     false_reject_rate: float  # good images with at least one candidate at the threshold
+    # Wilson 95%: where the rate of new good parts can be, measured on this many (None: older files)
+    false_reject_ci95: tuple[float, float] | None = None
     bad_images: int = 0
     bad_recall: float | None = None  # bad images with at least one candidate
     image_auroc: float | None = None
@@ -138,8 +141,43 @@ def fit_threshold(good_scores, target: float) -> float:
     return float(np.nextafter(s[k], np.inf))  # just above the (k+1)-th highest good score
 
 
-MIN_GOOD_FOR_STATISTICS = 12  # fewer good parts than this cannot say what normal is
+# Fewer good parts than this can neither say what normal is nor measure a false-reject rate (none
+# of 11 sent on still leaves up to 26% possible), with or without normal statistics.
+MIN_GOOD_PARTS = 12
 FOLDS = 3
+
+
+def parts_to_show(target: float, z: float = 1.96) -> int | None:
+    """Good parts, none sent on, whose Wilson interval's upper end reaches down to `target`:
+    n >= z^2 (1 - target) / target. None for a target of 0, which no number of parts shows."""
+    return math.ceil(z * z * (1 - target) / target - 1e-9) if target > 0 else None
+
+
+def readable(paths: list[Path], max_pixels: int, progress=None) -> tuple[list[Path], list[str]]:
+    """The images that decode, and for each other one a line naming it and why."""
+    from inspector.image_file import ImageError, read_image
+
+    ok, unreadable = [], []
+    for i, p in enumerate(paths, 1):
+        try:
+            read_image(p, max_pixels)
+        except ImageError as e:
+            unreadable.append(str(e))
+        else:
+            ok.append(p)
+        if progress:
+            progress(i, len(paths), "reading good parts")
+    return ok, unreadable
+
+
+def _too_few(n: int, unreadable: list[str], given: int) -> CalibrationError:
+    if not n and unreadable:
+        return CalibrationError(f"none of the {given} good images can be read: {'; '.join(unreadable[:5])}"
+                                + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""))
+    why = f" ({len(unreadable)} more unreadable: {'; '.join(unreadable[:3])})" if unreadable else ""
+    return CalibrationError(f"{n} good parts are too few to calibrate on: at least {MIN_GOOD_PARTS} are "
+                            f"needed, with or without --no-statistics (fewer can neither say what normal "
+                            f"is nor measure a false-reject rate){why}")
 
 
 @dataclass
@@ -155,17 +193,23 @@ class Fitted:
     def measured(self) -> Measured:
         from inspector.prefilter.metrics import roc_auc
 
-        frr = float(np.mean([bool(r.candidates) for r in self.good]))
+        from inspector.prefilter.metrics import wilson
+
+        rejects = sum(bool(r.candidates) for r in self.good)
+        frr = rejects / len(self.good)
+        ci = wilson(rejects, len(self.good))
         if not self.bad:
-            return Measured(good_images=len(self.good), false_reject_rate=frr)
+            return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci)
         scores = [r.score for r in self.good + self.bad]
-        return Measured(good_images=len(self.good), false_reject_rate=frr, bad_images=len(self.bad),
+        return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci,
+                        bad_images=len(self.bad),
                         bad_recall=float(np.mean([bool(r.candidates) for r in self.bad])),
                         image_auroc=roc_auc(scores, [False] * len(self.good) + [True] * len(self.bad)))
 
 
 def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statistics: bool,
-        progress=None, weighted: bool = True, components: int | None = None) -> Fitted:
+        progress=None, weighted: bool = True, components: int | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS) -> Fitted:
     """Fit the threshold (after the normal statistics, when asked and the model has them).
 
     With statistics, each good part is scored by statistics fitted on the *other* good parts
@@ -178,50 +222,56 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
     comps = COMPONENTS if components is None else components
     if comps < 1:
         raise CalibrationError(f"--components must be at least 1, got {comps}")
+    given = len(good)
+    good, unreadable = readable(good, max_pixels, progress)
+    if len(good) < MIN_GOOD_PARTS:
+        raise _too_few(len(good), unreadable, given)
     goods = [Labelled(p, []) for p in good]
     stats = None
     if statistics and detector.normal_spec is not None:
-        if len(good) < MIN_GOOD_FOR_STATISTICS:
-            raise CalibrationError(f"{len(good)} good parts are too few to fit normal statistics on "
-                                   f"(at least {MIN_GOOD_FOR_STATISTICS}); give more, or --no-statistics")
         try:
-            stats = fit_on(detector, good, roi, progress, weighted, comps)
+            stats = fit_on(detector, good, roi, progress, weighted, comps, max_pixels)
         except ValueError as e:
             raise CalibrationError(f"normal statistics: {e}") from None
     if stats is None:
-        scored, unreadable = run(detector, goods, roi, detector.threshold, "scoring good parts")
+        scored, unscored = run(detector, goods, roi, detector.threshold, "scoring good parts",
+                               max_pixels=max_pixels)
         folds = [(None, scored)]
     else:
-        folds, unreadable = [], []
+        folds, unscored = [], []
         for k in range(FOLDS):
             others = [p for i, p in enumerate(good) if i % FOLDS != k]
             try:
-                st = fit_on(detector, others, roi, weighted=weighted, components=comps)
+                st = fit_on(detector, others, roi, weighted=weighted, components=comps, max_pixels=max_pixels)
             except ValueError as e:
                 raise CalibrationError(f"normal statistics: {e}") from None
-            res, unr = run(detector, goods[k::FOLDS], roi, detector.threshold, f"scoring good parts ({k + 1}/{FOLDS})", st)
+            res, unr = run(detector, goods[k::FOLDS], roi, detector.threshold, f"scoring good parts ({k + 1}/{FOLDS})",
+                           st, max_pixels)
             folds.append((st, res))
-            unreadable += unr
+            unscored += unr
+    unreadable += unscored  # e.g. an ROI that does not fit an image
     scores = [r.score for _, res in folds for r in res]
-    if not scores:
-        raise CalibrationError(f"no usable good image ({'; '.join(unreadable[:3])})")
+    if len(scores) < MIN_GOOD_PARTS:
+        raise _too_few(len(scores), unreadable, given)
     thr = fit_threshold(scores, target)
     good_res = []
     for st, res in folds:
         good_res += run(detector, [Labelled(r.path, []) for r in res], roi, thr, "checking the threshold",
-                        st if stats is not None else None)[0]
-    bad_res, bad_unreadable = (run(detector, [Labelled(p, []) for p in bad], roi, thr, "checking bad parts", stats)
+                        st if stats is not None else None, max_pixels)[0]
+    bad_res, bad_unreadable = (run(detector, [Labelled(p, []) for p in bad], roi, thr, "checking bad parts", stats,
+                                   max_pixels)
                                if bad else ([], []))
     return Fitted(stats, thr, good_res, bad_res, unreadable + bad_unreadable)
 
 
 def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None,
-             weighted: bool = True, components: int | None = None) -> tuple[Fitted, list[Fitted]]:
+             weighted: bool = True, components: int | None = None,
+             max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Fitted, list[Fitted]]:
     """With bad parts and a model that has statistics, both ways are fitted and the one that
     flags more bad parts at the target is kept (then the higher AUROC): a product that is really
     several surfaces may be described badly by one set of statistics."""
-    fits = [fit(detector, good, bad, roi, target, statistics, progress, weighted, components)]
+    fits = [fit(detector, good, bad, roi, target, statistics, progress, weighted, components, max_pixels)]
     if fits[0].stats is not None and bad:
-        fits.append(fit(detector, good, bad, roi, target, False, progress))
+        fits.append(fit(detector, good, bad, roi, target, False, progress, max_pixels=max_pixels))
     best = max(fits, key=lambda f: (f.measured().bad_recall or 0, f.measured().image_auroc or 0))
     return best, fits

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector import MAX_IMAGE_PIXELS
+from inspector.image_file import ImageError, read_image
 from inspector.messages import Box
 from inspector.prefilter.metrics import found, pr_curve, roc_auc, wilson
 
@@ -50,6 +52,7 @@ class Report:
     false_candidates_per_good: float
     sent_to_vlm: float  # share of all frames with at least one candidate
     good_sent_to_vlm: float
+    good_sent_to_vlm_ci95: tuple[float, float]  # Wilson, as the recall's: with this many good parts
     bad_sent_to_vlm: float
     unreadable: list[str] = field(default_factory=list)
 
@@ -98,12 +101,13 @@ def progress(i: int, n: int, what: str) -> None:
 
 
 def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what: str = "eval",
-        normal=None):
+        normal=None, max_pixels: int = MAX_IMAGE_PIXELS):
     results, unreadable = [], []
     for i, it in enumerate(items, 1):
-        img = cv2.imread(str(it.path), cv2.IMREAD_COLOR)
-        if img is None:
-            unreadable.append(f"{it.path}: not a readable image")
+        try:
+            img = read_image(it.path, max_pixels)
+        except ImageError as e:
+            unreadable.append(str(e))
         else:
             try:
                 ins = detector.inspect(img, roi, threshold, normal)
@@ -132,6 +136,7 @@ def report(results: list[ImageResult], threshold: float, unreadable=()) -> Repor
         false_candidates_per_good=(sum(len(r.candidates) for r in good) / len(good)) if good else float("nan"),
         sent_to_vlm=float(np.mean(sent)),
         good_sent_to_vlm=float(np.mean([bool(r.candidates) for r in good])) if good else float("nan"),
+        good_sent_to_vlm_ci95=wilson(sum(bool(r.candidates) for r in good), len(good)),
         bad_sent_to_vlm=float(np.mean([bool(r.candidates) for r in bad])) if bad else float("nan"),
         unreadable=list(unreadable))
 

@@ -238,20 +238,23 @@ MIXTURE_CELLS = 50_000  # good cells (sampled evenly over the good parts) the mi
 
 
 def fit_on(detector, images, roi, progress=None, weighted: bool = True,
-           components: int = COMPONENTS) -> NormalStatistics:
+           components: int = COMPONENTS, max_pixels: int | None = None) -> NormalStatistics:
     """Fit `detector`'s normal statistics on good images (paths or BGR arrays): mean and
     whitening, then (`weighted`) the directions re-weighed by generic synthetic anomalies painted
     on the same parts, then (`components` > 1) a mixture in that space, then each group's scale.
     Unreadable images and ones the ROI does not fit are skipped here: scoring the same images
     reports them."""
-    import cv2
-
+    from inspector import MAX_IMAGE_PIXELS
+    from inspector.image_file import ImageError, read_image
     from inspector.prefilter.anomaly_map import _roi  # not at the top: anomaly_map imports this module
     from inspector.prefilter.synthetic import paint_anomaly
 
     def frames(what: str):
         for i, im in enumerate(images, 1):
-            img = im if isinstance(im, np.ndarray) else cv2.imread(str(im), cv2.IMREAD_COLOR)
+            try:
+                img = im if isinstance(im, np.ndarray) else read_image(im, max_pixels or MAX_IMAGE_PIXELS)
+            except ImageError:
+                img = None
             if img is not None:
                 yield img
             if progress:

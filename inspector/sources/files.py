@@ -184,9 +184,15 @@ class VideoSource:
             raise SourceError(f"OpenCV cannot open video {self.path} (unsupported codec or corrupt)")
         self.name, self.fps, self.loop, self.default_roi = str(self.path), cfg.fps, cfg.loop, None
         self.errors = 0
+        self.max_pixels = MAX_IMAGE_PIXELS  # open_source sets the configured one
         self._n = 0
 
     def read(self):
+        if not self._n:  # the container's frame size, before a frame is decoded
+            w, h = (int(self.cap.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+            if w * h > self.max_pixels:
+                raise SourceError(f"video {self.path}: {w}x{h} frames, more than limits.max_image_pixels "
+                                  f"({self.max_pixels}); not decoded")
         ok, img = self.cap.read()
         if not ok and self.loop and self._n:
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
