@@ -55,6 +55,7 @@ def cmd_run(args) -> int:
     if cfg.web.enabled:
         _check_port(cfg.web.host, cfg.web.port)
     _hold_data_dir(cfg.data_dir)
+    _hold_database(cfg)
 
     from inspector.pipeline import Pipeline
     from inspector.store import StoreError
@@ -109,7 +110,9 @@ def cmd_run(args) -> int:
     summary = {"inspected": sum(c["frames_inspected"] for c in st["cameras"]),
                "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
                "vlm_crops": st["vlm_crops"], "processing_errors": st["processing_errors"],
-               "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"]}
+               "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"],
+               # judged, not yet in the database at the stop deadline: parked for the next start
+               "unwritten": pipe.store.writer.parked}
     failed = {c["id"]: c["error"] for c in st["cameras"] if c["state"] == "failed"}
     summary.update(read_errors=sum(c["read_errors"] for c in st["cameras"]), cameras_failed=failed)
     print(json.dumps(summary))
@@ -201,6 +204,21 @@ def _hold_data_dir(data_dir: Path) -> None:
     _HELD.append(f)
 
 
+def _hold_database(cfg) -> None:
+    """One line per database too: two data directories on one database would mix their lines."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inspector.redact import redact_text
+    from inspector.store.line_lock import LineLock, LineLockError
+
+    try:
+        _HELD.append(LineLock(cfg.database_url, cfg.box, cfg.data_dir).acquire())
+    except LineLockError as e:
+        _fail(str(e))
+    except (SQLAlchemyError, OSError) as e:
+        _fail(redact_text(f"cannot start: database {cfg.database_url}: {getattr(e, 'orig', None) or e}"))
+
+
 def cmd_web(args) -> int:
     """The dashboard and API as a service of its own (inspector-web.service): the database for
     the history, the line's socket for its status, live pictures and triggers."""
@@ -229,7 +247,9 @@ def cmd_web(args) -> int:
 
     server = _start_web(cfg, store, status, trigger, live)
     up = status().get("line") or {"up": True}
-    print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {cfg.database_url}; "
+    from inspector.redact import redact_url
+
+    print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {redact_url(cfg.database_url)}; "
           + ("plant-wide, no line on this box" if link is None else "line running" if up["up"]
              else f"line not running yet ({up['error']})"), file=sys.stderr)
     freeze_startup_heap()
@@ -623,25 +643,37 @@ def cmd_eval(args) -> int:
 
 
 def _accounts(args):
-    from inspector.store import Store
     from inspector.web.accounts import Accounts
 
-    cfg = _load(args)
+    store = _open_store(_load(args))
+    return store, Accounts(store.engine)
+
+
+def _open_store(cfg):
+    """The store for a command that reads or edits it (not the line): a one-line error for a
+    database that cannot be used."""
+    from inspector.store import Store, StoreError
+
     try:
         store = Store(cfg.database_url, cfg.data_dir, cfg.store)
-    except ValueError as e:
+    except (StoreError, ValueError, OSError) as e:
         _fail(str(e))
-    return store, Accounts(store.engine)
+    return store
 
 
 def _read_password(args, prompt: str = "password") -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password on: pipe it in with --password-stdin")
     import getpass
 
-    first = getpass.getpass(f"{prompt}: ")
-    if getpass.getpass("again: ") != first:
-        _fail("the two passwords differ")
+    try:
+        first = getpass.getpass(f"{prompt}: ")
+        if getpass.getpass("again: ") != first:
+            _fail("the two passwords differ")
+    except (EOFError, KeyboardInterrupt):
+        _fail("no password given")
     return first
 
 
@@ -652,8 +684,10 @@ def cmd_doctor(args) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     cfg = _load(args)
     checks = doctor.run(cfg)
+    # With --json, stdout is the JSON alone (a script parses it); the words go to stderr.
+    human = sys.stderr if args.json else sys.stdout
     for c in checks:
-        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}", file=human)
     bad = [c for c in checks if not c.ok]
     if args.json:
         print(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]))
@@ -731,26 +765,33 @@ def cmd_db(args) -> int:
 
     from inspector.store import schema
 
+    from sqlalchemy.exc import DBAPIError
+
+    from inspector.redact import redact_text, redact_url
+
     cfg = _load(args)
     url = cfg.database_url
+    shown = redact_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     try:
         if args.action == "current":
             rev = schema.current(engine)
-            print(f"{url}: schema revision {rev or 'none'} (this version needs {schema.head()})")
+            print(f"{shown}: schema revision {rev or 'none'} (this version needs {schema.head()})")
             return 0
         with schema.one_at_a_time(engine, url):
             before, after = schema.upgrade(engine)
     except schema.SchemaError as e:
-        _fail(f"{url}: {e}")
+        _fail(f"{shown}: {e}")
+    except DBAPIError as e:
+        _fail(redact_text(f"{shown}: cannot use the database: {str(getattr(e, 'orig', e)).splitlines()[0]}"))
     finally:
         engine.dispose()
     if before == after:
-        print(f"{url}: already at schema revision {after}")
+        print(f"{shown}: already at schema revision {after}")
     else:
-        print(f"{url}: schema revision {before or 'none (made before migrations)'} -> {after}")
+        print(f"{shown}: schema revision {before or 'none (made before migrations)'} -> {after}")
     return 0
 
 
@@ -773,7 +814,6 @@ def _when(text: str, what: str):
 
 
 def cmd_export(args) -> int:
-    from inspector.store import Store
     from inspector.store.export import export
 
     cfg = _load(args)
@@ -781,10 +821,7 @@ def cmd_export(args) -> int:
     until = _when(args.until, "--until") if args.until else None
     if until is not None and until <= since:
         _fail("--until must be after --since")
-    try:
-        store = Store(cfg.database_url, cfg.data_dir, cfg.store)
-    except ValueError as e:
-        _fail(str(e))
+    store = _open_store(cfg)
     try:
         counts = export(store, args.out, args.format, since, until)
     except OSError as e:
@@ -804,8 +841,11 @@ def cmd_config(args) -> int:
     if args.config:
         import yaml
 
+        from inspector.redact import redact_config
+
         cfg = _load(args)
-        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        # Secrets stay out of a dump that gets pasted into tickets: URLs' passwords, api_key.
+        print(yaml.safe_dump(redact_config(cfg.model_dump(mode="json")), sort_keys=False), end="")
     else:
         print(defaults_yaml(), end="")
     return 0

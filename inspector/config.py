@@ -457,6 +457,31 @@ class StoreConfig(_Model):
                                                                   "writer reports it and retries")
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        # Checked here so that a typo is named with its key at load, not met as a traceback from
+        # SQLAlchemy when the store opens (the message never repeats the URL: it may hold a password).
+        if url is None:
+            return url
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            u = make_url(url)
+        except ArgumentError:
+            raise ValueError("not a database URL; expected sqlite:///path/to/inspector.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        if u.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"database {u.get_backend_name()!r} is not supported; use sqlite:///path "
+                             f"or postgresql+psycopg://user@host/db")
+        if u.get_backend_name() == "postgresql" and u.get_driver_name() != "psycopg":
+            raise ValueError(f"driver {u.get_driver_name()!r} is not supported for PostgreSQL; use "
+                             f"postgresql+psycopg://")
+        if u.get_backend_name() == "sqlite" and not u.database:
+            raise ValueError("an SQLite URL needs a file: sqlite:///path/to/inspector.db")
+        return url
+
 
 class ShiftConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9 _.-]{1,32}$")
@@ -693,9 +718,12 @@ def load_config(path: Path | None) -> Config:
         return parse_config({})
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}): "
+                          f"save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -110,6 +110,7 @@ class Pipeline:
         self.reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         self.store = Store(cfg.database_url, cfg.data_dir, cfg.store)
         self.store.sync_config(cfg)
+        self.store.unpark()  # verdicts an earlier stop could not write: before anything new
         self.versions = self._register_models()
         self.run_id = uuid.uuid4().hex[:12]  # with camera and seq, names each inspection for good
         self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
@@ -299,14 +300,17 @@ class Pipeline:
         self.stop_event.set()
         for t in self._threads:
             t.join(left(reserve=min(2.0, timeout / 4)))  # the rest is the database's
-        self.store.flush(max(left(), 0.5))
+        # The database's share ends a little early: what it has not taken by then is parked on
+        # disk for the next start (Store.close), which must fit in the deadline too.
+        park = min(1.5, timeout / 5)
+        self.store.flush(left(reserve=park))
         for sender in self.events:  # after the flush, so the last verdicts can still go out
-            sender.stop(min(left(), 5.0))
+            sender.stop(min(left(reserve=park), 5.0))
         for src in self.sources.values():
             src.close()
         if self.reasoner is not None:
             self.reasoner.close()
-        self.store.close()
+        self.store.close(left(reserve=park / 2))
 
     # --- stages -------------------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ def test_a_damaged_database_file_is_one_line_for_run_and_users(tmp_path, line, d
         r = run_cli(*args, timeout=120)
         _one_line_error(r, "cannot use database")
         assert "restore it from a backup, or move it aside" in r.stderr
+    _one_line_error(run_cli("db", "current", "--config", cfg, timeout=120), "cannot use the database")
 
 
 @pytest.mark.parametrize("url, says", [("not a url", "store.url: Value error, not a database URL"),
