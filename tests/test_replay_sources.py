@@ -233,6 +233,10 @@ def test_after_move_moves_each_file_once_its_verdict_is_stored(tmp_path, demo_li
     assert sorted(p.name for p in done.iterdir()) == sorted([f.name for f in frames] + [f"{frames[0].stem}.1.png"])
     r, summary = _run_folder(tmp_path, d, cameras=[cam])  # an empty incoming folder is nothing new
     assert r.returncode == 0 and summary["inspected"] == 0, r.stderr
+    (tmp_path / "a-file").write_text("")
+    cam["source"]["move_to"] = str(tmp_path / "a-file" / "done")
+    r, _ = _run_folder(tmp_path, d, cameras=[cam])
+    assert r.returncode == 2 and "move_to" in r.stderr and "cannot make the folder: Not a directory" in r.stderr
 
 
 def test_after_needs_its_folder_and_defaults_by_loop():

@@ -38,8 +38,13 @@ class FolderSource:
         folder = Path(folder)
         if not folder.is_dir():
             raise SourceError(f"image folder {folder} does not exist")
-        if move_to is not None and Path(move_to).resolve() == folder.resolve():
-            raise SourceError(f"move_to {move_to} is the image folder itself")
+        if move_to is not None:
+            if Path(move_to).resolve() == folder.resolve():
+                raise SourceError(f"move_to {move_to} is the image folder itself")
+            try:  # now, so that a folder that cannot be made stops the start, not every move
+                Path(move_to).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SourceError(f"move_to {move_to}: cannot make the folder: {e.strerror}") from None
         self.folder, self.after, self.move_to = folder, after, Path(move_to) if move_to else None
         self.watch = loop and after != "keep"
         self.files = list_images(folder)
@@ -68,6 +73,8 @@ class FolderSource:
         if self.after == "keep":
             return
         self._fsync = fsync
+        if fsync and self.move_to is not None:
+            durable.fsync_dir(self.move_to.parent)  # made at open, when the store's setting was not known
         present = {i for i in map(identity, self.files) if i is not None}
         self.memory = Inspected(journal, judged, present, fsync)
         known = self.memory.done & present
@@ -154,7 +161,6 @@ class FolderSource:
             dest = self.move_to / f"{path.stem}.{n}{path.suffix}"
             n += 1
         try:
-            durable.makedirs(self.move_to, sync=self._fsync)
             shutil.move(str(path), str(dest))
             if self._fsync:
                 durable.fsync_dir(self.move_to)
