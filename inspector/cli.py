@@ -498,6 +498,7 @@ def _images_in(folder: Path, what: str) -> list[Path]:
 def cmd_calibrate(args) -> int:
     from inspector.prefilter import calibration as cal
     from inspector.prefilter.evaluate import progress
+    from inspector.prefilter.metrics import wilson
 
     cfg = _load(args)
     if args.product not in {p.name for p in cfg.products}:
@@ -514,7 +515,7 @@ def cmd_calibrate(args) -> int:
                                   args.components, cfg.limits.max_image_pixels)
     except cal.CalibrationError as e:
         _fail(str(e))
-    for f in fits if len(fits) > 1 else []:
+    for f in fits if len(fits) > 1 and best.bad else []:  # with no readable bad part, nothing to compare
         m = f.measured()
         print(f"  {'distance from normal' if f.stats is not None else 'model map':20s}: bad parts "
               f"flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
@@ -544,8 +545,14 @@ def cmd_calibrate(args) -> int:
         print(f"inspector: note: with {m.good_images} good parts the false-reject rate is only known to be "
               f"below {hi:.2%}" + (f"; showing it is below the {args.target:.2%} target takes at least "
                                    f"{need} good parts with none sent on" if need else ""), file=sys.stderr)
-    if bad:
-        print(f"  bad parts: {m.bad_images}, flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
+    if best.bad:
+        flagged = round(m.bad_recall * m.bad_images)
+        blo, bhi = wilson(flagged, m.bad_images)
+        print(f"  bad parts: {m.bad_images}, flagged {m.bad_recall:.2%} ({flagged} of {m.bad_images}; 95% "
+              f"interval {blo:.2%}-{bhi:.2%}), image AUROC {m.image_auroc:.4f}")
+    elif bad:
+        print(f"inspector: note: none of the {len(bad)} bad images can be read: no recall measured",
+              file=sys.stderr)
     print(f"  written to {path}")
     return 0
 

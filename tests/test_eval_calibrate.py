@@ -259,6 +259,12 @@ def test_unreadable_good_images_are_named_as_unreadable(tmp_path, anomalib_confi
     for name in ("a.png", "b.png", "c.png"):
         assert sum(f"{name}:" in ln and "(skipped)" in ln for ln in p.stderr.splitlines()) == 1, p.stderr
     assert yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]["good_images"] == 14
+    # Bad parts none of which can be read: the threshold stands, the recall is said to be unmeasured.
+    p = run_cli("calibrate", "thresholds", "--product", "disc", "--good", str(good), "--bad", str(bad),
+                "--no-statistics", "--config", str(anomalib_config))
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "none of the 3 bad images can be read: no recall measured" in p.stderr
+    assert yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]["bad_images"] == 0
 
 
 def test_eval_and_camera_calibration_skip_a_bomb_by_name(tmp_path, anomalib_config):
