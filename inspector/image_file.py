@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import warnings
 from pathlib import Path
 
 import cv2
@@ -66,10 +65,8 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
 def header_size(data: bytes, path: Path) -> tuple[int, int]:
     """(width, height) from the header, without decoding the pixels."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "possibly corrupt EXIF" and the like: the decode decides
-            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-                w, h = im.size
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+            w, h = im.size
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image (not {', '.join(FORMATS)}, or its header is "
                          f"damaged)") from None
