@@ -417,3 +417,26 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
     finally:
         server.should_exit = True
         store.close()
+
+
+def test_a_nul_in_a_text_filter_is_a_422_on_every_database(db_url, tmp_path):
+    """PostgreSQL refuses NUL in a query's text (a 500 there); SQLite would take it. Either way
+    the filter is refused by name."""
+    from inspector.config import StoreConfig
+    from inspector.store import Store
+
+    store = Store(db_url, tmp_path / "data", StoreConfig())
+    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
+              "verdicts": {}, "store": store.status()}
+    try:
+        with TestClient(create_app(store, lambda: status)) as c:
+            authorize(c, store, "viewer")
+            for url, name in [("/api/verdicts?camera=a%00b", "camera"), ("/api/verdicts?product=%00", "product"),
+                              ("/api/verdicts?defect_type=x%00", "defect_type"), ("/?camera=%00", "camera"),
+                              ("/api/stats?product=%00", "product"), ("/api/events?camera=%00", "camera")]:
+                r = c.get(url)
+                assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", name], (url, r.text)
+                assert "must not contain NUL characters" in r.text
+            assert c.get("/api/verdicts?camera=cam%C3%A9").json() == []  # other text is fine
+    finally:
+        store.close()
