@@ -65,7 +65,7 @@ def test_reason_reports_an_unreachable_server(frame_png, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["missing.png"], "missing.png: no such file, or not a readable image"),
+    (["missing.png"], "missing.png: cannot open: No such file or directory"),
     (["FRAME", "--box", "5,5,1"], "--box must be x1,y1,x2,y2"),
     (["FRAME", "--box", "0,0,9000,10"], "reaches outside the 640x480 image"),
     (["FRAME", "--camera", "nope"], "--camera 'nope' is not in the config"),
