@@ -1,4 +1,7 @@
-"""The dashboard in a real browser (Debian's chromium via Playwright) while the demo line runs."""
+"""The dashboard in a real browser (Debian's chromium via Playwright) while the demo line runs.
+
+wait_for_function predicates are functions ("() => ..."), never expression strings: Playwright
+evaluates those with eval(), which the dashboard's CSP forbids."""
 
 import re
 import shutil
@@ -82,10 +85,10 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         assert "No VLM configured" in page.inner_text("#mode-banner")
         first = page.locator("#feed-body tr").count()
         # the page is never reloaded: new verdicts must arrive by themselves
-        page.wait_for_function(f"document.querySelectorAll('#feed-body tr').length >= {first + 3}",
+        page.wait_for_function(f"() => document.querySelectorAll('#feed-body tr').length >= {first + 3}",
                                timeout=20000)
         # the counters follow within the same poll
-        page.wait_for_function(f"+document.getElementById('c-total').textContent >= {first + 3}",
+        page.wait_for_function(f"() => +document.getElementById('c-total').textContent >= {first + 3}",
                                timeout=5000)
         page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
         # a row that came live shows its time on the plant's clock, as the server renders it
@@ -99,13 +102,13 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         # the header's camera badge is live too: its frame count grows without a reload
         badge = lambda: int(re.search(r"(\d+) frames", page.inner_text(".cam[data-cam=cam1]")).group(1))  # noqa: E731
         before = badge()
-        page.wait_for_function(f"+/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
+        page.wait_for_function(f"() => +/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
                                f".textContent)[1] > {before}", timeout=10000)
         # the live page: the camera's MJPEG stream plays, and its tile follows the verdicts
         page.click("header nav a[href='/live']")
         page.wait_for_function("() => { const i = document.querySelector('#live-cam1 img');"
                                " return i && i.naturalWidth === 640; }", timeout=10000)
-        page.wait_for_function("/^(pass|fail|review)$/.test(document.querySelector('#live-cam1').className"
+        page.wait_for_function("() => /^(pass|fail|review)$/.test(document.querySelector('#live-cam1').className"
                                ".replace('cam-live last-', ''))", timeout=20000)
         assert re.fullmatch(r"\d+\.\d fps · \d+ inspected · \d+ dropped",
                             page.inner_text("#live-cam1 .nums"))
@@ -215,13 +218,13 @@ def test_the_separate_dashboard_shows_the_line_come_and_go_without_a_reload(tmp_
             line = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             page.wait_for_selector("#line-banner", state="hidden", timeout=60000)
-            page.wait_for_function("/running/.test(document.querySelector('.cam[data-cam=cam1]').textContent)",
+            page.wait_for_function("() => /running/.test(document.querySelector('.cam[data-cam=cam1]').textContent)",
                                    timeout=30000)
             page.goto(base + "/live")
-            page.wait_for_function("(() => { const i = document.querySelector('figure.cam-live img');"
-                                   " return i && i.naturalWidth > 100; })()", timeout=30000)
+            page.wait_for_function("() => { const i = document.querySelector('figure.cam-live img');"
+                                   " return i && i.naturalWidth > 100; }", timeout=30000)
             # the counts come through the socket and keep moving without a reload
-            page.wait_for_function("+(/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
+            page.wait_for_function("() => +(/(\\d+) frames/.exec(document.querySelector('.cam[data-cam=cam1]')"
                                    ".textContent) || [0, 0])[1] >= 4", timeout=30000)
             page.screenshot(path=str(artifacts / "web-service-live.png"))
             line.terminate()
