@@ -365,7 +365,8 @@ def test_the_docs_are_served_from_this_box(client):
 
 def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkeypatch):
     """The dashboard shares the line's process: three stats requests at once run one after the
-    other, and twenty feed requests at once use at most WEB_THREADS threads - all are answered.
+    other (past HEAVY_WAITING waiting, a 503), and twenty feed requests at once use at most
+    WEB_THREADS threads - all are answered.
     The queries are made slow (a big database) by a wrapper that counts how many run at once."""
     import asyncio
     import threading
@@ -378,6 +379,7 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
     from inspector.store import stats as stats_mod
     from inspector.threaded_server import start_in_thread
     from inspector.web.accounts import Accounts
+    from inspector.web import app as web_app
     from inspector.web.app import WEB_THREADS
 
     def counting(fn, seconds):
@@ -397,7 +399,7 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
         return run, state
 
     store, app = _berlin_app(tmp_path)
-    stats_compute, stats_seen = counting(stats_mod.compute, 0.3)
+    stats_compute, stats_seen = counting(stats_mod.compute, 1.0)
     monkeypatch.setattr(stats_mod, "compute", stats_compute)
     feed, feed_seen = counting(store.feed, 0.3)
     monkeypatch.setattr(store, "feed", feed)
@@ -413,6 +415,8 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
     try:
         assert asyncio.run(many("/api/stats", 3)) == [200] * 3
         assert stats_seen["most"] == 1
+        monkeypatch.setattr(web_app, "HEAVY_WAITING", 2)  # one runs, two wait, the rest are told to come back
+        assert sorted(asyncio.run(many("/api/stats", 5))) == [200, 200, 200, 503, 503]
         assert asyncio.run(many("/api/verdicts", 20)) == [200] * 20
         assert 1 < feed_seen["most"] <= WEB_THREADS
     finally:
@@ -440,4 +444,52 @@ def test_a_nul_in_a_text_filter_is_a_422_on_every_database(db_url, tmp_path):
                 assert "must not contain NUL characters" in r.text
             assert c.get("/api/verdicts?camera=cam%C3%A9").json() == []  # other text is fine
     finally:
+        store.close()
+
+
+def test_a_locked_database_holds_up_the_request_that_needs_it_not_the_server(tmp_path):
+    """The login gate reads the session or token (and notes a token's use) in the database: while
+    another process holds the write lock, that request waits - in a worker thread, so /healthz
+    (the watchdog's probe) and every other request still get answers."""
+    import sqlite3
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from inspector.config import StoreConfig
+    from inspector.reasoner.local_server import free_port
+    from inspector.store import Store
+    from inspector.threaded_server import start_in_thread
+    from inspector.web.accounts import Accounts
+
+    db = tmp_path / "line.db"
+    store = Store(f"sqlite:///{db}", tmp_path / "data", StoreConfig(busy_timeout_s=20))
+    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
+              "verdicts": {}, "store": store.status()}
+    token = Accounts(store.engine).add_token("plc", "viewer")  # never used: its first use is a write
+    port = free_port()
+    server = start_in_thread(uvicorn.Config(create_app(store, lambda: status), host="127.0.0.1", port=port,
+                                            log_level="warning"), "web-test")
+    base = f"http://127.0.0.1:{port}"
+    other = sqlite3.connect(db, isolation_level=None)
+    answered = {}
+    try:
+        other.execute("BEGIN EXCLUSIVE")  # another process writing
+
+        def ask():
+            answered["me"] = httpx.get(base + "/api/me", headers={"Authorization": f"Bearer {token}"},
+                                       timeout=60).status_code
+        t = threading.Thread(target=ask, daemon=True)
+        t.start()
+        t.join(1.0)
+        assert t.is_alive()  # it waits for the lock
+        assert httpx.get(base + "/healthz", timeout=10).status_code == 200
+        assert t.is_alive() and "me" not in answered  # answered while that request still waited
+        other.execute("ROLLBACK")
+        t.join(30)
+        assert answered["me"] == 200
+    finally:
+        other.close()
+        server.should_exit = True
         store.close()

@@ -167,20 +167,32 @@ def shared_for(seconds: float, fn: Callable[[], dict]) -> Callable[[], dict]:
 # WEB_THREADS of them run Python at once, and of those at most HEAVY_AT_ONCE are the heavy ones
 # (stats over a long window); HEAVY_WAITING more wait their turn, beyond that they get a 503.
 WEB_THREADS, HEAVY_AT_ONCE, HEAVY_WAITING = 8, 1, 16
-_HEAVY: RunVar[anyio.CapacityLimiter] = RunVar("inspector_heavy")  # one per event loop
+class _Heavy:
+    """One per event loop: the limiter, and the requests let in (running or waiting) - counted
+    here, on the loop, because the limiter's own count lags the requests that are on their way."""
+
+    def __init__(self):
+        self.limiter, self.admitted = anyio.CapacityLimiter(HEAVY_AT_ONCE), 0
+
+
+_HEAVY: RunVar[_Heavy] = RunVar("inspector_heavy")
 
 
 async def heavy(fn: Callable, *args):
     """fn(*args) in a worker thread, with at most HEAVY_AT_ONCE such calls at a time."""
     try:
-        limiter = _HEAVY.get()
+        h = _HEAVY.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(HEAVY_AT_ONCE)
-        _HEAVY.set(limiter)
-    if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= HEAVY_WAITING:
+        h = _Heavy()
+        _HEAVY.set(h)
+    if h.admitted >= HEAVY_AT_ONCE + HEAVY_WAITING:
         raise HTTPException(503, "the stats are busy with other requests: try again in a few seconds",
                             headers={"Retry-After": "5"})
-    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+    h.admitted += 1
+    try:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=h.limiter)
+    finally:
+        h.admitted -= 1
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -52,13 +53,15 @@ class LoginGate(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next):
         principal = None
         auth = request.headers.get("authorization", "")
+        # The lookups read (a token's also writes) the database: in a worker thread, so that a
+        # database busy with the line's writes holds up this request, not the event loop.
         if auth[:7].lower() == "bearer ":
-            principal = self.accounts.token(auth[7:].strip())
+            principal = await run_in_threadpool(self.accounts.token, auth[7:].strip())
             if principal is None:
                 return JSONResponse({"detail": "unknown or revoked API token"}, status_code=401,
                                     headers={"WWW-Authenticate": "Bearer"})
         else:
-            principal = self.accounts.session(request.cookies.get(COOKIE))
+            principal = await run_in_threadpool(self.accounts.session, request.cookies.get(COOKIE))
         request.state.principal = principal
         path = request.url.path
         if principal is None and not (path in OPEN or path.startswith("/static/")):
