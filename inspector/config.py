@@ -15,8 +15,9 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 
 from inspector import MAX_IMAGE_PIXELS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
+from inspector.bundled import bundled
+
+MODELS_DIR = bundled("models")
 
 
 class ConfigError(Exception):
@@ -640,7 +641,7 @@ class Config(_Model):
     products: list[ProductConfig] = Field(default_factory=lambda: [ProductConfig()])
     detector: AnyDetectorConfig = Field(default_factory=DetectorConfig)
     calibration_dir: Path = Field(
-        REPO_ROOT / "calibration",
+        bundled("calibration"),
         description="per-product calibration files <product>.yaml (`inspector calibrate thresholds`)")
     cropper: CropperConfig = Field(default_factory=CropperConfig)
     reasoner: ReasonerConfig = Field(default_factory=NoReasonerConfig)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.atomic_write import write_atomic
-from inspector.config import REPO_ROOT
+from inspector.bundled import bundled
 
-UNITS_SRC = REPO_ROOT / "systemd"
+UNITS_SRC = bundled("systemd")
 PREFIX_IN_UNITS = "/opt/inspector/.venv"
 
 
@@ -88,7 +88,7 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
 
     def unit(name: str) -> None:
         text = (UNITS_SRC / name).read_text().replace(PREFIX_IN_UNITS, str(venv)).replace(
-            "file:///opt/inspector/docs/deployment.md", (REPO_ROOT / "docs" / "deployment.md").as_uri())
+            "file:///opt/inspector/docs/deployment.md", (bundled("docs") / "deployment.md").as_uri())
         file(units_dir / name, text, 0o644, keep=False)
 
     exe = venv / "bin" / "inspector"
