@@ -53,13 +53,16 @@ def test_bench_store_database_holds_what_it_says(tmp_path):
 
 def test_bench_web_times_every_page_against_its_bare_query():
     p = run_cli("bench", "web", "--inspections", "3000", "--calls", "3", "--json")
-    assert p.returncode == 0, p.stdout + p.stderr  # non-zero when a case misses the 100 ms bar
+    assert p.returncode == 0, p.stdout + p.stderr  # the 100 ms bar is reported, not a failure
     r = json.loads(p.stdout.strip().splitlines()[-1])
-    assert r["inspections"] == 3000 and r["rounds"] == 3
+    assert r["inspections"] == 3000 and r["rounds"] == 3 and r["bar_ms"] == 100
     cases = {c["case"]: c for c in r["cases"]}
     assert {"feed page (HTML)", "stats API, last 24 h", "stats API, 30 days (all rows)"} <= set(cases)
     for c in cases.values():
         assert 0 < c["server"]["p50_ms"] <= c["server"]["p95_ms"]
+        assert c["over_bar"] == (c["server"]["p95_ms"] >= 100)
+        assert (f"{c['case']:34s}" in p.stdout) and (("OVER the 100 ms bar" in next(
+            line for line in p.stdout.splitlines() if line.strip().startswith(c["case"]))) == c["over_bar"])
         assert c["ratio_p50"] == pytest.approx(c["server"]["p50_ms"] / c["bare_store"]["p50_ms"], abs=0.01)
     # the frozen start-up heap is what keeps the collector's full passes out of the p95
     assert r["gc_full_pass_ms"]["frozen"] < r["gc_full_pass_ms"]["startup_heap"]
