@@ -146,3 +146,19 @@ def test_downgrade_and_upgrade_again(db_url, tmp_path):
         command.upgrade(schema._config(c), "head")
     assert schema.current(eng) == schema.head()
     eng.dispose()
+
+
+def test_a_start_says_the_revision_in_one_line_and_a_migration_in_alembic_s_words(tmp_path, demo_line):
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+                                   "cameras": [{"id": "c", "source": {"type": "folder",
+                                                                      "path": str(demo_line.frames_dir)}}]}))
+    first = run_cli("run", "--config", str(cfg), "--exit-when-done")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Running upgrade  -> 0001" in first.stderr  # a migration ran: Alembic says what it did
+    assert "created at schema revision" in first.stderr
+    again = run_cli("run", "--config", str(cfg), "--exit-when-done")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "alembic" not in again.stderr, again.stderr[-2000:]  # nothing ran: no chatter
+    said = [line for line in again.stderr.splitlines() if "schema revision" in line]
+    assert len(said) == 1 and said[0].endswith(f"at schema revision {schema.head()}"), said

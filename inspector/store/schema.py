@@ -20,7 +20,22 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin otherwise
+# Alembic says "Context impl SQLiteImpl. Will assume non-transactional DDL." every time it looks at
+# the revision: two lines per look, ten per start. Its words are kept for when a migration runs.
+_MIGRATION_LOG = logging.getLogger("alembic.runtime.migration")
+_MIGRATION_LOG.setLevel(logging.WARNING)
+
+
+@contextmanager
+def _migration_messages():
+    level = _MIGRATION_LOG.level
+    _MIGRATION_LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        _MIGRATION_LOG.setLevel(level)
 SCHEMA_LOCK_KEY = 0x1A5EC7  # the pg_advisory_lock key the schema's creators take
 FIRST = "0001"  # the schema as it was before migrations existed
 
@@ -82,10 +97,12 @@ def prepare(engine, url: str) -> None:
     with one_at_a_time(engine, url):
         rev = current(engine)
         if rev is None and not _has_tables(engine):
-            upgrade(engine)
+            _, after = upgrade(engine)
+            log.info("database %s created at schema revision %s", url, after)
             return
     if (why := problem(engine, url, rev)) is not None:
         raise SchemaError(why)
+    log.info("database %s at schema revision %s", url, rev)
 
 
 def is_new(engine) -> bool:
@@ -115,7 +132,7 @@ def upgrade(engine) -> tuple[str | None, str]:
     """Bring the database to head; a pre-migration database is first stamped as FIRST.
     Returns (revision before, revision after)."""
     before = current(engine)
-    with engine.begin() as conn:
+    with _migration_messages(), engine.begin() as conn:
         cfg = _config(conn)
         if before is None and _has_tables(engine):
             _check_first(engine)
