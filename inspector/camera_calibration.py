@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 from inspector.atomic_write import write_yaml_model
 from inspector.image_file import ImageError, read_image
@@ -30,7 +31,7 @@ MIN_VIEWS = 3  # OpenCV needs a few views at different angles to separate focal 
 TILT_WARN = 0.02  # the scale photo's x and y spacing differ by more: the board is not flat-on
 
 
-class CameraCalibrationError(ValueError):
+class CameraCalibrationError(InspectorError, ValueError):
     """A calibration that cannot be made or used; the message says what to do."""
 
 

@@ -35,8 +35,6 @@ STOP_WITHIN_S = 8.0  # SIGTERM to exit: the units allow 10 s before systemd send
 
 def cmd_run(args) -> int:
     from inspector.config import LlamaCppReasonerConfig
-    from inspector.prefilter import ModelError
-    from inspector.sources import SourceError
 
     cfg = _load(args)
     if args.test_vlm:
@@ -57,12 +55,12 @@ def cmd_run(args) -> int:
     _hold_data_dir(cfg.data_dir)
     _hold_database(cfg)
 
+    from inspector.errors import InspectorError
     from inspector.pipeline import Pipeline
-    from inspector.store import StoreError
 
     try:
         pipe = Pipeline(cfg)
-    except (ModelError, SourceError, StoreError, ValueError, OSError) as e:
+    except (InspectorError, ValueError, OSError) as e:
         _fail(f"cannot start: {e}")
     server = (_start_web(cfg, pipe.store, pipe.status, pipe.trigger, pipe.live) if cfg.web.enabled else None)
     from inspector.line_socket import serve_line_socket
@@ -118,7 +116,11 @@ def cmd_run(args) -> int:
     print(json.dumps(summary))
     for cam_id, why in failed.items():  # last, where a person reading the end of the output sees it
         print(f"inspector: camera {cam_id} failed: {why}", file=sys.stderr)
-    return 0 if not (st["processing_errors"] or st["store_errors"] or failed) else 1
+    if summary["unwritten"]:
+        print(f"inspector: {summary['unwritten']} verdict(s) not yet in the database "
+              f"({pipe.store.writer.last_error or 'it did not answer in time: locked by another process?'}); kept in "
+              f"{cfg.data_dir / 'unwritten'} and written at the next start", file=sys.stderr)
+    return 0 if not (st["processing_errors"] or st["store_errors"] or failed or summary["unwritten"]) else 1
 
 
 def _verdict_printer(target: str):
@@ -1018,7 +1020,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "httpcore", "gguf", "alembic.runtime.plugins"):  # a line per request, file, plugin
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    return args.func(args) or 0
+    from inspector.errors import InspectorError
+
+    try:
+        return args.func(args) or 0
+    except InspectorError as e:  # a failure we know about: its words, not a traceback
+        print(f"inspector: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

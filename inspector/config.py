@@ -13,6 +13,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       field_validator, model_validator)
 
+from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 
 from inspector.bundled import bundled
@@ -20,7 +21,7 @@ from inspector.bundled import bundled
 MODELS_DIR = bundled("models")
 
 
-class ConfigError(Exception):
+class ConfigError(InspectorError):
     """A config file that cannot be used; the message names the file and the key."""
 
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from inspector.errors import InspectorError
 from inspector import opencv_limit
 
 # Not Pillow's own bomb check: our limit is checked on the size it reads, and Pillow never
@@ -32,7 +33,7 @@ BYTES_PER_PIXEL = 8
 METADATA_BYTES = 16 << 20
 
 
-class ImageError(ValueError):
+class ImageError(InspectorError, ValueError):
     """A file that was not decoded; the message names the file and why."""
 
 

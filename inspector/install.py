@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.errors import InspectorError
 from inspector.atomic_write import write_atomic
 from inspector.bundled import bundled
 
@@ -25,7 +26,7 @@ UNITS_SRC = bundled("systemd")
 PREFIX_IN_UNITS = "/opt/inspector/.venv"
 
 
-class InstallError(Exception):
+class InstallError(InspectorError):
     pass
 
 

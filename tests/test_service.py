@@ -300,6 +300,7 @@ def test_sigterm_with_the_database_locked_keeps_the_deadline_and_loses_nothing(d
     assert took < 30, f"SIGTERM to exit took {took:.1f} s with the database locked"
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["unwritten"] >= 1, (summary, err[-2000:])
+    assert p.returncode == 1 and "verdict(s) not yet in the database" in err.strip().splitlines()[-1]
     parked = list((data / "unwritten").glob("*.jsonl"))
     assert parked and sum(f.read_text().count("\n") for f in parked) == summary["unwritten"]
     first = [json.loads(x)["uid"] for x in reported.read_text().splitlines()]

@@ -11,11 +11,12 @@ import threading
 
 import httpx
 
+from inspector.errors import InspectorError
 from inspector.config import MqttSinkConfig, WebhookSinkConfig
 from inspector.secrets_source import secret
 
 
-class SinkError(Exception):
+class SinkError(InspectorError):
     pass
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from inspector.errors import InspectorError
 from inspector.messages import Box, Candidate
 
 
@@ -38,7 +39,7 @@ class Detector(Protocol):
         """The candidates of `inspect`."""
 
 
-class ModelError(Exception):
+class ModelError(InspectorError):
     """A detector model that cannot be used: missing, wrong hash, wrong shape."""
 
 

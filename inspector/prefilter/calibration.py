@@ -19,13 +19,14 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 from inspector.atomic_write import write_yaml_model
 from inspector.prefilter import normal
 from inspector.prefilter.normal import NormalStatistics
 
 
-class CalibrationError(Exception):
+class CalibrationError(InspectorError):
     pass
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 from inspector.image_file import ImageError, read_image
 from inspector.messages import Box
 from inspector.prefilter.metrics import found, pr_curve, roc_auc, wilson
 
 
-class EvalError(Exception):
+class EvalError(InspectorError):
     pass
 
 

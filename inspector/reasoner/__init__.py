@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inspector.errors import InspectorError
 from inspector.config import ProductConfig
 from inspector.cropper import crop_around, region_of
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding, Frame, Look
@@ -27,11 +28,11 @@ REPAIR_MARK = "----- repair attempt -----"  # separates a look's calls in its ra
 MIN_ZOOM = 1.5  # a closer look must show the frame at least this much sharper than the crop did
 
 
-class ReasonerUnavailable(Exception):
+class ReasonerUnavailable(InspectorError):
     """The backend could not be asked (not loaded, down, timed out, refused the request)."""
 
 
-class ReasonerConfigError(ValueError):
+class ReasonerConfigError(InspectorError, ValueError):
     """The reasoner cannot start with this configuration (missing/corrupt model, bad profile)."""
 
 

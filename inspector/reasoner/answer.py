@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 
+from inspector.errors import InspectorError
 from inspector.messages import Box, CropAnswer, Finding, Severity
 from inspector.reasoner.profiles import Profile
 
@@ -28,7 +29,7 @@ MAX_REASON = 120  # a short reason; with 4 findings the whole answer fits max_to
 CLAMP_TOLERANCE = 0.01
 
 
-class AnswerError(ValueError):
+class AnswerError(InspectorError, ValueError):
     """The model's text is not a usable answer (not JSON, or the wrong structure)."""
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import httpx
 
+from inspector.errors import InspectorError
 
-class ServerError(RuntimeError):
+
+class ServerError(InspectorError, RuntimeError):
     pass
 
 

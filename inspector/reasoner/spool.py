@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.errors import InspectorError
 from inspector import durable
 from inspector.messages import Candidate, Frame
 
 log = logging.getLogger(__name__)
 
 
-class SpoolError(Exception):
+class SpoolError(InspectorError):
     """The job could not be made durable (disk full, I/O error): the caller must not drop it."""
 
 

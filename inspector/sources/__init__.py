@@ -14,8 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
+from inspector.errors import InspectorError
 
-class SourceError(Exception):
+
+class SourceError(InspectorError):
     """A source that cannot be opened at all (missing folder, unreadable video)."""
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from inspector.errors import InspectorError
 from inspector.redact import redact_url
 
 LINE_LOCK_KEY = 0x1A5EC8  # pg_advisory_lock's first key; the second is the box's name hashed
 
 
-class LineLockError(Exception):
+class LineLockError(InspectorError):
     """Another line writes to this database; the message says which and what to do."""
 
 

@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from inspector.errors import InspectorError
+
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin otherwise
@@ -40,7 +42,7 @@ SCHEMA_LOCK_KEY = 0x1A5EC7  # the pg_advisory_lock key the schema's creators tak
 FIRST = "0001"  # the schema as it was before migrations existed
 
 
-class SchemaError(ValueError):
+class SchemaError(InspectorError, ValueError):
     """The database is not at the schema this version needs; the message says what to do."""
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy import false, func, select
 
+from inspector.errors import InspectorError
 from inspector.store import models as m
 from inspector.store.rollup import BUCKET_S, sql_bucket
 
@@ -32,7 +33,7 @@ KINDS = ("pass", "fail", "review")
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 
-class WindowError(ValueError):
+class WindowError(InspectorError, ValueError):
     """A window the stats will not count over; the message says why."""
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event, exists, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
+from inspector.errors import InspectorError
 from inspector import durable
 from inspector.config import StoreConfig
 from inspector.filehash import sha256_of as _sha256
@@ -39,7 +40,7 @@ from inspector.store.writer import PARKED_DIR, Pending, Writer, utc as _utc
 VERDICTS = ("pass", "fail", "review")
 
 
-class StoreError(Exception):
+class StoreError(InspectorError):
     pass
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from inspector.errors import InspectorError
 from inspector.store.models import ApiToken, User, WebSession
 
 ROLES = ("viewer", "operator", "admin")
@@ -31,7 +32,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 
 
-class AccountError(ValueError):
+class AccountError(InspectorError, ValueError):
     """A request about accounts that cannot be done; the message says why."""
 
 
@@ -79,7 +80,7 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY = hash_password(secrets.token_urlsafe(12))
 
 
-class RateLimited(Exception):
+class RateLimited(InspectorError):
     def __init__(self, retry_after: int):
         super().__init__(f"too many failed logins; try again in {retry_after} s")
         self.retry_after = retry_after

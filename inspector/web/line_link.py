@@ -15,12 +15,13 @@ from pathlib import Path
 
 import httpx
 
+from inspector.errors import InspectorError
 from inspector.config import Config
 
 STATUS_FRESH_S = 0.5  # every open page's event stream asks each second; they share one answer
 
 
-class LineUnavailable(Exception):
+class LineUnavailable(InspectorError):
     """The line did not answer on its socket; the message says where and why."""
 
 
