@@ -56,14 +56,14 @@ def cmd_run(args) -> int:
     _hold_database(cfg)
 
     from inspector.errors import InspectorError
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     try:
         pipe = Pipeline(cfg)
     except (InspectorError, ValueError, OSError) as e:
         _fail(f"cannot start: {e}")
     server = (_start_web(cfg, pipe.store, pipe.status, pipe.trigger, pipe.live) if cfg.web.enabled else None)
-    from inspector.line_socket import serve_line_socket
+    from inspector.line.line_socket import serve_line_socket
 
     line_socket = serve_line_socket(pipe, cfg.line_socket)
     mode = {"none": "detector only (no VLM configured)",
@@ -78,8 +78,8 @@ def cmd_run(args) -> int:
         pipe.on_verdict.append(_verdict_printer(args.verdicts_out))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    from inspector.heap import freeze_startup_heap
-    from inspector.service_notify import ServiceNotifier, status_line
+    from inspector.service.heap import freeze_startup_heap
+    from inspector.service.notify import ServiceNotifier, status_line
 
     freeze_startup_heap()
     pipe.start()
@@ -170,7 +170,7 @@ def _start_web(cfg, store, status, trigger, live):
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
     app = create_app(store, status, trigger, live=live, plant=PlantTime.from_config(cfg.web),
                      secure_cookies=cfg.web.secure_cookies)
-    from inspector.threaded_server import start_in_thread
+    from inspector.util.threaded_server import start_in_thread
 
     # X-Forwarded-For is believed only from the configured proxies (uvicorn's default believes
     # 127.0.0.1, so any local client could pose as any address and dodge the login limit).
@@ -210,7 +210,7 @@ def _hold_database(cfg) -> None:
     """One line per database too: two data directories on one database would mix their lines."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from inspector.redact import redact_text
+    from inspector.util.redact import redact_text
     from inspector.store.line_lock import LineLock, LineLockError
 
     try:
@@ -225,7 +225,7 @@ def cmd_web(args) -> int:
     """The dashboard and API as a service of its own (inspector-web.service): the database for
     the history, the line's socket for its status, live pictures and triggers."""
     from inspector.store import Store, StoreError
-    from inspector.web.line_link import LineLink, PlantView
+    from inspector.line.line_link import LineLink, PlantView
 
     cfg = _load(args)
     if args.port:
@@ -244,12 +244,12 @@ def cmd_web(args) -> int:
         status, trigger, live = link.status, link.trigger, link.live
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    from inspector.heap import freeze_startup_heap
-    from inspector.service_notify import ServiceNotifier
+    from inspector.service.heap import freeze_startup_heap
+    from inspector.service.notify import ServiceNotifier
 
     server = _start_web(cfg, store, status, trigger, live)
     up = status().get("line") or {"up": True}
-    from inspector.redact import redact_url
+    from inspector.util.redact import redact_url
 
     print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {redact_url(cfg.database_url)}; "
           + ("plant-wide, no line on this box" if link is None else "line running" if up["up"]
@@ -303,8 +303,8 @@ class _SelfProbe:
 
 
 def cmd_detect(args) -> int:
-    from inspector.image_file import ImageError, read_image
-    from inspector.sources.files import list_images
+    from inspector.util.image_file import ImageError, read_image
+    from inspector.capture.sources.files import list_images
 
     cfg = _load(args)
     det = _detector_for(cfg)
@@ -362,7 +362,7 @@ def _parse_box(text: str, what: str) -> tuple[float, float, float, float]:
 def cmd_reason(args) -> int:
     from inspector.config import LlamaCppReasonerConfig
     from inspector.cropper import crop_around
-    from inspector.image_file import ImageError, read_image
+    from inspector.util.image_file import ImageError, read_image
     from inspector.messages import Candidate, CropAnswer, Frame
     from inspector.reasoner import ReasonerConfigError, build_reasoner
 
@@ -394,7 +394,7 @@ def cmd_reason(args) -> int:
         crop = crop_around(img, cand, 0, padding=cfg.cropper.padding if args.box else 0.0,
                            min_side=cfg.cropper.min_side_px, out_side=cfg.cropper.max_side_px,
                            upscale=False)
-        from inspector.camera_calibration import for_camera
+        from inspector.capture.camera_calibration import for_camera
 
         # The image is taken as the line stores frames: already undistorted; only the scale applies.
         frame = Frame(cam.id, 0, img, roi=cam.inspection_roi(), source_name=str(args.image),
@@ -487,7 +487,7 @@ def _roi_for(args, cfg, product: str | None):
 
 
 def _images_in(folder: Path, what: str) -> list[Path]:
-    from inspector.sources.files import list_images
+    from inspector.capture.sources.files import list_images
 
     if not folder.is_dir():
         _fail(f"{what} {folder}: no such folder")
@@ -560,7 +560,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_calibrate_camera(args) -> int:
-    from inspector import camera_calibration as cc
+    from inspector.capture import camera_calibration as cc
     from inspector.prefilter.evaluate import progress
 
     cfg = _load(args)
@@ -687,7 +687,7 @@ def _read_password(args, prompt: str = "password") -> str:
 
 
 def cmd_doctor(args) -> int:
-    from inspector import doctor
+    from inspector.service import doctor
 
     if not args.verbose:  # the checks' own words, not the libraries' start-up chatter
         logging.getLogger().setLevel(logging.WARNING)
@@ -706,7 +706,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_install(args) -> int:
-    from inspector import install
+    from inspector.service import install
 
     try:
         return install.main(args.root.resolve(), args.reasoner, args.dry_run)
@@ -776,7 +776,7 @@ def cmd_db(args) -> int:
 
     from sqlalchemy.exc import DBAPIError
 
-    from inspector.redact import redact_text, redact_url
+    from inspector.util.redact import redact_text, redact_url
 
     cfg = _load(args)
     url = cfg.database_url
@@ -850,7 +850,7 @@ def cmd_config(args) -> int:
     if args.config:
         import yaml
 
-        from inspector.redact import redact_config
+        from inspector.util.redact import redact_config
 
         cfg = _load(args)
         # Secrets stay out of a dump that gets pasted into tickets: URLs' passwords, api_key.
@@ -1011,7 +1011,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from inspector import journal
+    from inspector.service import journal
 
     level = logging.DEBUG if args.verbose else logging.INFO
     if path := journal.wanted():  # under systemd: entries with fields, not lines of text

@@ -16,7 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 
-from inspector.bundled import bundled
+from inspector.util.bundled import bundled
 
 MODELS_DIR = bundled("models")
 
@@ -397,7 +397,7 @@ class OpenAIReasonerConfig(_ReasonerCommon):
         return SERVER_DIALECTS[self.server] if self.response_format == "auto" else self.response_format
 
     def key(self) -> str | None:
-        from inspector.secrets_source import secret
+        from inspector.util.secrets_source import secret
 
         return secret(self.api_key_env, "reasoner.api_key_env") if self.api_key_env else self.api_key
 

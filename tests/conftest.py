@@ -114,7 +114,7 @@ def judged_demo_line(data_dir, parts: int = 8, **extra):
     """A real pipeline over `parts` generated demo parts (detector only unless `extra` says
     otherwise), run until every part is judged. The caller stops it."""
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     cfg = parse_config({"data_dir": str(data_dir),
                         "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": parts, "seed": 5,

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import inspector.pipeline as pipeline
+import inspector.line.pipeline as pipeline
 
 flag = Path(sys.argv[1])
 real_build = pipeline.build_detector

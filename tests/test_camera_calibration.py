@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from inspector import camera_calibration as cc
+from inspector.capture import camera_calibration as cc
 from inspector.demo.checkerboard import DEFAULT_DIST, DEFAULT_K, DEFAULT_SIZE, render_view, write_views
 from tests.conftest import run_cli
 
@@ -130,7 +130,7 @@ def test_line_undistorts_its_frames_and_a_misfit_calibration_fails_that_camera_o
     scale; cam-b's calibration is for another resolution, so cam-b fails, naming why, and cam-a
     carries on."""
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     K = np.array([[700.0, 0, 322], [0, 700.0, 238], [0, 0, 1]])
     small = tmp_path / "views-640"

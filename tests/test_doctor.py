@@ -114,7 +114,7 @@ def test_doctor_judges_a_database_as_the_line_s_start_does(tmp_path, demo_line, 
                                               ("normal", "a power cut may take back the last verdicts")])
 def test_the_disk_check_says_whether_writes_survive_a_power_cut(tmp_path, synchronous, says):
     from inspector.config import parse_config
-    from inspector.doctor import check_disk
+    from inspector.service.doctor import check_disk
 
     cfg = parse_config({"data_dir": str(tmp_path / "data"), "store": {"synchronous": synchronous},
                         "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(tmp_path)}}],

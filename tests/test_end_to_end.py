@@ -116,7 +116,7 @@ def test_corrupt_frame_is_skipped_not_fatal(tmp_path, demo_line):
 def test_reasoner_crash_gives_review_and_the_line_goes_on(tmp_path, tiny_vlm, monkeypatch):
     """Fault injection: the backend raises something unexpected on every call."""
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
     from inspector.reasoner.llama_cpp import LlamaCppReasoner
 
     def boom(self, messages, schema):

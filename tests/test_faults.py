@@ -40,7 +40,7 @@ def _stored(db: Path) -> list[tuple[str, str]]:
 
 def test_a_locked_database_holds_verdicts_back_and_loses_none(demo_line, tmp_path):
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     frames = len(list(demo_line.frames_dir.glob("*.png")))
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), 0.1)) as vlm:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from inspector.framebuffer import FrameBuffer
+from inspector.capture.framebuffer import FrameBuffer
 
 
 def produce(buf, cam, n, stop=None):
@@ -101,7 +101,7 @@ def test_the_line_reports_drops_and_latency_per_camera(tmp_path, demo_line):
     """A replay at full speed into a `latest` buffer with a pre-filter slower than capture: frames
     are dropped and counted, the ones judged have capture-to-verdict latencies."""
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     cfg = parse_config({
         "data_dir": str(tmp_path / "data"),

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from inspector.config import parse_config
-from inspector.pipeline import Pipeline
-from inspector.sources import SourceError, open_source
+from inspector.line.pipeline import Pipeline
+from inspector.capture.sources import SourceError, open_source
 from tests.conftest import authorize, wait_for
 from tests.mjpeg_server import MjpegCamera
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from inspector import live_view
+from inspector.capture import live_view
 from inspector.config import parse_config
-from inspector.live_view import BOX_BGR, LiveView
+from inspector.capture.live_view import BOX_BGR, LiveView
 from inspector.messages import Candidate
-from inspector.pipeline import Pipeline
+from inspector.line.pipeline import Pipeline
 from inspector.web import create_app
 from tests.conftest import authorize
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from inspector.config import DetectorConfig, parse_config
-from inspector.pipeline import Pipeline
+from inspector.line.pipeline import Pipeline
 from inspector.store import Store
 from inspector.store import store as store_module
 

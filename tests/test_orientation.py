@@ -5,7 +5,7 @@ import pytest
 
 from inspector.config import ConfigError, parse_config
 from inspector.messages import Candidate
-from inspector.orientation import inside, orienter
+from inspector.capture.orientation import inside, orienter
 
 
 def marked():
@@ -55,7 +55,7 @@ def test_bad_polygons_are_named(polygon, message):
 
 def test_the_line_turns_frames_and_drops_candidates_outside_the_polygon(tmp_path, demo_line):
     from inspector.demo.line import ROI
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     # The demo tile rotated 180 degrees lands at the mirrored rectangle; the polygon covers only
     # its left half, so every candidate kept has its centre there.

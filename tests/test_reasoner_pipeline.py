@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from inspector.config import parse_config
 from inspector.demo.line import ROI
-from inspector.pipeline import Pipeline
+from inspector.line.pipeline import Pipeline
 from inspector.store.models import FindingRow, Inspection, VlmAnswer
 from tests.conftest import authorize, wait_for
 from tests.scripted_vlm import ScriptedVLM, answer, completion

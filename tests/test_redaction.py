@@ -32,14 +32,14 @@ SECRET = "Hunter2x"
     ("sqlite:////var/lib/inspector/inspector.db", "sqlite:////var/lib/inspector/inspector.db"),
 ])
 def test_urls_are_redacted_by_parsing(url, shown):
-    from inspector.redact import redact_url
+    from inspector.util.redact import redact_url
 
     assert redact_url(url) == shown
     assert SECRET not in redact_url(url) and "s3cret" not in redact_url(url)
 
 
 def test_urls_inside_error_text_and_config_dumps_are_redacted():
-    from inspector.redact import redact_config, redact_text
+    from inspector.util.redact import redact_config, redact_text
 
     assert redact_text(f"cannot open rtsp://a:{SECRET}@cam/x (timeout)") == "cannot open rtsp://a:***@cam/x (timeout)"
     dumped = redact_config({"reasoner": {"api_key": SECRET, "api_key_env": "VLM_KEY"},
@@ -63,7 +63,7 @@ def test_no_page_or_api_shows_a_camera_password(tmp_path):
     from fastapi.testclient import TestClient
 
     from inspector.config import parse_config
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
     from inspector.web import create_app
     from tests.conftest import wait_for
 

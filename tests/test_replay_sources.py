@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inspector.config import parse_config
-from inspector.sources import SourceError, open_source
+from inspector.capture.sources import SourceError, open_source
 
 
 def _video(path, n=9, size=(160, 120)):
@@ -78,7 +78,7 @@ def test_a_decompression_bomb_is_skipped_by_its_header_and_the_folder_goes_on(tm
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff", ".webp"])
 def test_each_format_is_measured_on_its_header_against_the_limit(tmp_path, ext):
-    from inspector.image_file import ImageError, read_image
+    from inspector.util.image_file import ImageError, read_image
 
     p = tmp_path / f"i{ext}"
     ok, buf = cv2.imencode(ext, np.full((200, 300, 3), 90, np.uint8))
@@ -152,7 +152,7 @@ def test_a_bomb_among_a_lines_frames_is_counted_and_the_camera_goes_on(tmp_path,
 
 
 def test_a_run_in_which_a_camera_failed_does_not_exit_0(tmp_path, demo_line):
-    from inspector.camera_calibration import CameraCalibration, save
+    from inspector.capture.camera_calibration import CameraCalibration, save
 
     d = tmp_path / "imgs"
     d.mkdir()

@@ -178,7 +178,7 @@ def _journal_entries(sock: socket.socket) -> list[dict]:
 def test_logs_go_to_journald_as_entries_with_fields(tmp_path):
     import logging
 
-    from inspector.journal import JournalHandler
+    from inspector.service.journal import JournalHandler
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "journal.sock"))
@@ -238,7 +238,7 @@ def test_under_systemd_the_line_logs_to_the_journal_not_stderr(tmp_path):
 def test_a_stalled_journald_does_not_stall_the_line(tmp_path, capsys):
     import logging
 
-    from inspector.journal import JournalHandler
+    from inspector.service.journal import JournalHandler
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "journal.sock"))  # bound, never read: its queue fills

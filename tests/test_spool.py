@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from inspector.config import DetectorConfig, parse_config
 from inspector.demo.line import ROI
 from inspector.messages import Frame
-from inspector.pipeline import Pipeline
+from inspector.line.pipeline import Pipeline
 from inspector.prefilter import build_detector
 from inspector.reasoner.spool import Spool, SpoolError
 from inspector.store import models as m
@@ -92,7 +92,7 @@ def test_the_next_start_resumes_the_spool_once(demo_line, tmp_path):
         })
         # The first job's verdict was committed just before the crash; the spool did not hear of it.
         first = Pipeline(cfg)
-        from inspector.judge import judge
+        from inspector.line.judge import judge
         first.store.save(judge(Frame("cam1", 1, flagged[0][1], roi=ROI), list(flagged[0][2]), None, cfg.judge),
                          "demo-tile", "vlm", uid=uids[0])
         first.stop()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inspector.config import TriggerConfig, parse_config
-from inspector.triggers import Trigger
+from inspector.capture.triggers import Trigger
 
 W, H = 320, 240
 
@@ -79,7 +79,7 @@ def test_leave_above_enter_is_refused():
 def test_software_trigger_over_the_api(tmp_path, demo_line):
     from fastapi.testclient import TestClient
 
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
     from inspector.web import create_app
     from tests.conftest import authorize
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inspector.config import parse_config
-from inspector.pipeline import Pipeline
+from inspector.line.pipeline import Pipeline
 from inspector.web import create_app
 from tests.conftest import authorize, judged_demo_line
 
@@ -377,7 +377,7 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
 
     from inspector.reasoner.local_server import free_port
     from inspector.store import stats as stats_mod
-    from inspector.threaded_server import start_in_thread
+    from inspector.util.threaded_server import start_in_thread
     from inspector.web.accounts import Accounts
     from inspector.web import app as web_app
     from inspector.web.app import WEB_THREADS
@@ -460,7 +460,7 @@ def test_a_locked_database_holds_up_the_request_that_needs_it_not_the_server(tmp
     from inspector.config import StoreConfig
     from inspector.reasoner.local_server import free_port
     from inspector.store import Store
-    from inspector.threaded_server import start_in_thread
+    from inspector.util.threaded_server import start_in_thread
     from inspector.web.accounts import Accounts
 
     db = tmp_path / "line.db"

@@ -58,7 +58,7 @@ def _config(path: Path, data: Path, **extra):
 
 def capture_only(path: Path, data: Path) -> float:
     """Our capture worker into a `latest` buffer nobody drains (so it never waits)."""
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     pipe = Pipeline(_config(path, data, camera={"buffer": {"policy": "latest"}}))
     try:
@@ -71,7 +71,7 @@ def capture_only(path: Path, data: Path) -> float:
 
 
 def whole_line(path: Path, data: Path, vlm_url: str | None = None, policy: str = "block") -> dict:
-    from inspector.pipeline import Pipeline
+    from inspector.line.pipeline import Pipeline
 
     extra = {"camera": {"buffer": {"policy": policy}}}
     if vlm_url:

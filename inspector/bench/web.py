@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from inspector.bench.store import big_database, p50_p95
-from inspector.heap import freeze_startup_heap, full_pass_ms
+from inspector.service.heap import freeze_startup_heap, full_pass_ms
 
 BAR_MS = 100.0  # server p95 of a feed or stats request on 1,000,000 inspections
 

@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from inspector.atomic_write import write_atomic
+from inspector.util.atomic_write import write_atomic
 from inspector.events.sinks import SinkError, build_sink
-from inspector.redact import redact_text
+from inspector.util.redact import redact_text
 
 log = logging.getLogger(__name__)
 BATCH = 100

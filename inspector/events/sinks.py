@@ -13,7 +13,7 @@ import httpx
 
 from inspector.errors import InspectorError
 from inspector.config import MqttSinkConfig, WebhookSinkConfig
-from inspector.secrets_source import secret
+from inspector.util.secrets_source import secret
 
 
 class SinkError(InspectorError):

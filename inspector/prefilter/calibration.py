@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
-from inspector.atomic_write import write_yaml_model
+from inspector.util.atomic_write import write_yaml_model
 from inspector.prefilter import normal
 from inspector.prefilter.normal import NormalStatistics
 
@@ -156,7 +156,7 @@ def parts_to_show(target: float, z: float = 1.96) -> int | None:
 
 def readable(paths: list[Path], max_pixels: int, progress=None) -> tuple[list[Path], list[str]]:
     """The images that decode, and for each other one a line naming it and why."""
-    from inspector.image_file import ImageError, read_image
+    from inspector.util.image_file import ImageError, read_image
 
     ok, unreadable = [], []
     for i, p in enumerate(paths, 1):

@@ -17,7 +17,7 @@ import numpy as np
 
 from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
-from inspector.image_file import ImageError, read_image
+from inspector.util.image_file import ImageError, read_image
 from inspector.messages import Box
 from inspector.prefilter.metrics import found, pr_curve, roc_auc, wilson
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspector.filehash import sha256_of  # noqa: F401  (re-exported: plugins import it from here)
+from inspector.util.filehash import sha256_of  # noqa: F401  (re-exported: plugins import it from here)
 from inspector.prefilter import ModelError
 
 

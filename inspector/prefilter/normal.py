@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.atomic_write import write_atomic
+from inspector.util.atomic_write import write_atomic
 
 # Shrinks the covariance towards its mean variance: a feature that never varies on the golden
 # samples (the chroma of a grey part) must not turn camera noise into an infinite distance.
@@ -245,7 +245,7 @@ def fit_on(detector, images, roi, progress=None, weighted: bool = True,
     Unreadable images and ones the ROI does not fit are skipped here: scoring the same images
     reports them."""
     from inspector import MAX_IMAGE_PIXELS
-    from inspector.image_file import ImageError, read_image
+    from inspector.util.image_file import ImageError, read_image
     from inspector.prefilter.anomaly_map import _roi  # not at the top: anomaly_map imports this module
     from inspector.prefilter.synthetic import paint_anomaly
 

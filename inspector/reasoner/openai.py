@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from inspector.config import OpenAIReasonerConfig
-from inspector.redact import redact_url
+from inspector.util.redact import redact_url
 from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, register
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector import durable
+from inspector.util import durable
 from inspector.messages import Candidate, Frame
 
 log = logging.getLogger(__name__)

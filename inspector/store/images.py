@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector import durable
+from inspector.util import durable
 
 log = logging.getLogger(__name__)
 RECHECK_S = 1.0  # disk_usage is a syscall; once a second is plenty at line speed

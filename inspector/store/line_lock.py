@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from inspector.errors import InspectorError
-from inspector.redact import redact_url
+from inspector.util.redact import redact_url
 
 LINE_LOCK_KEY = 0x1A5EC8  # pg_advisory_lock's first key; the second is the box's name hashed
 

@@ -21,11 +21,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from inspector.errors import InspectorError
-from inspector import durable
+from inspector.util import durable
 from inspector.config import StoreConfig
-from inspector.filehash import sha256_of as _sha256
+from inspector.util.filehash import sha256_of as _sha256
 from inspector.messages import Crop, CropReport, Verdict
-from inspector.redact import redact_text, redact_url
+from inspector.util.redact import redact_text, redact_url
 from inspector.store import rollup, schema
 from inspector.store.rollup import bucket_of
 from inspector.store.images import ImageStore

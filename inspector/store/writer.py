@@ -32,7 +32,7 @@ from typing import Callable
 from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from inspector import durable
+from inspector.util import durable
 from inspector.messages import Crop, Verdict
 from inspector.store import models as m
 from inspector.store import rollup

@@ -29,10 +29,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, BaseModel, Field
 
 from inspector import __version__
-from inspector.live_view import LiveView
+from inspector.capture.live_view import LiveView
 from inspector.store import Store
 from inspector.store.stats import PlantTime
-from inspector.web.line_link import LineUnavailable, RemoteLive
+from inspector.line.line_link import LineUnavailable, RemoteLive
 from inspector.web.accounts import AccountError, Accounts, Principal, RateLimited
 from inspector.web.security import COOKIE, LoginGate, SecurityHeaders, need, safe_next
 

@@ -2,7 +2,7 @@
 
 A source yields (image, name) pairs; `None` from `read()` means it is exhausted (non-looping replay).
 A frame that cannot be decoded is reported through `errors` and skipped, never fatal. Image files
-are read through inspector/image_file.py, which refuses a header claiming more pixels than
+are read through inspector/util/image_file.py, which refuses a header claiming more pixels than
 limits.max_image_pixels before decoding it.
 """
 
@@ -44,7 +44,7 @@ def register(type_name: str):
 
 def open_source(cfg, data_dir: Path, max_image_pixels: int | None = None) -> FrameSource:
     """`max_image_pixels`: limits.max_image_pixels, for the sources that read image files."""
-    from inspector.sources import files, live  # noqa: F401  (registers the built-in sources)
+    from inspector.capture.sources import files, live  # noqa: F401  (registers the built-in sources)
 
     try:
         factory = SOURCES[cfg.type]

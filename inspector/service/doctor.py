@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspector.redact import redact_text, redact_url
+from inspector.util.redact import redact_text, redact_url
 
 CAMERA_TIMEOUT_S = 20.0
 
@@ -84,7 +84,7 @@ def check_disk(cfg) -> Check:
 
 
 def check_detector(cfg) -> tuple[Check, object | None]:
-    from inspector.pipeline import product_tuning
+    from inspector.line.pipeline import product_tuning
     from inspector.prefilter import build_detector
 
     try:
@@ -97,7 +97,7 @@ def check_detector(cfg) -> tuple[Check, object | None]:
 
 
 def check_camera(cfg, cam, detector) -> Check:
-    from inspector.sources import open_source
+    from inspector.capture.sources import open_source
 
     def read() -> str:
         src = open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import cv2
 
-from inspector.redact import redact_text, redact_url
-from inspector.sources import SourceError, register
+from inspector.util.redact import redact_text, redact_url
+from inspector.capture.sources import SourceError, register
 
 log = logging.getLogger(__name__)
 

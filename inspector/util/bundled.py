@@ -21,4 +21,4 @@ def bundled(folder: str) -> Path:
     packaged = Path(str(files("inspector"))) / "_bundled" / folder
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / folder
+    return Path(__file__).resolve().parents[2] / folder

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
-from inspector.atomic_write import write_yaml_model
-from inspector.image_file import ImageError, read_image
+from inspector.util.atomic_write import write_yaml_model
+from inspector.util.image_file import ImageError, read_image
 
 SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 MIN_VIEWS = 3  # OpenCV needs a few views at different angles to separate focal length from distance

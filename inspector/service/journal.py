@@ -1,5 +1,5 @@
 """Logs straight into journald, with fields, when systemd runs us with the journal on stderr
-($JOURNAL_STREAM set): `journalctl -u inspector -p err`, `journalctl LOGGER=inspector.pipeline`,
+($JOURNAL_STREAM set): `journalctl -u inspector -p err`, `journalctl LOGGER=inspector.line.pipeline`,
 `journalctl CAMERA_ID=line1-top` work, and a traceback stays one entry instead of one per line.
 
 The native protocol (systemd.journal-fields(7), "Native Journal Protocol"): one datagram of

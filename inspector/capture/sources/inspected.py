@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from inspector import durable
+from inspector.util import durable
 
 log = logging.getLogger(__name__)
 

@@ -23,22 +23,22 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from inspector import camera_calibration
+from inspector.capture import camera_calibration
 from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.events import build_senders
-from inspector.framebuffer import FrameBuffer
-from inspector.judge import judge
-from inspector.live_view import LiveView
+from inspector.capture.framebuffer import FrameBuffer
+from inspector.line.judge import judge
+from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
-from inspector.orientation import inside, orienter
+from inspector.capture.orientation import inside, orienter
 from inspector.prefilter import build_detector
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
 from inspector.reasoner.spool import Spool, SpoolError
-from inspector.sources import SourceError, open_source
+from inspector.capture.sources import SourceError, open_source
 from inspector.store import Store
-from inspector.triggers import Trigger
+from inspector.capture.triggers import Trigger
 
 log = logging.getLogger(__name__)
 LATENCY_WINDOW = 1000  # verdicts per camera the latency percentiles are taken over

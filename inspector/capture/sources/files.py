@@ -10,10 +10,12 @@ from pathlib import Path
 
 import cv2
 
-from inspector import MAX_IMAGE_PIXELS, durable
-from inspector.image_file import ImageError, read_image
-from inspector.sources import SourceError, register
-from inspector.sources.inspected import Identity, Inspected, identity
+from inspector import MAX_IMAGE_PIXELS
+
+from inspector.util import durable
+from inspector.util.image_file import ImageError, read_image
+from inspector.capture.sources import SourceError, register
+from inspector.capture.sources.inspected import Identity, Inspected, identity
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

@@ -61,7 +61,7 @@ def serve_line_socket(pipe, path: Path):
     socket cannot be made - the line runs on without it, only a separate dashboard misses it."""
     import uvicorn
 
-    from inspector.threaded_server import start_in_thread
+    from inspector.util.threaded_server import start_in_thread
 
     path = Path(path)
     if len(os.fsencode(str(path))) > SUN_PATH_MAX:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.errors import InspectorError
-from inspector.atomic_write import write_atomic
-from inspector.bundled import bundled
+from inspector.util.atomic_write import write_atomic
+from inspector.util.bundled import bundled
 
 UNITS_SRC = bundled("systemd")
 PREFIX_IN_UNITS = "/opt/inspector/.venv"

@@ -1,5 +1,5 @@
 """The dashboard's view of a line that runs in another process (`inspector web`): status, trigger
-and live pictures over the line's socket (inspector/line_socket.py), with the same shapes the
+and live pictures over the line's socket (inspector/line/line_socket.py), with the same shapes the
 in-process line gives `create_app`.
 
 When the line is not running (stopped, restarting, crashed) the dashboard stays up: the history
