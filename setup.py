@@ -1,6 +1,6 @@
 """Only what pyproject.toml cannot say: the files of the top-level folders models/, calibration/,
 systemd/ and docs/ that the package needs at run time go into the wheel as package data under
-inspector/_bundled/ (see inspector/bundled.py). Training scripts, evaluations and pictures stay
+inspector/_bundled/ (see inspector/util/bundled.py). Training scripts, evaluations and pictures stay
 out: a plant's box needs the model, not how it was made."""
 
 from pathlib import Path
