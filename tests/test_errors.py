@@ -52,3 +52,30 @@ def test_a_data_directory_that_is_a_file_is_one_line_with_exit_code_2(tmp_path, 
         code = e.code
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and err.startswith("inspector: ") and str(blocker) in err
+
+
+def test_one_registry_for_sources_detectors_and_backends():
+    from inspector.capture.sources import SOURCES, SourceError
+    from inspector.prefilter import DETECTORS, ModelError
+    from inspector.reasoner import BACKENDS, ReasonerConfigError
+    from inspector.util.registry import Registry
+
+    assert {"folder", "video", "demo", "usb", "rtsp", "mjpeg", "gstreamer"} <= set(SOURCES.names())
+    assert {"default", "anomaly_map", "yolo"} <= set(DETECTORS.names())
+    assert {"llama_cpp", "openai"} <= set(BACKENDS.names())
+    for reg, err in ((SOURCES, SourceError), (DETECTORS, ModelError), (BACKENDS, ReasonerConfigError)):
+        try:
+            reg.get("nope")
+        except err as e:
+            assert "unknown" in str(e) and "'nope'" in str(e) and reg.names()[0] in str(e)
+        else:
+            raise AssertionError(f"{reg.kind}: an unknown type was accepted")
+    twice = Registry("thing", SourceError)
+    twice.register("a")(len)
+    twice.register("a")(len)  # the same factory again (a module imported twice) is harmless
+    try:
+        twice.register("a")(abs)
+    except ValueError as e:
+        assert "registered twice" in str(e)
+    else:
+        raise AssertionError("a second factory under one name was accepted")

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.util.registry import Registry
 from inspector.messages import Box, Candidate
 
 
@@ -43,21 +44,10 @@ class ModelError(InspectorError):
     """A detector model that cannot be used: missing, wrong hash, wrong shape."""
 
 
-DETECTORS: dict[str, Callable[..., Detector]] = {}
-
-
-def register(type_name: str):
-    def deco(factory):
-        DETECTORS[type_name] = factory
-        return factory
-    return deco
+DETECTORS: Registry[Callable[..., Detector]] = Registry(
+    "detector", ModelError, ("inspector.prefilter.anomaly_map", "inspector.prefilter.yolo"))
+register = DETECTORS.register
 
 
 def build_detector(cfg) -> Detector:
-    from inspector.prefilter import anomaly_map, yolo  # noqa: F401  (register the built-in plugins)
-
-    try:
-        factory = DETECTORS[cfg.type]
-    except KeyError:
-        raise ModelError(f"unknown detector type {cfg.type!r}; known: {sorted(DETECTORS)}") from None
-    return factory(cfg)
+    return DETECTORS.get(cfg.type)(cfg)

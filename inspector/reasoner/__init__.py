@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inspector.errors import InspectorError
+from inspector.util.registry import Registry
 from inspector.config import ProductConfig
 from inspector.cropper import crop_around, region_of
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding, Frame, Look
@@ -196,24 +197,13 @@ def _swap(findings: list[Finding], old: Finding, new) -> list[Finding]:
     return out
 
 
-BACKENDS: dict[str, Callable] = {}
-
-
-def register(type_name: str):
-    def deco(factory):
-        BACKENDS[type_name] = factory
-        return factory
-    return deco
+BACKENDS: Registry[Callable] = Registry(
+    "reasoner", ReasonerConfigError, ("inspector.reasoner.llama_cpp", "inspector.reasoner.openai"))
+register = BACKENDS.register
 
 
 def build_reasoner(cfg, data_dir) -> Reasoner | None:
     """The configured backend, or None for `type: none` (detector-only verdicts)."""
     if cfg.type == "none":
         return None
-    from inspector.reasoner import llama_cpp, openai  # noqa: F401  (register the built-in backends)
-
-    try:
-        factory = BACKENDS[cfg.type]
-    except KeyError:
-        raise ReasonerConfigError(f"unknown reasoner type {cfg.type!r}; known: {sorted(BACKENDS)}") from None
-    return factory(cfg, data_dir)
+    return BACKENDS.get(cfg.type)(cfg, data_dir)

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.util.registry import Registry
 
 
 class SourceError(InspectorError):
@@ -32,25 +33,14 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-SOURCES: dict[str, Callable[..., FrameSource]] = {}
-
-
-def register(type_name: str):
-    def deco(factory):
-        SOURCES[type_name] = factory
-        return factory
-    return deco
+SOURCES: Registry[Callable[..., FrameSource]] = Registry(
+    "source", SourceError, ("inspector.capture.sources.files", "inspector.capture.sources.live"))
+register = SOURCES.register
 
 
 def open_source(cfg, data_dir: Path, max_image_pixels: int | None = None) -> FrameSource:
     """`max_image_pixels`: limits.max_image_pixels, for the sources that read image files."""
-    from inspector.capture.sources import files, live  # noqa: F401  (registers the built-in sources)
-
-    try:
-        factory = SOURCES[cfg.type]
-    except KeyError:
-        raise SourceError(f"unknown source type {cfg.type!r}; known: {sorted(SOURCES)}") from None
-    src = factory(cfg, data_dir)
+    src = SOURCES.get(cfg.type)(cfg, data_dir)
     if max_image_pixels is not None and hasattr(src, "max_pixels"):
         src.max_pixels = max_image_pixels
     return src
