@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
 from inspector.config import Config, ConfigError, defaults_yaml, load_config, parse_config
 from tests.conftest import run_cli
@@ -63,6 +64,70 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     cfg = load_config(p)
     assert cfg.data_dir == tmp_path / "data"
     assert cfg.cameras[0].source.path == tmp_path / "imgs"
+
+
+def test_every_relative_path_of_every_section_resolves_against_the_file(tmp_path):
+    p = write(tmp_path, "cameras:\n  - id: c1\n    source: {type: folder, path: imgs, after: move, move_to: done}\n"
+                        "detector: {type: yolo, model: m/y.onnx, labels: m/labels.txt}\n"
+                        "reasoner: {type: llama_cpp, model: g/m.gguf, mmproj: g/p.gguf}\n"
+                        "events:\n  sinks:\n    - {type: mqtt, host: broker, tls: true, ca_file: pki/ca.pem}\n"
+                        "web: {line_socket: run/line.sock}\ncalibration_dir: cal\n")
+    cfg = load_config(p)
+    assert cfg.cameras[0].source.move_to == tmp_path / "done"
+    assert (cfg.detector.model, cfg.detector.labels) == (tmp_path / "m/y.onnx", tmp_path / "m/labels.txt")
+    assert (cfg.reasoner.model, cfg.reasoner.mmproj) == (tmp_path / "g/m.gguf", tmp_path / "g/p.gguf")
+    assert cfg.events.sinks[0].ca_file == tmp_path / "pki/ca.pem"  # was left relative to the cwd
+    assert cfg.web.line_socket == tmp_path / "run/line.sock" and cfg.calibration_dir == tmp_path / "cal"
+    absolute = write(tmp_path, "cameras:\n  - id: c1\n    source: {type: folder, path: /srv/imgs}\n")
+    assert load_config(absolute).cameras[0].source.path == Path("/srv/imgs")
+
+
+def test_a_plugins_settings_are_one_class_the_union_and_errors_follow():
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from inspector.config.plugins import PluginConfigs
+
+    kinds = PluginConfigs("gadget", default="plain")
+
+    @kinds.add("plain")
+    class Plain(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        type: Literal["plain"] = "plain"
+
+    @kinds.add("fancy")
+    class Fancy(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        type: Literal["fancy"]
+        level: int
+
+    with pytest.raises(ValueError, match="Literal"):
+        @kinds.add("odd")
+        class Misnamed(BaseModel):
+            type: Literal["other"]
+
+    class Holder(BaseModel):
+        gadget: kinds.union() = Field(default_factory=Plain)
+
+    assert isinstance(Holder.model_validate({"gadget": {}}).gadget, Plain)  # no type: the default
+    assert Holder.model_validate({"gadget": {"type": "fancy", "level": 3}}).gadget.level == 3
+    with pytest.raises(ValidationError, match="plain.*fancy|fancy.*plain"):
+        Holder.model_validate({"gadget": {"type": "nope"}})
+    with pytest.raises(RuntimeError, match="after its union"):
+        kinds.add("late")(Plain)
+
+
+def test_every_configurable_type_has_its_plugin_and_every_plugin_its_settings():
+    from inspector.capture.sources import SOURCES
+    from inspector.config import DETECTOR_CONFIGS, REASONER_CONFIGS, SINK_CONFIGS, SOURCE_CONFIGS
+    from inspector.events.sinks import SINKS
+    from inspector.prefilter import DETECTORS
+    from inspector.reasoner import BACKENDS
+
+    for plugins, settings in ((SOURCES, SOURCE_CONFIGS), (DETECTORS, DETECTOR_CONFIGS),
+                              (BACKENDS, REASONER_CONFIGS), (SINKS, SINK_CONFIGS)):
+        assert plugins.names() == settings.names(), plugins.kind
 
 
 def test_defaults_yaml_round_trips():

@@ -8,11 +8,13 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 
 import httpx
 
 from inspector.errors import InspectorError
 from inspector.config import MqttSinkConfig, WebhookSinkConfig
+from inspector.util.registry import Registry
 from inspector.util.secrets_source import secret
 
 
@@ -110,9 +112,18 @@ class MqttSink:
             self.client = None
 
 
+SINKS: Registry[Callable[..., object]] = Registry("event sink", SinkError)
+
+
+@SINKS.register("webhook")
+def _webhook(cfg: WebhookSinkConfig, name: str) -> WebhookSink:
+    return WebhookSink(cfg)
+
+
+@SINKS.register("mqtt")
+def _mqtt(cfg: MqttSinkConfig, name: str) -> MqttSink:
+    return MqttSink(cfg, name)
+
+
 def build_sink(cfg, name: str):
-    if cfg.type == "webhook":
-        return WebhookSink(cfg)
-    if cfg.type == "mqtt":
-        return MqttSink(cfg, name)
-    raise ValueError(f"unknown event sink type {cfg.type!r}")
+    return SINKS.get(cfg.type)(cfg, name)

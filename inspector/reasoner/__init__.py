@@ -204,6 +204,9 @@ register = BACKENDS.register
 
 def build_reasoner(cfg, data_dir) -> Reasoner | None:
     """The configured backend, or None for `type: none` (detector-only verdicts)."""
-    if cfg.type == "none":
-        return None
     return BACKENDS.get(cfg.type)(cfg, data_dir)
+
+
+@register("none")
+def _no_reasoner(cfg, data_dir) -> None:
+    return None

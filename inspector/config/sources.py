@@ -1,0 +1,96 @@
+"""Where a camera's frames come from: files for replay, the demo line, live cameras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from inspector.config.base import _Model
+from inspector.config.plugins import PluginConfigs
+
+SOURCE_CONFIGS = PluginConfigs("source")
+
+
+@SOURCE_CONFIGS.add("folder")
+class FolderSourceConfig(_Model):
+    type: Literal["folder"]
+    path: Path
+    fps: float | None = Field(None, gt=0, description="replay rate; None = as fast as processed")
+    loop: bool = Field(False, description="start over after the last file (with after: remember or "
+                                          "move: keep watching the folder for new files)")
+    after: Literal["keep", "remember", "move"] | None = Field(
+        None, description="a file whose verdict is stored: keep (inspected again at the next start), "
+                          "remember (left in place; <data_dir>/inspected/<camera>.jsonl skips it from "
+                          "then on), move (to move_to); None = remember, or keep when loop is true")
+    move_to: Path | None = Field(None, description="after: move: the folder inspected files go to")
+
+    @model_validator(mode="after")
+    def _after(self):
+        if self.after is None:
+            self.after = "keep" if self.loop else "remember"
+        if (self.after == "move") != (self.move_to is not None):
+            raise ValueError("after: move needs move_to (a folder), and move_to is only for after: move")
+        return self
+
+
+@SOURCE_CONFIGS.add("video")
+class VideoSourceConfig(_Model):
+    type: Literal["video"]
+    path: Path
+    fps: float | None = Field(None, gt=0, description="replay rate; None = as fast as processed")
+    loop: bool = False
+
+
+@SOURCE_CONFIGS.add("demo")
+class DemoSourceConfig(_Model):
+    """The bundled demo line: generated into the data directory on first use, then replayed."""
+
+    type: Literal["demo"] = "demo"
+    parts: int = Field(24, ge=1, le=500)
+    seed: int = 7
+    fps: float | None = Field(2.0, gt=0)
+    loop: bool = True
+
+
+class ReconnectConfig(_Model):
+    initial_s: float = Field(0.5, gt=0, description="first wait after a camera fails; doubles each time")
+    max_s: float = Field(30.0, gt=0, description="longest wait between reconnect attempts")
+
+
+class _LiveSource(_Model):
+    width: int | None = Field(None, gt=0, description="resolution to ask the camera for")
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0, description="frame rate to ask the camera for")
+    exposure: float | None = Field(None, description="manual exposure, in the backend's units")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+
+@SOURCE_CONFIGS.add("usb")
+class UsbSourceConfig(_LiveSource):
+    type: Literal["usb"]
+    device: int | str = Field(0, description="V4L2 index (0) or path (/dev/video0, /dev/v4l/by-id/...)")
+
+
+@SOURCE_CONFIGS.add("rtsp")
+class RtspSourceConfig(_LiveSource):
+    type: Literal["rtsp"]
+    url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:password@host:554/stream")
+    timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
+
+
+@SOURCE_CONFIGS.add("mjpeg")
+class MjpegSourceConfig(_LiveSource):
+    type: Literal["mjpeg"]
+    url: str = Field(pattern=r"^https?://", description="an HTTP multipart MJPEG stream")
+    timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
+
+
+@SOURCE_CONFIGS.add("gstreamer")
+class GStreamerSourceConfig(_LiveSource):
+    type: Literal["gstreamer"]
+    pipeline: str = Field(description="a GStreamer pipeline ending in appsink (GigE/industrial cameras)")
+
+
+SourceConfig = SOURCE_CONFIGS.union()
