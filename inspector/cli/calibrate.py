@@ -1,0 +1,187 @@
+"""`inspector calibrate thresholds | camera` and `eval`: fitting and measuring the pre-filter and a camera."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from inspector.cli.common import _detector_for, _fail, _load, _parse_roi
+
+
+def _roi_for(args, cfg, product: str | None):
+    if getattr(args, "roi", None):
+        return _parse_roi(args.roi)
+    cam = next((c for c in cfg.cameras if c.product == product), None) if product else None
+    if cam is None:
+        return None
+    if cam.inspection_roi() is None and cam.source.type == "demo":
+        from inspector.demo.line import ROI  # the demo source's own ROI
+
+        return ROI
+    return cam.inspection_roi()
+
+
+def _images_in(folder: Path, what: str) -> list[Path]:
+    from inspector.capture.sources.files import list_images
+
+    if not folder.is_dir():
+        _fail(f"{what} {folder}: no such folder")
+    files = list_images(folder)
+    if not files:
+        _fail(f"{what} {folder}: folder holds no images")
+    return files
+
+
+def cmd_calibrate(args) -> int:
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter.evaluate import progress
+    from inspector.prefilter.metrics import wilson
+
+    cfg = _load(args)
+    if args.product not in {p.name for p in cfg.products}:
+        _fail(f"--product {args.product!r} is not in the config (products: "
+              f"{[p.name for p in cfg.products]})")
+    if not 0 <= args.target < 1:
+        _fail(f"--target must be a rate in 0..1, got {args.target}")
+    det = _detector_for(cfg)
+    roi = _roi_for(args, cfg, args.product)
+    good = _images_in(args.good, "--good")
+    bad = _images_in(args.bad, "--bad") if args.bad else []
+    try:
+        best, fits = cal.fit_best(det, good, bad, roi, args.target, args.statistics, progress, args.weighted,
+                                  args.components, cfg.limits.max_image_pixels)
+    except cal.CalibrationError as e:
+        _fail(str(e))
+    for f in fits if len(fits) > 1 and best.bad else []:  # with no readable bad part, nothing to compare
+        m = f.measured()
+        print(f"  {'distance from normal' if f.stats is not None else 'model map':20s}: bad parts "
+              f"flagged {m.bad_recall:.2%}, image AUROC {m.image_auroc:.4f}")
+    for u in best.unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
+    m, thr = best.measured(), best.threshold
+    result = cal.ProductCalibration(product=args.product, detector_model=det.model_id, threshold=thr,
+                                    target_false_reject=args.target, roi=roi, measured=m)
+    path = cal.save(args.out_dir or cfg.calibration_dir, result, best.stats)
+    if best.stats is not None:
+        weighed = (f", weighed by {best.stats.anomaly_cells} cells of synthetic anomalies painted on them"
+                   if best.stats.anomaly_cells else "")
+        k = best.stats.components
+        print(f"product {args.product}: normal statistics ({k} Gaussian{'s' if k > 1 else ''} per feature "
+              f"group) fitted on {best.stats.cells} cells of {m.good_images} good parts{weighed}; "
+              f"threshold {thr:.6g} on the distance from normal")
+    else:
+        print(f"product {args.product}: threshold {thr:.6g} on the model's map (model default "
+              f"{det.threshold:.6g})")
+    lo, hi = m.false_reject_ci95
+    rejects = round(m.false_reject_rate * m.good_images)
+    print(f"  good parts: {m.good_images}, false-reject rate {m.false_reject_rate:.2%} ({rejects} of "
+          f"{m.good_images}; 95% interval {lo:.2%}-{hi:.2%}); target at most {args.target:.2%}"
+          f"{'; each scored by statistics fitted on the others' if best.stats is not None else ''}")
+    if hi > args.target:
+        need = cal.parts_to_show(args.target)
+        print(f"inspector: note: with {m.good_images} good parts the false-reject rate is only known to be "
+              f"below {hi:.2%}" + (f"; showing it is below the {args.target:.2%} target takes at least "
+                                   f"{need} good parts with none sent on" if need else ""), file=sys.stderr)
+    if best.bad:
+        flagged = round(m.bad_recall * m.bad_images)
+        blo, bhi = wilson(flagged, m.bad_images)
+        print(f"  bad parts: {m.bad_images}, flagged {m.bad_recall:.2%} ({flagged} of {m.bad_images}; 95% "
+              f"interval {blo:.2%}-{bhi:.2%}), image AUROC {m.image_auroc:.4f}")
+    elif bad:
+        print(f"inspector: note: none of the {len(bad)} bad images can be read: no recall measured",
+              file=sys.stderr)
+    print(f"  written to {path}")
+    return 0
+
+
+def cmd_calibrate_camera(args) -> int:
+    from inspector.capture import camera_calibration as cc
+    from inspector.prefilter.evaluate import progress
+
+    cfg = _load(args)
+    if args.camera not in {c.id for c in cfg.cameras}:
+        print(f"inspector: note: camera {args.camera!r} is not in the config (cameras: "
+              f"{[c.id for c in cfg.cameras]}); the file is written anyway", file=sys.stderr)
+    if not args.square_mm or args.square_mm <= 0:
+        _fail(f"--square-mm must be > 0, got {args.square_mm}")
+    try:
+        board = cc.parse_board(args.board)
+        cal, skipped = cc.calibrate(args.camera, _images_in(args.images, "--images"), board,
+                                    args.square_mm, progress, cfg.limits.max_image_pixels)
+        for s in skipped:
+            print(f"inspector: {s} (skipped)", file=sys.stderr)
+        tilt = None
+        if args.scale:
+            cal.mm_per_px, tilt = cc.measure_scale(cal, args.scale, cfg.limits.max_image_pixels)
+            cal.scale_image = args.scale.name
+        path = cc.save(args.out_dir or cfg.calibration_dir, cal)
+    except cc.CameraCalibrationError as e:
+        _fail(str(e))
+    K, dist = cal.matrices()
+    print(f"camera {args.camera}: {len(cal.per_view_error_px)} views of a {board[0]}x{board[1]} board "
+          f"({args.square_mm:g} mm squares), {cal.image_size[0]}x{cal.image_size[1]}")
+    print(f"  focal length fx {K[0, 0]:.2f} px, fy {K[1, 1]:.2f} px; principal point "
+          f"({K[0, 2]:.1f}, {K[1, 2]:.1f})")
+    print(f"  distortion k1 {dist[0]:.4f}, k2 {dist[1]:.4f}, p1 {dist[2]:.5f}, p2 {dist[3]:.5f}, k3 {dist[4]:.4f}")
+    worst = max(cal.per_view_error_px.items(), key=lambda kv: kv[1])
+    print(f"  reprojection error {cal.reprojection_error_px:.3f} px RMS (worst view {worst[0]}: {worst[1]:.3f} px)")
+    if cal.mm_per_px:
+        print(f"  scale on the working plane: {cal.mm_per_px:.5f} mm per pixel (from {args.scale.name})")
+        if tilt > cc.TILT_WARN:
+            print(f"inspector: warning: the board in {args.scale.name} looks tilted (x and y spacing "
+                  f"differ by {tilt:.1%}); lay it flat on the working plane for an exact scale",
+                  file=sys.stderr)
+    print(f"  written to {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
+
+    cfg = _load(args)
+    det = _detector_for(cfg)
+    try:
+        items = read_labels(args.labels, args.images)
+    except EvalError as e:
+        _fail(str(e))
+    thr, source, stats = args.threshold, "--threshold", None
+    if args.product:
+        try:
+            c = cal.load_for(cfg.calibration_dir, args.product, det)
+        except cal.CalibrationError as e:
+            _fail(str(e))
+        if c is None:
+            _fail(f"no calibration for product {args.product!r} in {cfg.calibration_dir} "
+                  f"(run `inspector calibrate thresholds` first, or leave --product out)")
+        stats = c.normal  # --threshold overrides the threshold, not what it is a threshold on
+        if thr is None:
+            thr, source = c.threshold, f"calibration of {args.product}"
+    if thr is None:
+        thr, source = det.threshold, "the model's default"
+    roi = _roi_for(args, cfg, args.product)
+    results, unreadable = run(det, items, roi, thr, normal=stats, max_pixels=cfg.limits.max_image_pixels)
+    for u in unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
+    try:
+        rep = report(results, thr, unreadable)
+    except EvalError as e:
+        _fail(str(e))
+    out = args.pr_curve or Path("pr-curve.png")
+    draw_pr_curve(results, thr, out, f"{det.model_id} on {args.images.name}")
+    if args.json:
+        print(json.dumps({**rep.as_dict(), "threshold_source": source, "pr_curve": str(out)}))
+        return 0
+    print(f"{rep.images} images ({rep.good} good, {rep.images - rep.good} defective with "
+          f"{rep.defects} defects), threshold {thr:.6g} ({source})")
+    print(f"  image AUROC                    {rep.image_auroc:.4f}")
+    lo, hi = rep.defect_recall_ci95
+    print(f"  defect recall                  {rep.defect_recall:.4f}  ({rep.defects_found}/{rep.defects} found: IoU >= "
+          f"0.1 or centre inside; 95% interval {lo:.3f}-{hi:.3f})")
+    print(f"  false candidates per good part {rep.false_candidates_per_good:.3f}")
+    glo, ghi = rep.good_sent_to_vlm_ci95
+    print(f"  frames sent to the VLM         {rep.sent_to_vlm:.2%}  (good parts {rep.good_sent_to_vlm:.2%}, "
+          f"95% interval {glo:.2%}-{ghi:.2%}; defective {rep.bad_sent_to_vlm:.2%})")
+    print(f"  PR curve: {out}")
+    return 0
