@@ -379,8 +379,8 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
     from inspector.store import stats as stats_mod
     from inspector.util.threaded_server import start_in_thread
     from inspector.web.accounts import Accounts
-    from inspector.web import app as web_app
-    from inspector.web.app import WEB_THREADS
+    from inspector.web import load as web_load
+    from inspector.web.load import WEB_THREADS
 
     def counting(fn, seconds):
         state = {"now": 0, "most": 0}
@@ -415,7 +415,7 @@ def test_heavy_requests_wait_their_turn_and_workers_are_bounded(tmp_path, monkey
     try:
         assert asyncio.run(many("/api/stats", 3)) == [200] * 3
         assert stats_seen["most"] == 1
-        monkeypatch.setattr(web_app, "HEAVY_WAITING", 2)  # one runs, two wait, the rest are told to come back
+        monkeypatch.setattr(web_load, "HEAVY_WAITING", 2)  # one runs, two wait, the rest are told to come back
         assert sorted(asyncio.run(many("/api/stats", 5))) == [200, 200, 200, 503, 503]
         assert asyncio.run(many("/api/verdicts", 20)) == [200] * 20
         assert 1 < feed_seen["most"] <= WEB_THREADS
