@@ -118,7 +118,7 @@ def test_calibration_reaches_its_target_and_the_line_uses_it(tmp_path, anomalib_
 
     from inspector.config import load_config
     from inspector.prefilter import ModelError, build_detector
-    from inspector.line.pipeline import product_tuning
+    from inspector.prefilter.calibration import product_tuning
 
     cfg = load_config(anomalib_config)
     det = build_detector(cfg.detector)

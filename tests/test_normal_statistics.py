@@ -195,7 +195,7 @@ def test_calibration_fits_statistics_that_beat_the_model_map_on_an_unseen_surfac
     assert ref["components"] == normal.COMPONENTS == 4 and "(4 Gaussians per feature group)" in p.stdout
 
     from inspector.config import load_config
-    from inspector.line.pipeline import product_tuning
+    from inspector.prefilter.calibration import product_tuning
 
     cfg = load_config(None)
     cfg.calibration_dir = tmp_path

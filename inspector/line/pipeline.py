@@ -33,6 +33,7 @@ from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.capture.orientation import inside, orienter
 from inspector.prefilter import build_detector
+from inspector.prefilter.calibration import product_tuning
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
 from inspector.reasoner.spool import Spool, SpoolError
@@ -42,30 +43,6 @@ from inspector.capture.triggers import Trigger
 
 log = logging.getLogger(__name__)
 LATENCY_WINDOW = 1000  # verdicts per camera the latency percentiles are taken over
-
-
-def product_tuning(cfg: Config, detector) -> dict:
-    """Each product's pre-filter Tuning: an explicit detector.threshold (the model's own map, for
-    every product), else the product's calibration (threshold and normal statistics), else
-    nothing (the model's default threshold)."""
-    from inspector.prefilter import ModelError
-    from inspector.prefilter import calibration as cal
-
-    out = {}
-    for product in sorted({cam.product for cam in cfg.cameras}):
-        if cfg.detector.threshold is not None:
-            out[product] = cal.Tuning(cfg.detector.threshold, None, "detector.threshold")
-            continue
-        try:
-            t = cal.load_for(cfg.calibration_dir, product, detector)
-        except cal.CalibrationError as e:
-            raise ModelError(str(e)) from None
-        if t is None:
-            continue
-        out[product] = t
-        log.info("product %s: pre-filter threshold %.4g%s from %s", product, t.threshold,
-                 " with normal statistics" if t.normal is not None else "", t.source)
-    return out
 
 
 @dataclass

@@ -18,6 +18,7 @@ from inspector.messages import Box, Candidate
 from inspector.prefilter import Inspection, ModelError, register
 from inspector.prefilter.manifest import load_entry
 from inspector.prefilter.normal import NormalStatistics
+from inspector.prefilter.roi import clip_roi
 from inspector.prefilter.session import describe, open_session
 
 HYSTERESIS = 0.6
@@ -190,20 +191,20 @@ class AnomalyMapDetector:
 
     def features(self, image: np.ndarray, roi: Box | None = None) -> np.ndarray:
         """The feature map [1, D, h, w] that normal statistics are fitted on."""
-        x0, y0, x1, y1 = _roi(image, roi)
+        x0, y0, x1, y1 = clip_roi(image, roi)
         x = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0]
         return self._crop(self._run(self._need_normal().features, x), self._in_hw(x))
 
     def group_distances(self, image: np.ndarray, roi: Box | None, normal: NormalStatistics) -> np.ndarray:
         """Each feature group's unscaled distance from `normal`, [1, G, h, w]."""
-        x0, y0, x1, y1 = _roi(image, roi)
+        x0, y0, x1, y1 = clip_roi(image, roi)
         x = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))[0]
         return self._crop(self._run(self._need_normal().groups_output, x, normal), self._in_hw(x))
 
     def inspect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
                 normal: NormalStatistics | None = None) -> Inspection:
         thr = threshold or self.threshold
-        x0, y0, x1, y1 = _roi(image, roi)
+        x0, y0, x1, y1 = clip_roi(image, roi)
         amap, cw, ch = self.anomaly_map(np.ascontiguousarray(image[y0:y1, x0:x1]), normal)
         grow = HYSTERESIS if normal is None else HYSTERESIS_DISTANCE
         cands = self._blobs(amap, thr, thr * grow, (x0, y0, x1, y1), cw, ch)
@@ -253,17 +254,6 @@ class AnomalyMapDetector:
     def detect(self, image: np.ndarray, roi: Box | None = None, threshold: float | None = None,
                normal: NormalStatistics | None = None) -> list[Candidate]:
         return self.inspect(image, roi, threshold, normal).candidates
-
-
-def _roi(image: np.ndarray, roi: Box | None) -> tuple[int, int, int, int]:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"detector needs a BGR uint8 image, got shape {image.shape} {image.dtype}")
-    H, W = image.shape[:2]
-    x0, y0, x1, y1 = (0, 0, W, H) if roi is None else (
-        max(0, int(roi[0])), max(0, int(roi[1])), min(W, int(roi[2])), min(H, int(roi[3])))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ValueError(f"ROI {roi} leaves less than 8x8 pixels of a {W}x{H} frame")
-    return x0, y0, x1, y1
 
 
 @register("default")

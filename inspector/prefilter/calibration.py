@@ -10,6 +10,7 @@ product's cameras (the threshold unless `detector.threshold` is set explicitly).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,8 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inspector.errors import InspectorError
 from inspector import MAX_IMAGE_PIXELS
 from inspector.util.atomic_write import write_yaml_model
-from inspector.prefilter import normal
+from inspector.config import Config
+from inspector.prefilter import ModelError, normal
 from inspector.prefilter.normal import NormalStatistics
+
+log = logging.getLogger(__name__)
 
 
 class CalibrationError(InspectorError):
@@ -114,6 +118,27 @@ def load_for(directory: Path, product: str, detector) -> Tuning | None:
             raise CalibrationError(f"calibration {where}: {e}; run `inspector calibrate thresholds "
                                    f"--product {product}` again") from None
     return Tuning(c.threshold, stats, str(where))
+
+
+def product_tuning(cfg: Config, detector) -> dict[str, Tuning]:
+    """Each product's pre-filter Tuning: an explicit detector.threshold (the model's own map, for
+    every product), else the product's calibration (threshold and normal statistics), else
+    nothing (the model's default threshold)."""
+    out = {}
+    for product in sorted({cam.product for cam in cfg.cameras}):
+        if cfg.detector.threshold is not None:
+            out[product] = Tuning(cfg.detector.threshold, None, "detector.threshold")
+            continue
+        try:
+            t = load_for(cfg.calibration_dir, product, detector)
+        except CalibrationError as e:
+            raise ModelError(str(e)) from None
+        if t is None:
+            continue
+        out[product] = t
+        log.info("product %s: pre-filter threshold %.4g%s from %s", product, t.threshold,
+                 " with normal statistics" if t.normal is not None else "", t.source)
+    return out
 
 
 def save(directory: Path, cal: ProductCalibration, stats: NormalStatistics | None = None) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.prefilter.roi import clip_roi
 from inspector.util.atomic_write import write_atomic
 
 # Shrinks the covariance towards its mean variance: a feature that never varies on the golden
@@ -246,7 +247,6 @@ def fit_on(detector, images, roi, progress=None, weighted: bool = True,
     reports them."""
     from inspector import MAX_IMAGE_PIXELS
     from inspector.util.image_file import ImageError, read_image
-    from inspector.prefilter.anomaly_map import _roi  # not at the top: anomaly_map imports this module
     from inspector.prefilter.synthetic import paint_anomaly
 
     def frames(what: str):
@@ -282,7 +282,7 @@ def fit_on(detector, images, roi, progress=None, weighted: bool = True,
         moment, cells = np.zeros_like(whiten), 0
         for img in frames("weighing by synthetic anomalies"):
             try:
-                x0, y0, x1, y1 = _roi(img, roi)
+                x0, y0, x1, y1 = clip_roi(img, roi)
                 painted = img.copy()
                 mask = paint_anomaly(painted, rng, (x0, y0, x1, y1))
                 f = detector.features(painted, roi)[0]

@@ -18,7 +18,7 @@ import numpy as np
 from inspector.config import YoloDetectorConfig
 from inspector.messages import Box, Candidate
 from inspector.prefilter import Inspection, ModelError, register
-from inspector.prefilter.anomaly_map import _roi
+from inspector.prefilter.roi import clip_roi
 from inspector.prefilter.manifest import sha256_of
 from inspector.prefilter.session import describe, open_session
 
@@ -119,7 +119,7 @@ class YoloDetector:
                 normal=None) -> Inspection:
         if normal is not None:
             raise ValueError(f"detector {self.model_id} takes no normal statistics")
-        x0, y0, x1, y1 = _roi(image, roi)
+        x0, y0, x1, y1 = clip_roi(image, roi)
         x, lb = self.tensor(np.ascontiguousarray(image[y0:y1, x0:x1]))
         pred = self.session.run([self.output_name], {self.input_name: x})[0][0]  # [4+nc, N]
         scores_all = pred[4:]

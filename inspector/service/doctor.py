@@ -84,7 +84,7 @@ def check_disk(cfg) -> Check:
 
 
 def check_detector(cfg) -> tuple[Check, object | None]:
-    from inspector.line.pipeline import product_tuning
+    from inspector.prefilter.calibration import product_tuning
     from inspector.prefilter import build_detector
 
     try:
