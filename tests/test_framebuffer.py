@@ -124,4 +124,4 @@ def test_the_line_reports_drops_and_latency_per_camera(tmp_path, demo_line):
     assert live["dropped"] > 20 and live["frames_in"] >= live["frames_inspected"] + live["dropped"] - 2
     assert replay["dropped"] == 0 and replay["frames_inspected"] == 12  # block: every frame judged
     for c in (live, replay):
-        assert 0 < c["latency_p50_ms"] <= c["latency_p95_ms"] < 30_000
+        assert 0 < c["latency_p50_ms"] <= c["latency_p95_ms"]  # speed itself: inspector bench
