@@ -154,12 +154,12 @@ def test_line_undistorts_its_frames_and_a_misfit_calibration_fails_that_camera_o
     pipe.start()
     try:
         assert pipe.done.wait(60)
-        cams = {c["id"]: c for c in pipe.status()["cameras"]}
+        cams = {c.id: c for c in pipe.status().cameras}
     finally:
         pipe.stop()
-    assert cams["cam-a"]["state"] == "exhausted" and cams["cam-a"]["frames_in"] == 12
-    assert cams["cam-b"]["state"] == "failed" and cams["cam-b"]["frames_inspected"] == 0
-    assert "frame is 640x480, but its calibration is for 1280x1024" in cams["cam-b"]["error"]
+    assert cams["cam-a"].state == "exhausted" and cams["cam-a"].frames_in == 12
+    assert cams["cam-b"].state == "failed" and cams["cam-b"].frames_inspected == 0
+    assert "frame is 640x480, but its calibration is for 1280x1024" in cams["cam-b"].error
     assert len(seen) == 12
     first = cv2.imread(str(sorted(demo_line.frames_dir.glob("*.png"))[0]))
     assert not np.array_equal(und(first), first)  # the maps really move pixels

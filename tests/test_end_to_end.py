@@ -138,7 +138,7 @@ def test_reasoner_crash_gives_review_and_the_line_goes_on(tmp_path, tiny_vlm, mo
     flagged = db.execute("select count(distinct inspection_id) from candidates").fetchone()[0]
     assert flagged > 0
     assert db.execute("select count(*) from verdicts where why = 'vlm_unavailable'").fetchone()[0] == flagged
-    assert st["verdicts"].get("review", 0) == flagged
+    assert st.verdict_count("review") == flagged
 
 
 def test_the_line_on_postgresql(postgres_server, tmp_path):

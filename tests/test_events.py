@@ -89,8 +89,8 @@ def test_fail_verdicts_reach_a_webhook_once_each_in_order_and_signed(tmp_path, r
             assert e["verdict"] == "fail" and e["camera"] == "cam1" and e["uid"] == d["uid"]
             assert len(e["candidates"]) == len(d["candidates"]) >= 1
             assert e["url"] == f"http://line3:8080/inspections/{e['id']}"
-        st = pipe.status()["events"][0]
-        assert st["sent"] == len(fails) and st["failures"] == 0 and st["pending"] == 0
+        st = pipe.status().events[0]
+        assert st.sent == len(fails) and st.failures == 0 and st.pending == 0
     finally:
         pipe.stop()
 

@@ -61,7 +61,7 @@ def test_a_locked_database_holds_verdicts_back_and_loses_none(demo_line, tmp_pat
             def watch():
                 while not stop_watch.is_set():
                     stalls.append(pipe.stalled_for())
-                    err = pipe.status()["store"]["writer_last_error"]
+                    err = pipe.status().store.writer_last_error
                     if err:
                         errors.append(err)
                     time.sleep(0.05)
@@ -70,7 +70,7 @@ def test_a_locked_database_holds_verdicts_back_and_loses_none(demo_line, tmp_pat
             watcher.start()
             time.sleep(3.0)
             during = len(reported) - locked_at
-            seen_by_then = pipe.status()["cameras"][0]["frames_inspected"]
+            seen_by_then = pipe.status().cameras[0].frames_inspected
             other.execute("ROLLBACK")
             other.close()
             assert pipe.done.wait(60) and pipe.store.flush(30)
@@ -87,12 +87,12 @@ def test_a_locked_database_holds_verdicts_back_and_loses_none(demo_line, tmp_pat
     assert max(stalls) < 2.0, f"the loop stalled {max(stalls):.1f} s"
     assert errors and "database is locked" in errors[0], errors[:3]
     # After: all there, once each, the error cleared, nothing waiting.
-    assert st["store"]["writer_last_error"] is None and st["store_errors"] == 0
+    assert st.store.writer_last_error is None and st.store_errors == 0
     rows = _stored(tmp_path / "data" / "inspector.db")
     uids = [u for u, _ in rows]
     assert len(uids) == len(set(uids)) == frames
     assert set(reported) == set(uids) and len(reported) == frames
-    assert st["vlm_spool"] == 0 and not list((tmp_path / "data" / "vlm-spool").glob("*.json"))
+    assert st.vlm_spool == 0 and not list((tmp_path / "data" / "vlm-spool").glob("*.json"))
     assert any(k == "fail" for _, k in rows)  # the VLM's answers made it through the lock too
 
 

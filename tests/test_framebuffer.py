@@ -114,14 +114,14 @@ def test_the_line_reports_drops_and_latency_per_camera(tmp_path, demo_line):
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            cams = {c["id"]: c for c in pipe.status()["cameras"]}
-            if cams["replay"]["frames_inspected"] == 12 and cams["live"]["dropped"] > 20:
+            cams = {c.id: c for c in pipe.status().cameras}
+            if cams["replay"].frames_inspected == 12 and cams["live"].dropped > 20:
                 break
             time.sleep(0.1)
     finally:
         pipe.stop()
     live, replay = cams["live"], cams["replay"]
-    assert live["dropped"] > 20 and live["frames_in"] >= live["frames_inspected"] + live["dropped"] - 2
-    assert replay["dropped"] == 0 and replay["frames_inspected"] == 12  # block: every frame judged
+    assert live.dropped > 20 and live.frames_in >= live.frames_inspected + live.dropped - 2
+    assert replay.dropped == 0 and replay.frames_inspected == 12  # block: every frame judged
     for c in (live, replay):
-        assert 0 < c["latency_p50_ms"] <= c["latency_p95_ms"]  # speed itself: inspector bench
+        assert 0 < c.latency_p50_ms <= c.latency_p95_ms  # speed itself: inspector bench

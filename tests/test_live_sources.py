@@ -22,28 +22,28 @@ def test_mjpeg_camera_reconnects_and_the_other_camera_keeps_running(tmp_path, de
                                        "fps": 20}}],
         "web": {"enabled": False}})
     pipe = Pipeline(cfg)
-    status = lambda: {c["id"]: c for c in pipe.status()["cameras"]}  # noqa: E731
+    status = lambda: {c.id: c for c in pipe.status().cameras}  # noqa: E731
     pipe.start()
     try:
-        assert wait_for(lambda: status()["live"]["frames_in"] >= 10)
+        assert wait_for(lambda: status()["live"].frames_in >= 10)
         s = status()["live"]
-        assert s["connection"] == "connected" and s["reconnects"] == 0
+        assert s.connection == "connected" and s.reconnects == 0
         # A live camera gets the `latest` policy by default.
         assert pipe.frames._policies["live"] == "latest"
 
         cam.kill()
-        assert wait_for(lambda: status()["live"]["connection"] == "reconnecting")
-        assert status()["live"]["last_error"]
-        files_before, live_before = status()["files"]["frames_in"], status()["live"]["frames_in"]
+        assert wait_for(lambda: status()["live"].connection == "reconnecting")
+        assert status()["live"].last_error
+        files_before, live_before = status()["files"].frames_in, status()["live"].frames_in
         time.sleep(1.5)
-        assert status()["files"]["frames_in"] > files_before + 10  # the other camera never stopped
-        assert status()["live"]["frames_in"] <= live_before + 1
-        assert status()["live"]["reconnects"] >= 1 and status()["live"]["state"] == "running"
+        assert status()["files"].frames_in > files_before + 10  # the other camera never stopped
+        assert status()["live"].frames_in <= live_before + 1
+        assert status()["live"].reconnects >= 1 and status()["live"].state == "running"
 
         cam.start()  # power back on, same address
-        assert wait_for(lambda: status()["live"]["connection"] == "connected")
-        assert wait_for(lambda: status()["live"]["frames_in"] >= live_before + 10)
-        assert status()["live"]["frames_inspected"] > 0
+        assert wait_for(lambda: status()["live"].connection == "connected")
+        assert wait_for(lambda: status()["live"].frames_in >= live_before + 10)
+        assert status()["live"].frames_inspected > 0
     finally:
         pipe.stop()
         cam.kill()
@@ -101,8 +101,8 @@ def test_camera_state_and_counters_reach_metrics(tmp_path, demo_line):
                 return {(s.name, tuple(sorted(s.labels.items()))): s.value
                         for f in text_string_to_metric_families(r.text) for s in f.samples}
 
-            assert wait_for(lambda: pipe.done.is_set() or pipe.status()["cameras"][1]["state"] == "exhausted")
-            assert wait_for(lambda: pipe.status()["cameras"][0]["frames_in"] >= 5)
+            assert wait_for(lambda: pipe.done.is_set() or pipe.status().cameras[1].state == "exhausted")
+            assert wait_for(lambda: pipe.status().cameras[0].frames_in >= 5)
             m = scrape()
             assert m[("inspector_camera_state", (("camera", "live"), ("state", "connected")))] == 1.0
             assert m[("inspector_camera_frames_total", (("camera", "files"),))] == 12.0

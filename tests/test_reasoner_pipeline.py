@@ -48,12 +48,12 @@ def test_vlm_down_then_back(demo_line, tmp_path):
                             breaker_cooldown_s=0.3, workers=2)
         try:
             st = pipe.status()
-            assert st["verdicts"].get("review", 0) >= 1 and st["verdicts"].get("fail", 0) == 0
-            assert st["reasoner"]["breaker"]["state"] in ("open", "half_open")
-            assert vlm.requests and len(vlm.requests) < st["vlm_crops"], \
+            assert st.verdicts.get("review", 0) >= 1 and st.verdicts.get("fail", 0) == 0
+            assert st.reasoner.breaker.state in ("open", "half_open")
+            assert vlm.requests and len(vlm.requests) < st.vlm_crops, \
                 "the open circuit must spare the server most calls"
-            kept = st["vlm_backlog"]
-            assert kept == st["vlm_crops"], "every crop the VLM did not answer must be kept"
+            kept = st.vlm_backlog
+            assert kept == st.vlm_crops, "every crop the VLM did not answer must be kept"
             with Session(pipe.store.engine) as s:
                 reviews = s.scalars(select(Inspection).join(Inspection.verdict)).all()
                 why = {i.verdict.why for i in reviews if i.verdict.kind == "review"}
@@ -64,8 +64,8 @@ def test_vlm_down_then_back(demo_line, tmp_path):
                                   "VLM unavailable: circuit open")) for e in errors), errors
 
             state["down"] = False
-            assert wait_for(lambda: pipe.status()["vlm_backlog"] == 0), (pipe.status()["reasoner"], pipe.status()["vlm_backlog"], pipe.status()["vlm_late"], len(vlm.requests))
-            assert pipe.status()["vlm_late"] == kept
+            assert wait_for(lambda: pipe.status().vlm_backlog == 0), (pipe.status().reasoner, pipe.status().vlm_backlog, pipe.status().vlm_late, len(vlm.requests))
+            assert pipe.status().vlm_late == kept
             with Session(pipe.store.engine) as s:
                 late = s.scalars(select(VlmAnswer).where(VlmAnswer.late)).all()
                 assert len(late) == kept and {a.answer for a in late} == {"defect"}
@@ -115,7 +115,7 @@ def test_looks_thinking_and_millimetres_reach_the_dashboard(demo_line, tmp_path)
         pipe = started_line(demo_line, tmp_path, vlm, 0.2)
         try:
             st = pipe.status()
-            assert st["verdicts"]["fail"] >= 1 and st["vlm_backlog"] == 0
+            assert st.verdicts["fail"] >= 1 and st.vlm_backlog == 0
             with TestClient(create_app(pipe.store, pipe.status)) as c:
                 authorize(c, pipe.store)
                 fail = c.get("/api/verdicts", params={"verdict": "fail"}).json()[0]

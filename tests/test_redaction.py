@@ -71,7 +71,7 @@ def test_no_page_or_api_shows_a_camera_password(tmp_path):
     pipe.start()
     try:
         # Both cameras fail to connect (nothing listens on port 9): their errors are shown too.
-        assert wait_for(lambda: all(c["reconnects"] >= 1 for c in pipe.status()["cameras"]), 30)
+        assert wait_for(lambda: all(c.reconnects >= 1 for c in pipe.status().cameras), 30)
         with TestClient(create_app(pipe.store, pipe.status, pipe.trigger)) as c:
             authorize(c, pipe.store, role="viewer")
             seen = {path: c.get(path) for path in ("/api/status", "/api/health", "/", "/health", "/live",

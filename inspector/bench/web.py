@@ -26,6 +26,7 @@ BAR_MS = 100.0  # server p95 of a feed or stats request on 1,000,000 inspections
 def main(inspections: int = 1_000_000, rounds: int = 30, as_json: bool = False) -> int:
     from fastapi.testclient import TestClient
 
+    from inspector.line.status import LineStatus
     from inspector.store import Store
     from inspector.store import stats as stats_mod
     from inspector.web import create_app
@@ -37,8 +38,8 @@ def main(inspections: int = 1_000_000, rounds: int = 30, as_json: bool = False) 
         now = big_database(d, inspections)
         load_s = time.perf_counter() - t
         store = Store(f"sqlite:///{d / 'big.db'}", d)
-        status = {"reasoner_mode": "vlm", "reasoner_model": "bench-vlm", "detector_model": "bench",
-                  "cameras": [], "verdicts": {}, "store": store.status()}
+        status = LineStatus(reasoner_mode="vlm", reasoner_model="bench-vlm", detector_model="bench",
+                            store=store.status())
         token = Accounts(store.engine).add_token("bench", "viewer")
         day, month = now - timedelta(hours=24), now - timedelta(days=30)
         cases = [  # (name, url, the bare store call it wraps)

@@ -66,6 +66,10 @@ def cmd_bench(args) -> int:
         from inspector.bench import loop as bench_loop
 
         return bench_loop.main(frames=args.calls or 200, as_json=args.json)
+    if args.what == "stop":
+        from inspector.bench import stop as bench_stop
+
+        return bench_stop.main(rounds=args.calls or 3, as_json=args.json)
     if args.what == "prefilter":
         from inspector.bench import prefilter as bench_prefilter
 

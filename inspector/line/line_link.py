@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
 from inspector.errors import InspectorError
 from inspector.config import Config
+from inspector.line.status import CameraStatus, LineStatus, LineUp
 
 STATUS_FRESH_S = 0.5  # every open page's event stream asks each second; they share one answer
 
@@ -32,7 +34,7 @@ class LineLink:
         self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
                                     base_url="http://line", timeout=timeout_s)
         self._lock = threading.Lock()
-        self._status: tuple[float, dict] | None = None
+        self._status: tuple[float, LineStatus] | None = None
         self.live = RemoteLive(self)
 
     def close(self) -> None:
@@ -46,16 +48,19 @@ class LineLink:
             raise LineUnavailable(f"no answer on {self.socket_path}: "
                                   f"{getattr(why, 'strerror', None) or why}") from None
 
-    def status(self) -> dict:
+    def status(self) -> LineStatus:
         with self._lock:
             if self._status is not None and time.monotonic() - self._status[0] < STATUS_FRESH_S:
                 return self._status[1]
         try:
             r = self._request("GET", "/status")
             r.raise_for_status()
-            st = {**r.json(), "line": {"up": True, "error": None}}
-        except (LineUnavailable, httpx.HTTPStatusError, ValueError) as e:
+            st = LineStatus.model_validate_json(r.content)
+        except (LineUnavailable, httpx.HTTPStatusError) as e:
             st = offline_status(self.cfg, str(e))
+        except ValidationError as e:  # another version of the line, or not the line at all
+            st = offline_status(self.cfg, f"its status on {self.socket_path} is not understood "
+                                          f"({e.error_count()} error(s), first: {_first_error(e)})")
         with self._lock:
             self._status = (time.monotonic(), st)
         return st
@@ -66,6 +71,11 @@ class LineLink:
             raise KeyError(camera_id)
         r.raise_for_status()
         return int(r.json()["pending"])
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors(include_url=False, include_input=False)[0]
+    return f"{'.'.join(map(str, err['loc'])) or 'status'}: {err['msg']}"
 
 
 class RemoteLive:
@@ -112,42 +122,28 @@ class PlantView:
 
     def __init__(self, store, refresh_s: float = 5.0):
         self.store, self.refresh_s = store, refresh_s
-        self._cached: tuple[float, dict] | None = None
+        self._cached: tuple[float, LineStatus] | None = None
         self._lock = threading.Lock()
 
-    def status(self) -> dict:
+    def status(self) -> LineStatus:
         with self._lock:
             if self._cached is not None and time.monotonic() - self._cached[0] < self.refresh_s:
                 return self._cached[1]
-        cams = [{**_idle_camera(c["id"], f"{c['box'] or '?'}: {c['source']}"), "state": "remote", "box": c["box"],
-                 "error": None} for c in self.store.cameras()]
-        st = {**_idle_status(), "reasoner_mode": "plant", "cameras": cams}
+        cams = [CameraStatus(id=c["id"], source=f"{c['box'] or '?'}: {c['source']}", state="remote", box=c["box"])
+                for c in self.store.cameras()]
+        st = LineStatus(reasoner_mode="plant", cameras=cams)
         with self._lock:
             self._cached = (time.monotonic(), st)
         return st
 
 
-def _idle_camera(camera_id: str, source: str) -> dict:
-    return {"id": camera_id, "source": source, "state": "stopped", "frames_in": 0, "frames_inspected": 0,
-            "read_errors": 0, "last_frame_wall": None, "error": None, "untriggered": 0, "connection": None,
-            "reconnects": 0, "last_error": None, "trigger": None, "parts_seen": None, "fps": None, "dropped": 0,
-            "buffered": 0, "latency_p50_ms": None, "latency_p95_ms": None}
-
-
-def _idle_status() -> dict:
-    return {"reasoner_mode": "none", "reasoner_model": None, "detector_model": None, "detector_thresholds": {},
-            "cameras": [], "verdicts": {}, "candidates": 0, "vlm_crops": 0, "vlm_queue": 0, "vlm_overflow": 0,
-            "vlm_backlog": 0, "vlm_late": 0, "reasoner": None, "frame_queue": 0, "processing_errors": 0,
-            "store_errors": 0, "vlm_spool": 0, "vlm_resumed": 0, "store": None, "events": [], "done": False}
-
-
-def offline_status(cfg: Config, why: str) -> dict:
-    """The status shape with nothing running: cameras as configured, no counts."""
+def offline_status(cfg: Config, why: str) -> LineStatus:
+    """The status with nothing running: cameras as configured, no counts."""
     from inspector.store.store import describe_source
 
     mode = "none" if cfg.reasoner.type == "none" else (
         "test_model" if getattr(cfg.reasoner, "test_model", False) else "vlm")
-    cams = [{**_idle_camera(c.id, describe_source(c.source)), "error": why, "trigger": c.trigger.mode}
+    cams = [CameraStatus(id=c.id, source=describe_source(c.source), error=why, trigger=c.trigger.mode)
             for c in cfg.cameras]
-    return {**_idle_status(), "reasoner_mode": mode, "reasoner_model": getattr(cfg.reasoner, "model", None),
-            "cameras": cams, "line": {"up": False, "error": why}}
+    return LineStatus(reasoner_mode=mode, reasoner_model=getattr(cfg.reasoner, "model", None),
+                      cameras=cams, line=LineUp(up=False, error=why))

@@ -16,6 +16,8 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from inspector.line.status import LineStatus
+
 log = logging.getLogger(__name__)
 SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the trailing NUL
 
@@ -23,7 +25,7 @@ SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the trailing NUL
 def line_app(pipe) -> FastAPI:
     app = FastAPI(title="inspector line", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.get("/status")
+    @app.get("/status", response_model=LineStatus)
     def status():
         return pipe.status()
 

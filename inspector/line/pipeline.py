@@ -29,6 +29,7 @@ from inspector.cropper import make_crops
 from inspector.events import build_senders
 from inspector.capture.framebuffer import FrameBuffer
 from inspector.line.judge import judge
+from inspector.line.status import CameraStatus, LineStatus
 from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.capture.orientation import inside, orienter
@@ -93,13 +94,10 @@ class Pipeline:
         self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
         self.events = build_senders(cfg, self.store)
         self.on_verdict.extend(s.notify for s in self.events)
-        self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels)
+        self.stop_event = threading.Event()
+        self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels, self.stop_event)
                         for cam in cfg.cameras}
         self.on_verdict.append(self._source_judged)
-        self.stop_event = threading.Event()
-        for src in self.sources.values():
-            if hasattr(src, "stop_event"):  # live sources wait out reconnects on it
-                src.stop_event = self.stop_event
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
@@ -108,7 +106,7 @@ class Pipeline:
         self.frames = FrameBuffer()
         for cam in cfg.cameras:
             policy = cam.buffer.policy
-            replay = getattr(self.sources[cam.id], "replay", True)
+            replay = self.sources[cam.id].replay
             if policy == "auto":  # a replay loses nothing by waiting; a live camera must not wait
                 policy = "block" if replay else "latest"
             elif policy == "block" and not replay:
@@ -117,12 +115,12 @@ class Pipeline:
             self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
         self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
         self.triggers = {cam.id: Trigger(cam.trigger) for cam in cfg.cameras}
-        qsize = getattr(cfg.reasoner, "queue_size", 1)
-        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=qsize)
-        self.workers = getattr(cfg.reasoner, "workers", 1)
+        # The reasoner's settings exist only when one is configured (`reasoner.type: none` has none).
+        rcfg = cfg.reasoner if self.reasoner is not None else None
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=rcfg.queue_size if rcfg else 1)
+        self.workers = rcfg.workers if rcfg else 1
         self._workers_left = self.workers
-        self.backlog = Backlog(cfg.data_dir / "vlm-backlog", getattr(cfg.reasoner, "backlog_max", 0)) \
-            if self.reasoner is not None else None
+        self.backlog = Backlog(cfg.data_dir / "vlm-backlog", rcfg.backlog_max) if rcfg else None
         self.spool = Spool(cfg.data_dir / "vlm-spool", fsync=cfg.store.synchronous == "full") \
             if self.reasoner is not None else None
         self.resumed: deque[_Job] = deque()  # spooled by an earlier run: reasoned before new frames
@@ -142,31 +140,31 @@ class Pipeline:
             return "none"
         return "test_model" if self.reasoner.is_test_model else "vlm"
 
-    def status(self) -> dict:
+    def status(self) -> LineStatus:
         with self._lock:
-            return {
-                "reasoner_mode": self.reasoner_mode,
-                "reasoner_model": self.reasoner.model_id if self.reasoner else None,
-                "detector_model": self.detector.model_id,
-                "detector_thresholds": {p: t.threshold for p, t in self.tuning.items()},
-                "cameras": [self._camera_status(c) for c in self.cameras.values()],
-                "verdicts": dict(self.stats.verdicts),
-                "candidates": self.stats.candidates,
-                "vlm_crops": self.stats.vlm_crops,
-                "vlm_queue": self.jobs.qsize(),
-                "vlm_overflow": self.stats.vlm_overflow,
-                "vlm_backlog": len(self.backlog) if self.backlog is not None else 0,
-                "vlm_late": self.stats.vlm_late,
-                "reasoner": self.reasoner.status() if self.reasoner else None,
-                "frame_queue": self.frames.depth(),
-                "processing_errors": self.stats.processing_errors,
-                "store_errors": self.stats.store_errors + self.store.writer.failed,
-                "vlm_spool": len(self.spool) if self.spool is not None else 0,
-                "vlm_resumed": len(self.resumed),
-                "store": self.store.status(),
-                "events": [s.status() for s in self.events],
-                "done": self.done.is_set(),
-            }
+            return LineStatus(
+                reasoner_mode=self.reasoner_mode,
+                reasoner_model=self.reasoner.model_id if self.reasoner else None,
+                detector_model=self.detector.model_id,
+                detector_thresholds={p: t.threshold for p, t in self.tuning.items()},
+                cameras=[self._camera_status(c) for c in self.cameras.values()],
+                verdicts=dict(self.stats.verdicts),
+                candidates=self.stats.candidates,
+                vlm_crops=self.stats.vlm_crops,
+                vlm_queue=self.jobs.qsize(),
+                vlm_overflow=self.stats.vlm_overflow,
+                vlm_backlog=len(self.backlog) if self.backlog is not None else 0,
+                vlm_late=self.stats.vlm_late,
+                reasoner=self.reasoner.status() if self.reasoner else None,
+                frame_queue=self.frames.depth(),
+                processing_errors=self.stats.processing_errors,
+                store_errors=self.stats.store_errors + self.store.writer.failed,
+                vlm_spool=len(self.spool) if self.spool is not None else 0,
+                vlm_resumed=len(self.resumed),
+                store=self.store.status(),
+                events=[s.status() for s in self.events],
+                done=self.done.is_set(),
+            )
 
     def stalled_for(self) -> float:
         """Seconds since the pre-filter loop last beat; 0 once it has finished its sources."""
@@ -174,10 +172,9 @@ class Pipeline:
 
     def _register_models(self) -> dict[str, int]:
         """Every model file in use, by content, so each verdict says which files made it."""
-        model = getattr(self.cfg.detector, "model", None)
-        out = {"detector": self.store.register_model("detector", self.detector.model_id, model)}
+        out = {"detector": self.store.register_model("detector", self.detector.model_id, self.cfg.detector.model)}
         if self.reasoner is not None:
-            files = getattr(self.reasoner, "model_files", {})
+            files = self.reasoner.model_files
             for role, path in files.items():
                 vid = self.store.register_model(role, self.reasoner.model_id, path)
                 if role == "vlm":
@@ -191,17 +188,16 @@ class Pipeline:
         KeyError for an unknown camera."""
         return self.triggers[camera_id].request()
 
-    def _camera_status(self, c: CameraState) -> dict:
+    def _camera_status(self, c: CameraState) -> CameraStatus:
         lat = sorted(self._latency[c.id])
         pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
         src = self.sources[c.id]
-        link = {"connection": getattr(src, "state", None), "reconnects": getattr(src, "reconnects", 0),
-                "last_error": getattr(src, "last_error", None)}
+        link = {"connection": src.state, "reconnects": src.reconnects, "last_error": src.last_error}
         t = self.triggers[c.id]
         link.update(trigger=t.mode, parts_seen=t.parts if t.mode == "part_presence" else None)
-        return {**vars(c), **link, "fps": self.live.fps(c.id),
-                "dropped": self.frames.dropped[c.id], "buffered": self.frames.depth(c.id),
-                "latency_p50_ms": pct(0.5), "latency_p95_ms": pct(0.95)}
+        return CameraStatus(**vars(c), **link, fps=self.live.fps(c.id),
+                            dropped=self.frames.dropped[c.id], buffered=self.frames.depth(c.id),
+                            latency_p50_ms=pct(0.5), latency_p95_ms=pct(0.95))
 
     def _resume_spool(self) -> None:
         """Frames an earlier run spooled but did not finish: reason them first. One whose verdict
@@ -234,16 +230,14 @@ class Pipeline:
         """Folder sources that remember (or move) what they inspected: their memory counts a file
         an earlier run handed on once its inspection is stored or spooled."""
         for cam in self.cfg.cameras:
-            remember = getattr(self.sources[cam.id], "remember", None)
-            if remember is not None:
-                remember(self.cfg.data_dir / "inspected" / f"{cam.id}.jsonl",
-                         lambda uid: uid in spooled or self.store.has_uid(uid),
-                         fsync=self.cfg.store.synchronous == "full")
+            self.sources[cam.id].remember(self.cfg.data_dir / "inspected" / f"{cam.id}.jsonl",
+                                          lambda uid: uid in spooled or self.store.has_uid(uid),
+                                          fsync=self.cfg.store.synchronous == "full")
 
     def _source_judged(self, inspection_id: int, uid: str, verdict: Verdict) -> None:
-        judged = getattr(self.sources.get(verdict.frame.camera_id), "judged", None)
-        if judged is not None:
-            judged(uid)
+        src = self.sources.get(verdict.frame.camera_id)
+        if src is not None:
+            src.judged(uid)
 
     @staticmethod
     def _uid(run_id: str, camera_id: str, seq: int) -> str:
@@ -264,8 +258,7 @@ class Pipeline:
                 self._spawn(f"reasoner-{n}", self._reason)
             if self.backlog is not None and self.backlog.max_items:
                 self._spawn("vlm-backlog", self._drain_backlog)
-        probe = getattr(self.reasoner, "probe", None)
-        if probe and (problem := probe()):
+        if self.reasoner is not None and (problem := self.reasoner.probe()):
             log.warning("%s; verdicts that need the VLM go to review until it answers", problem)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -306,7 +299,6 @@ class Pipeline:
         orient = orienter(cam.rotate, cam.flip)
         undistort, mm_per_px = self.geometry[cam.id]
         trigger = self.triggers[cam.id]
-        taken = getattr(src, "taken", None)
         try:
             while not self.stop_event.is_set():
                 item = src.read()
@@ -336,8 +328,7 @@ class Pipeline:
                     state.untriggered += 1
                     continue
                 seq += 1
-                if taken is not None:
-                    taken(self._uid(self.run_id, cam.id, seq))
+                src.taken(self._uid(self.run_id, cam.id, seq))
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break

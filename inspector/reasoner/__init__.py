@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
 
 from inspector.errors import InspectorError
 from inspector.util.registry import Registry
@@ -49,6 +51,9 @@ class Reasoner:
     model_id: str = ""
     is_test_model: bool = False
     backend: str = ""
+    # The model files this process loads, by role (vlm, mmproj), recorded by content in the store;
+    # none behind an HTTP server, where the model is known by name only.
+    model_files: Mapping[str, Path] = MappingProxyType({})
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -180,6 +185,11 @@ class Reasoner:
         self.calls += 1
         self.call_seconds += time.perf_counter() - t0
         self.call_errors += failed
+
+    def probe(self) -> str | None:
+        """What stops the backend answering now (None: nothing known), asked at start and by
+        `inspector doctor`; a backend that can tell without a model call says so here."""
+        return None
 
     def status(self) -> dict:
         return {"backend": self.backend, "model": self.model_id, "profile": self.profile.name,

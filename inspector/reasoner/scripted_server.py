@@ -30,6 +30,7 @@ class ScriptedVLM:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.connections = 0
+        self.replies = 0  # answers to POSTs written out whole (a client that left gets none)
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -61,12 +62,14 @@ class ScriptedVLM:
                     status, out, delay = outer.script(body)
                     if delay:
                         time.sleep(delay)
-                    self._send(status, out)
+                    if self._send(status, out):
+                        with outer._lock:
+                            outer.replies += 1
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
 
-            def _send(self, status, out):
+            def _send(self, status, out) -> bool:
                 data = out if isinstance(out, bytes) else json.dumps(out).encode()
                 try:
                     self.send_response(status)
@@ -74,8 +77,10 @@ class ScriptedVLM:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                    self.wfile.flush()
+                    return True
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
+                    return False  # the client timed out and left
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

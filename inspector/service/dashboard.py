@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from inspector.line.status import LineStatus
 from inspector.service.errors import StartError
 
 
@@ -82,12 +83,12 @@ def serve_dashboard(cfg) -> int:
     from inspector.service.notify import ServiceNotifier
 
     server = start_web(cfg, store, status, trigger, live)
-    up = status().get("line") or {"up": True}
+    up = status().line
     from inspector.util.redact import redact_url
 
     print(f"inspector: dashboard at http://{cfg.web.host}:{cfg.web.port} over {redact_url(cfg.database_url)}; "
-          + ("plant-wide, no line on this box" if link is None else "line running" if up["up"]
-             else f"line not running yet ({up['error']})"), file=sys.stderr)
+          + ("plant-wide, no line on this box" if link is None else "line running" if up.up
+             else f"line not running yet ({up.error})"), file=sys.stderr)
     freeze_startup_heap()
     notifier = ServiceNotifier()
     notifier.ready(f"serving on {cfg.web.host}:{cfg.web.port}")
@@ -105,14 +106,13 @@ def serve_dashboard(cfg) -> int:
     return 0
 
 
-def web_status_line(st: dict) -> str:
-    if st["reasoner_mode"] == "plant":
-        return f"serving; plant-wide, {len(st['cameras'])} camera(s)"
-    if not st["line"]["up"]:
-        return f"serving; {st['line']['error']}"
-    v = st.get("verdicts", {})
-    return (f"serving; line running, {len(st['cameras'])} camera(s), {v.get('pass', 0)} pass, "
-            f"{v.get('fail', 0)} fail, {v.get('review', 0)} review")
+def web_status_line(st: LineStatus) -> str:
+    if st.reasoner_mode == "plant":
+        return f"serving; plant-wide, {len(st.cameras)} camera(s)"
+    if not st.line.up:
+        return f"serving; {st.line.error}"
+    return (f"serving; line running, {len(st.cameras)} camera(s), {st.verdict_count('pass')} pass, "
+            f"{st.verdict_count('fail')} fail, {st.verdict_count('review')} review")
 
 
 class SelfProbe:

@@ -136,7 +136,7 @@ def check_vlm(cfg) -> Check:
     except Exception as e:
         return Check("VLM", False, f"cannot start the reasoner: {e}")
     try:
-        if (probe := getattr(reasoner, "probe", None)) and (problem := probe()):
+        if problem := reasoner.probe():
             return Check("VLM", False, problem)
         # One real question about a plain grey patch: the answer's content does not matter, that
         # it comes back in time and passes validation does.

@@ -17,18 +17,19 @@ from collections.abc import Callable, Mapping
 
 import sdnotify
 
+from inspector.line.status import LineStatus
+
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0
 
 
-def status_line(st: dict) -> str:
+def status_line(st: LineStatus) -> str:
     """One line for `systemctl status`: per camera fps, then the queues and verdicts."""
-    cams = ", ".join(f"{c['id']} {c.get('fps') or 0:.1f} fps" + (f" {c['dropped']} dropped" if c.get("dropped") else "")
-                     + ("" if c.get("state") == "running" else f" ({c.get('state')})") for c in st["cameras"])
-    v = st.get("verdicts", {})
-    return (f"{cams}; frame queue {st.get('frame_queue', 0)}, VLM queue {st.get('vlm_queue', 0)}, "
-            f"backlog {st.get('vlm_backlog', 0)}, spool {st.get('vlm_spool', 0)}; "
-            f"{v.get('pass', 0)} pass, {v.get('fail', 0)} fail, {v.get('review', 0)} review")
+    cams = ", ".join(f"{c.id} {c.fps or 0:.1f} fps" + (f" {c.dropped} dropped" if c.dropped else "")
+                     + ("" if c.state == "running" else f" ({c.state})") for c in st.cameras)
+    return (f"{cams}; frame queue {st.frame_queue}, VLM queue {st.vlm_queue}, "
+            f"backlog {st.vlm_backlog}, spool {st.vlm_spool}; {st.verdict_count('pass')} pass, "
+            f"{st.verdict_count('fail')} fail, {st.verdict_count('review')} review")
 
 
 class ServiceNotifier:

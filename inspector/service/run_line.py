@@ -65,7 +65,7 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
     except KeyboardInterrupt:
         pass
     st = pipe.status()
-    notifier.stopping(f"stopping: {st['vlm_queue']} crop job(s) in flight stay in the spool for the next start")
+    notifier.stopping(f"stopping: {st.vlm_queue} crop job(s) in flight stay in the spool for the next start")
     stopping.set()
     pipe.stop(STOP_WITHIN_S)
     for srv in (server, line_socket):
@@ -73,15 +73,15 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
             srv.should_exit = True
     if line_socket:
         cfg.line_socket.unlink(missing_ok=True)  # the dashboard then hears "not running" at once
-    v = st["verdicts"]
-    summary = {"inspected": sum(c["frames_inspected"] for c in st["cameras"]),
-               "pass": v.get("pass", 0), "fail": v.get("fail", 0), "review": v.get("review", 0),
-               "vlm_crops": st["vlm_crops"], "processing_errors": st["processing_errors"],
-               "store_errors": st["store_errors"], "reasoner_mode": st["reasoner_mode"],
+    summary = {"inspected": sum(c.frames_inspected for c in st.cameras),
+               "pass": st.verdict_count("pass"), "fail": st.verdict_count("fail"),
+               "review": st.verdict_count("review"), "vlm_crops": st.vlm_crops,
+               "processing_errors": st.processing_errors, "store_errors": st.store_errors,
+               "reasoner_mode": st.reasoner_mode,
                # judged, not yet in the database at the stop deadline: parked for the next start
                "unwritten": pipe.store.writer.parked}
-    failed = {c["id"]: c["error"] for c in st["cameras"] if c["state"] == "failed"}
-    summary.update(read_errors=sum(c["read_errors"] for c in st["cameras"]), cameras_failed=failed)
+    failed = {c.id: c.error for c in st.cameras if c.state == "failed"}
+    summary.update(read_errors=sum(c.read_errors for c in st.cameras), cameras_failed=failed)
     print(json.dumps(summary))
     for cam_id, why in failed.items():  # last, where a person reading the end of the output sees it
         print(f"inspector: camera {cam_id} failed: {why}", file=sys.stderr)
@@ -89,7 +89,7 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
         print(f"inspector: {summary['unwritten']} verdict(s) not yet in the database "
               f"({pipe.store.writer.last_error or 'it did not answer in time: locked by another process?'}); kept in "
               f"{cfg.data_dir / 'unwritten'} and written at the next start", file=sys.stderr)
-    return 0 if not (st["processing_errors"] or st["store_errors"] or failed or summary["unwritten"]) else 1
+    return 0 if not (st.processing_errors or st.store_errors or failed or summary["unwritten"]) else 1
 
 
 def verdict_printer(target: str):

@@ -3,6 +3,8 @@ alerts. The scripts in static/ build the same lines from /api/status to keep the
 
 from __future__ import annotations
 
+from inspector.line.status import LineStatus
+
 MODE_BANNERS = {
     "none": ("info", "No VLM configured: verdicts come from the ONNX detector alone. "
                      "Every flagged part fails; nothing has been double-checked by a VLM."),
@@ -14,31 +16,29 @@ MODE_BANNERS = {
 }
 
 
-def vlm_down_text(st: dict) -> str:
+def vlm_down_text(st: LineStatus) -> str:
     """The operator's one-line warning while the VLM circuit is open ('' when it is fine).
     feed.js builds the same line from /api/status to keep it live."""
-    r = st.get("reasoner") or {}
-    b = r.get("breaker") or {}
-    if b.get("state", "closed") == "closed":
+    b = st.breaker
+    if b.state == "closed":
         return ""
-    return (f"VLM unavailable: parts that need it go to review. Last error: {b.get('last_error', '')}. "
-            f"{st.get('vlm_backlog', 0)} crop(s) kept to ask again when it is back.")
+    return (f"VLM unavailable: parts that need it go to review. Last error: {b.last_error or ''}. "
+            f"{st.vlm_backlog} crop(s) kept to ask again when it is back.")
 
 
-def line_down_text(st: dict) -> str:
+def line_down_text(st: LineStatus) -> str:
     """The alert while the line behind a separate dashboard is not running ('' while it runs).
     status.js mirrors it."""
-    line = st.get("line") or {}
-    if line.get("up", True):
+    if st.line.up:
         return ""
-    return (f"The line is not running ({line.get('error')}). Nothing is being inspected; "
+    return (f"The line is not running ({st.line.error}). Nothing is being inspected; "
             f"the verdicts shown are history.")
 
 
-def disk_text(st: dict) -> str:
+def disk_text(st: LineStatus) -> str:
     """The alert while pictures are not being saved ('' when they are). feed.js mirrors it."""
-    s = st.get("store") or {}
-    if not s.get("images_paused"):
+    s = st.store
+    if s is None or not s.images_paused:
         return ""
-    return (f"Pictures are not being saved: {s.get('images_paused_reason')}. Verdicts are still recorded; "
-            f"{s.get('images_skipped', 0)} picture(s) skipped so far. Free disk space or raise the budget.")
+    return (f"Pictures are not being saved: {s.images_paused_reason}. Verdicts are still recorded; "
+            f"{s.images_skipped} picture(s) skipped so far. Free disk space or raise the budget.")

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from inspector import __version__
 from inspector.capture.live_view import LiveView
 from inspector.line.line_link import LineUnavailable, RemoteLive
+from inspector.line.status import LineStatus
 from inspector.store import Store
 from inspector.store.stats import PlantTime
 from inspector.web.accounts import Accounts
@@ -39,7 +40,7 @@ def _docs_assets() -> Path:
     return Path(fastapi_offline.__file__).resolve().parent / "static"
 
 
-def create_app(store: Store, status: Callable[[], dict],
+def create_app(store: Store, status: Callable[[], LineStatus],
                trigger: Callable[[str], int] | None = None, *, live: LiveView | RemoteLive | None = None,
                plant: PlantTime | None = None, secure_cookies: bool = False) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__, docs_url=None, redoc_url=None,

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from inspector import __version__
 from inspector.capture.live_view import LiveView
 from inspector.line.line_link import RemoteLive
+from inspector.line.status import LineStatus
 from inspector.store import Store
 from inspector.store.stats import PlantTime
 from inspector.web.accounts import Accounts
@@ -27,7 +28,7 @@ from inspector.web.security import need
 @dataclass(frozen=True)
 class WebContext:
     store: Store
-    status: Callable[[], dict]
+    status: Callable[[], LineStatus]
     trigger: Callable[[str], int] | None
     live: LiveView | RemoteLive | None
     plant: PlantTime
@@ -42,7 +43,7 @@ class WebContext:
     def page(self, request: Request, name: str, **values):
         """A signed-in page: the template with the line's status, its banner and alerts around it."""
         st = self.status()
-        level, text = MODE_BANNERS.get(st["reasoner_mode"], ("", ""))
+        level, text = MODE_BANNERS.get(st.reasoner_mode, ("", ""))
         return self.templates.TemplateResponse(request, name, {
             "status": st, "banner_level": level, "banner": text, "vlm_down": vlm_down_text(st),
             "line_down": line_down_text(st),

@@ -8,20 +8,22 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
+from inspector.line.status import LineStatus
+
 CONNECTIONS = ("connecting", "connected", "reconnecting")
 STATES = ("starting", "running", "exhausted", "failed")
 
 
 class LineCollector:
-    def __init__(self, status: Callable[[], dict]):
+    def __init__(self, status: Callable[[], LineStatus]):
         self.status = status
 
     def collect(self):
         st = self.status()
-        cams = st["cameras"]
+        cams = st.cameras
         line = GaugeMetricFamily("inspector_line_up", "1 while the line runs (0: a separate dashboard's line "
                                                       "does not answer)")
-        line.add_metric([], 1.0 if (st.get("line") or {}).get("up", True) else 0.0)
+        line.add_metric([], 1.0 if st.line.up else 0.0)
         yield line
         per_cam = [
             ("frames_in", "inspector_camera_frames", "frames captured", CounterMetricFamily),
@@ -36,50 +38,49 @@ class LineCollector:
         for key, name, doc, kind in per_cam:
             m = kind(name, doc, labels=["camera"])
             for c in cams:
-                if c.get(key) is not None:
-                    m.add_metric([c["id"]], float(c[key]))
+                if getattr(c, key) is not None:
+                    m.add_metric([c.id], float(getattr(c, key)))
             yield m
         lat = GaugeMetricFamily("inspector_camera_latency_seconds",
                                 "capture-to-verdict latency over the last verdicts", labels=["camera", "quantile"])
         for c in cams:
             for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")):
-                if c.get(key) is not None:
-                    lat.add_metric([c["id"], q], c[key] / 1000)
+                if getattr(c, key) is not None:
+                    lat.add_metric([c.id, q], getattr(c, key) / 1000)
         yield lat
         up = GaugeMetricFamily("inspector_camera_state", "1 for the camera's current state",
                                labels=["camera", "state"])
         for c in cams:
-            now = c.get("connection") if c.get("connection") and c["state"] == "running" else c["state"]
             for s in (*STATES, *CONNECTIONS):
-                up.add_metric([c["id"], s], 1.0 if s == now else 0.0)
+                up.add_metric([c.id, s], 1.0 if s == c.shown_state else 0.0)
         yield up
         verdicts = CounterMetricFamily("inspector_verdicts", "verdicts stored", labels=["verdict"])
-        for k, v in st["verdicts"].items():
+        for k, v in st.verdicts.items():
             verdicts.add_metric([k], float(v))
         yield verdicts
         for key, doc in (("vlm_queue", "crops waiting for the VLM"), ("vlm_backlog", "crops kept on disk for the VLM"),
                          ("vlm_spool", "frames spooled on disk for the VLM")):
             g = GaugeMetricFamily(f"inspector_{key}", doc)
-            g.add_metric([], float(st.get(key) or 0))
+            g.add_metric([], float(getattr(st, key)))
             yield g
         cands = CounterMetricFamily("inspector_candidates", "detector candidates (regions flagged)")
-        cands.add_metric([], float(st.get("candidates") or 0))
+        cands.add_metric([], float(st.candidates))
         yield cands
-        r = st.get("reasoner")
-        if r:
+        r = st.reasoner
+        if r is not None:
             for key, name, doc in (("calls", "inspector_vlm_calls", "VLM model calls (answers and repairs)"),
                                    ("call_errors", "inspector_vlm_call_errors", "VLM calls that failed (down, "
                                                                                "timeout, HTTP error)"),
                                    ("unusable_answers", "inspector_vlm_unusable_answers",
                                     "VLM answers refused by validation")):
                 m = CounterMetricFamily(name, doc)
-                m.add_metric([], float(r.get(key) or 0))
+                m.add_metric([], float(getattr(r, key)))
                 yield m
             lat = SummaryMetricFamily("inspector_vlm_call_seconds", "time per VLM model call")
-            lat.add_metric([], count_value=float(r.get("calls") or 0), sum_value=float(r.get("call_seconds") or 0))
+            lat.add_metric([], count_value=float(r.calls), sum_value=float(r.call_seconds))
             yield lat
-        store = st.get("store")
-        if store:
+        store = st.store
+        if store is not None:
             for key, name, doc, kind in (
                 ("images_paused", "inspector_store_images_paused", "1 while pictures are not saved (disk full or "
                                   "over budget): the alert", GaugeMetricFamily),
@@ -96,9 +97,9 @@ class LineCollector:
                  CounterMetricFamily),
             ):
                 m = kind(name, doc)
-                m.add_metric([], float(store.get(key) or 0))
+                m.add_metric([], float(getattr(store, key) or 0))
                 yield m
-        sinks = st.get("events") or []
+        sinks = st.events
         for key, name, doc, kind in (
             ("sent", "inspector_events_sent", "events delivered", CounterMetricFamily),
             ("failures", "inspector_events_failures", "failed delivery attempts", CounterMetricFamily),
@@ -107,11 +108,11 @@ class LineCollector:
         ):
             m = kind(name, doc, labels=["sink"])
             for e in sinks:
-                m.add_metric([e["name"]], float(e.get(key) or 0))
+                m.add_metric([e.name], float(getattr(e, key)))
             yield m
 
 
-def render(status: Callable[[], dict]) -> bytes:
+def render(status: Callable[[], LineStatus]) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(LineCollector(status))
     return generate_latest(reg)

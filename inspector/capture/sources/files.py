@@ -10,11 +10,10 @@ from pathlib import Path
 
 import cv2
 
-from inspector import MAX_IMAGE_PIXELS
 
 from inspector.util import durable
 from inspector.util.image_file import ImageError, read_image
-from inspector.capture.sources import SourceError, register
+from inspector.capture.sources import FrameSource, SourceError, register
 from inspector.capture.sources.inspected import Identity, Inspected, identity
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
-class FolderSource:
+class FolderSource(FrameSource):
     """The folder's images in name order. `after` (keep / remember / move) is what happens to a
     file once its verdict is stored; the line attaches the memory (`remember`) and reports
     each frame handed on (`taken`) and judged (`judged`). With `loop`, keep replays the folder for
@@ -57,8 +56,7 @@ class FolderSource:
             log.warning("image folder %s holds no images%s", folder, " yet" if self.watch else "")
         self.name, self.fps, self.loop, self.default_roi = str(folder), fps, loop, roi
         self.errors = 0
-        self.max_pixels = MAX_IMAGE_PIXELS  # open_source sets the configured one
-        self.stop_event = threading.Event()  # the line replaces it with its own
+        self.stop_event = threading.Event()  # open_source gives it the line's
         self.memory: Inspected | None = None
         self._fsync = False
         self._skip: set[Identity] = set()  # not to be read again in this run
@@ -182,7 +180,7 @@ def _folder(cfg, data_dir):
 
 
 @register("video")
-class VideoSource:
+class VideoSource(FrameSource):
     def __init__(self, cfg, data_dir):
         self.path = Path(cfg.path)
         if not self.path.is_file():
@@ -192,7 +190,6 @@ class VideoSource:
             raise SourceError(f"OpenCV cannot open video {self.path} (unsupported codec or corrupt)")
         self.name, self.fps, self.loop, self.default_roi = str(self.path), cfg.fps, cfg.loop, None
         self.errors = 0
-        self.max_pixels = MAX_IMAGE_PIXELS  # open_source sets the configured one
         self._n = 0
 
     def read(self):

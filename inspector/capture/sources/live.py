@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 
 from inspector.util.redact import redact_text, redact_url
-from inspector.capture.sources import SourceError, register
+from inspector.capture.sources import FrameSource, SourceError, register
 
 log = logging.getLogger(__name__)
 
 
-class LiveSource:
+class LiveSource(FrameSource):
     fps = None  # paced by the camera itself
     default_roi = None
     replay = False
@@ -34,7 +34,7 @@ class LiveSource:
         self.state = "connecting"
         self.reconnects = 0
         self.last_error: str | None = None
-        self.stop_event = threading.Event()  # the line replaces it with its own
+        self.stop_event = threading.Event()  # open_source gives it the line's
         self._cap = None
         self._n = 0
         self._delay = cfg.reconnect.initial_s

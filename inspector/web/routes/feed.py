@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 
+from inspector.line.status import ApiStatus
 from inspector.web.deps import Ctx
 from inspector.web.inputs import MAX_ID, FeedFilter, feed_filter
 
@@ -56,8 +57,8 @@ async def events(request: Request, ctx: Ctx, f: FeedFilter = Depends(feed_filter
                     last = max(last, r["id"])
                     yield f"id: {r['id']}\nevent: verdict\ndata: {json.dumps(r)}\n\n"
             if tick % 4 == 0:
-                st = {**status(), "counts": await run_in_threadpool(counts)}
-                yield f"event: status\ndata: {json.dumps(st, default=str)}\n\n"
+                st = ApiStatus(**dict(status()), counts=await run_in_threadpool(counts))
+                yield f"event: status\ndata: {st.model_dump_json()}\n\n"
             tick += 1
             await asyncio.sleep(0.25)
 

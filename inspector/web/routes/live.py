@@ -33,7 +33,7 @@ def camera_trigger(ctx: Ctx, camera_id: str, who: Principal = operator):
     try:
         pending = ctx.trigger(camera_id)
     except KeyError:
-        known = [c["id"] for c in ctx.status()["cameras"]]
+        known = [c.id for c in ctx.status().cameras]
         raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
     return {"camera": camera_id, "pending": pending}
 
@@ -48,8 +48,8 @@ def api_cameras(ctx: Ctx):
     """Each camera's state, frame rate, drops and latency, with the candidate boxes on the
     frame the live stream shows now (frame pixels)."""
     live = ctx.live
-    cams = ctx.status()["cameras"]
-    return [{**c, "live": live.info(c["id"]) if live is not None and c["id"] in live.cameras else None}
+    cams = ctx.status().cameras
+    return [{**c.model_dump(), "live": live.info(c.id) if live is not None and c.id in live.cameras else None}
             for c in cams]
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from inspector import __version__
+from inspector.line.status import ApiStatus
 from inspector.web.alerts import line_down_text
 from inspector.web.deps import Ctx, WebContext
 
@@ -17,31 +18,33 @@ def health(ctx: WebContext) -> dict:
     st = ctx.status()
     db = ctx.store.health()
     problems = []
-    if not (st.get("line") or {}).get("up", True):
+    if not st.line.up:
         problems.append(line_down_text(st))
-    for c in st["cameras"]:
-        if c["state"] == "failed" or c.get("connection") == "reconnecting":
-            problems.append(f"camera {c['id']}: {c.get('error') or c.get('last_error') or c['state']}")
-    breaker = ((st.get("reasoner") or {}).get("breaker") or {})
-    if breaker.get("state", "closed") != "closed":
-        problems.append(f"VLM unavailable: {breaker.get('last_error', '')}")
+    for c in st.cameras:
+        if c.state == "failed" or c.connection == "reconnecting":
+            problems.append(f"camera {c.id}: {c.error or c.last_error or c.state}")
+    breaker = st.breaker
+    if breaker.state != "closed":
+        problems.append(f"VLM unavailable: {breaker.last_error or ''}")
     if not db["reachable"] or not db["schema_ok"]:
         problems.append(f"database: {db['error'] or 'schema ' + str(db['schema'])}")
-    s = st.get("store") or {}
-    if s.get("images_paused"):
-        problems.append(f"pictures paused: {s.get('images_paused_reason')}")
-    if s.get("writer_last_error"):
-        problems.append(f"database writes failing: {s['writer_last_error']}")
-    for e in st.get("events") or []:
-        if e.get("last_error"):
-            problems.append(f"events to {e['name']} failing for {e['failing_for_s']:.0f} s "
-                            f"({e['pending']} waiting): {e['last_error']}")
-    queues = {"frames": st.get("frame_queue"), "vlm_queue": st.get("vlm_queue"),
-              "vlm_spool": st.get("vlm_spool"), "vlm_backlog": st.get("vlm_backlog"),
-              "writer_queue": s.get("writer_queue")}
-    return {"ok": not problems, "problems": problems, "cameras": st["cameras"],
-            "reasoner": {"mode": st["reasoner_mode"], "model": st.get("reasoner_model"), **breaker},
-            "queues": queues, "store": s, "database": db, "events": st.get("events") or []}
+    s = st.store
+    if s is not None and s.images_paused:
+        problems.append(f"pictures paused: {s.images_paused_reason}")
+    if s is not None and s.writer_last_error:
+        problems.append(f"database writes failing: {s.writer_last_error}")
+    for e in st.events:
+        if e.last_error:
+            problems.append(f"events to {e.name} failing for {e.failing_for_s or 0:.0f} s "
+                            f"({e.pending} waiting): {e.last_error}")
+    queues = {"frames": st.frame_queue, "vlm_queue": st.vlm_queue, "vlm_spool": st.vlm_spool,
+              "vlm_backlog": st.vlm_backlog, "writer_queue": s.writer_queue if s is not None else None}
+    # The health's shape predates the typed status: breaker and store went in as plain dicts.
+    return {"ok": not problems, "problems": problems, "cameras": [c.model_dump() for c in st.cameras],
+            "reasoner": {"mode": st.reasoner_mode, "model": st.reasoner_model,
+                         **(st.reasoner.breaker.model_dump() if st.reasoner is not None else {})},
+            "queues": queues, "store": s.model_dump() if s is not None else {}, "database": db,
+            "events": [e.model_dump() for e in st.events]}
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -61,9 +64,11 @@ def api_health(ctx: Ctx):
     return health(ctx)
 
 
-@router.get("/api/status")
-def api_status(ctx: Ctx):
-    return {**ctx.status(), "counts": ctx.store.counts()}
+@router.get("/api/status", response_model=ApiStatus)
+def api_status(ctx: Ctx) -> ApiStatus:
+    """The line now: cameras, queues, the reasoner and its breaker, the store, event sinks; with
+    the verdicts of all time (`counts`)."""
+    return ApiStatus(**dict(ctx.status()), counts=ctx.store.counts())
 
 
 @router.get("/metrics")
