@@ -93,6 +93,18 @@ def test_the_stages_report_exactly_what_the_status_names(tmp_path):
         pipe.stop()
 
 
+def test_the_line_down_names_an_in_process_model_as_the_line_does(tmp_path):
+    from inspector.config import parse_config
+
+    for name in ("m.gguf", "p.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    cfg = parse_config({"data_dir": str(tmp_path / "d"), "cameras": [{"id": "cam1", "source": {"type": "demo"}}],
+                        "reasoner": {"type": "llama_cpp", "model": str(tmp_path / "m.gguf"),
+                                     "mmproj": str(tmp_path / "p.gguf")}})
+    st = offline_status(cfg, "no answer")
+    assert st.reasoner_mode == "vlm" and st.reasoner_model == "m.gguf" and not st.line.up
+
+
 def test_a_line_socket_answering_another_shape_reads_as_the_line_down(tmp_path, short_dir):
     """Another version of the line, or something else on its socket path: the dashboard says the
     line is down and why, in one line, and keeps serving."""
@@ -135,3 +147,14 @@ def test_a_source_plugin_that_is_not_a_frame_source_is_refused_in_one_line(tmp_p
         assert "judged" in msg and "remember" in msg and "replay" in msg
     finally:
         SOURCES._plugins.pop("bare-test")
+
+
+def test_a_backend_that_is_not_a_reasoner_is_refused_in_one_line(tmp_path):
+    from inspector.reasoner import BACKENDS, ReasonerConfigError, build_reasoner
+
+    BACKENDS.register("bare-test")(lambda cfg, data_dir: object())
+    try:
+        with pytest.raises(ReasonerConfigError, match="'bare-test' is not a Reasoner"):
+            build_reasoner(types.SimpleNamespace(type="bare-test"), tmp_path)
+    finally:
+        BACKENDS._plugins.pop("bare-test")

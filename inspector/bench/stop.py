@@ -37,13 +37,17 @@ def one_stop(d: Path, frames: Path, reasoner: dict, started) -> float:
     cfg = d / "line.yaml"
     out = d / "verdicts.jsonl"
     cfg.write_text(yaml.safe_dump(_config(d / "data", frames, reasoner)))
-    p = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
-                          "--verdicts-out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = d / "stderr.log"  # a file, not a pipe nobody reads while the line runs
+    with open(log, "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(cfg), "--no-web",
+                              "--verdicts-out", str(out)], stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + STARTED_WITHIN_S
         while not started(out):
             if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the line did not get going: {(p.communicate()[1] or '')[-500:]}")
+                p.kill()
+                p.wait()
+                raise RuntimeError(f"the line did not get going: {log.read_text()[-500:]}")
             time.sleep(0.05)
         t = time.perf_counter()
         p.send_signal(signal.SIGTERM)
@@ -53,6 +57,17 @@ def one_stop(d: Path, frames: Path, reasoner: dict, started) -> float:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def _rounds(tmp: Path, frames: Path, vlm, rounds: int, in_flight: list, idle: list) -> None:
+    for r in range(rounds):  # interleaved, so the machine's drift hits both alike
+        asked = len(vlm.requests)
+        in_flight.append(one_stop(tmp / f"vlm{r}", frames,
+                                  {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
+                                   "timeout_s": VLM_DELAY_S * 2},
+                                  lambda out, asked=asked: len(vlm.requests) > asked))
+        idle.append(one_stop(tmp / f"none{r}", frames, {"type": "none"},
+                             lambda out: out.exists() and out.stat().st_size > 0))
 
 
 def main(rounds: int = 3, as_json: bool = False) -> int:
@@ -65,14 +80,11 @@ def main(rounds: int = 3, as_json: bool = False) -> int:
         tmp = Path(tmp)
         frames = generate(tmp / "demo", parts=12, seed=7).frames_dir
         in_flight, idle = [], []
-        for r in range(rounds):  # interleaved, so the machine's drift hits both alike
-            asked = len(vlm.requests)
-            in_flight.append(one_stop(tmp / f"vlm{r}", frames,
-                                      {"type": "openai", "base_url": vlm.base_url, "server": "llama_cpp_python",
-                                       "timeout_s": VLM_DELAY_S * 2},
-                                      lambda out, asked=asked: len(vlm.requests) > asked))
-            idle.append(one_stop(tmp / f"none{r}", frames, {"type": "none"},
-                                 lambda out: out.exists() and out.stat().st_size > 0))
+        try:
+            _rounds(tmp, frames, vlm, rounds, in_flight, idle)
+        except RuntimeError as e:
+            print(f"inspector: bench stop: {e}", file=sys.stderr)
+            return 1
     res = {"bench": "stop", "rounds": rounds, "stop_in_flight_s": round(statistics.median(in_flight), 2),
            "stop_idle_s": round(statistics.median(idle), 2), "bar_s": STOP_WITHIN_S, "systemd_kill_s": 10.0}
     res["ratio"] = round(res["stop_in_flight_s"] / res["stop_idle_s"], 2) if res["stop_idle_s"] else None

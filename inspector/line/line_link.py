@@ -145,5 +145,7 @@ def offline_status(cfg: Config, why: str) -> LineStatus:
         "test_model" if getattr(cfg.reasoner, "test_model", False) else "vlm")
     cams = [CameraStatus(id=c.id, source=describe_source(c.source), error=why, trigger=c.trigger.mode)
             for c in cfg.cameras]
-    return LineStatus(reasoner_mode=mode, reasoner_model=getattr(cfg.reasoner, "model", None),
+    # As the running line names it: a model file by its name (llama_cpp), a server's model as sent.
+    model = getattr(cfg.reasoner, "model", None)
+    return LineStatus(reasoner_mode=mode, reasoner_model=model.name if isinstance(model, Path) else model,
                       cameras=cams, line=LineUp(up=False, error=why))

@@ -214,7 +214,11 @@ register = BACKENDS.register
 
 def build_reasoner(cfg, data_dir) -> Reasoner | None:
     """The configured backend, or None for `type: none` (detector-only verdicts)."""
-    return BACKENDS.get(cfg.type)(cfg, data_dir)
+    backend = BACKENDS.get(cfg.type)(cfg, data_dir)
+    if backend is not None and not isinstance(backend, Reasoner):
+        raise ReasonerConfigError(f"reasoner type {cfg.type!r} is not a Reasoner "
+                                  f"({type(backend).__name__}); subclass inspector.reasoner.Reasoner")
+    return backend
 
 
 @register("none")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 
-
 from inspector.util import durable
 from inspector.util.image_file import ImageError, read_image
 from inspector.capture.sources import FrameSource, SourceError, register

@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class LiveSource(FrameSource):
-    fps = None  # paced by the camera itself
-    default_roi = None
-    replay = False
+    replay = False  # paced by the camera itself (fps None): it must never wait for the line
 
     def __init__(self, cfg, name: str):
         self.cfg = cfg

@@ -41,7 +41,7 @@ window.plantTime = (function () {
       "the verdicts shown are history.";
     const b = (s.reasoner && s.reasoner.breaker) || {state: "closed"}, vb = document.getElementById("vlm-banner");
     vb.hidden = b.state === "closed";
-    if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error}. ` +
+    if (!vb.hidden) vb.textContent = `VLM unavailable: parts that need it go to review. Last error: ${b.last_error || ""}. ` +
       `${s.vlm_backlog} crop(s) kept to ask again when it is back.`;
     const d = s.store || {}, db = document.getElementById("disk-banner");
     db.hidden = !d.images_paused;
