@@ -7,7 +7,7 @@
 #                         configured system-wide; on a machine run by systemd, Debian starts its
 #                         own mosquitto on port 1883, which the tests do not use), and Debian's
 #                         systemd for `systemd-analyze verify` on the units, and libfuse3 for the
-#                         power-loss test's filesystem
+#                         power-loss test's filesystem; PyTorch (CPU) for `inspector train`'s tests
 # Idempotent: re-running installs only what is missing. pip caches the llama-cpp-python build
 # (~6 minutes on 2 cores the first time).
 set -eu
@@ -36,7 +36,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$want_test" = "test" ]; then
-  .venv/bin/python -m pip install -q -e '.[test,build-models]'
+  .venv/bin/python -m pip install -q -e '.[test,build-models,train]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -44,7 +44,9 @@ def cmd_calibrate(args) -> int:
               f"{[p.name for p in cfg.products]})")
     if not 0 <= args.target < 1:
         _fail(f"--target must be a rate in 0..1, got {args.target}")
-    det = _detector_for(cfg)
+    det = _detector_for(cfg, args.product)
+    if det.model_id.startswith(f"{args.product}-anomaly@"):
+        print(f"product {args.product}: calibrating its own model {det.model_id} (from `inspector train`)")
     roi = _roi_for(args, cfg, args.product)
     good = _images_in(args.good, "--good")
     bad = _images_in(args.bad, "--bad") if args.bad else []
@@ -78,6 +80,16 @@ def cmd_calibrate(args) -> int:
     print(f"  good parts: {m.good_images}, false-reject rate {m.false_reject_rate:.2%} ({rejects} of "
           f"{m.good_images}; 95% interval {lo:.2%}-{hi:.2%}); target at most {args.target:.2%}"
           f"{'; each scored by statistics fitted on the others' if best.stats is not None else ''}")
+    if m.false_reject_cv:
+        cv_sent, cv_n = m.false_reject_cv
+        print(f"  cross-validated: thresholds fitted on two thirds of the good parts sent {cv_sent} of {cv_n} of "
+              f"the other third on ({cv_sent / cv_n:.2%}); fold thresholds "
+              f"{', '.join(f'{t:.4g}' for t in m.fold_thresholds or [])}")
+    if m.unstable:
+        print(f"inspector: warning: the fit is unstable: thresholds fitted on two thirds of the good parts sent "
+              f"{m.false_reject_cv[0]} of {m.false_reject_cv[1]} of the other third on, against a target of "
+              f"{args.target:.2%}; new good parts will likely be sent on more often than the target. Calibrate "
+              f"on more good parts (covering the product's whole range), or raise --target", file=sys.stderr)
     if hi > args.target:
         need = cal.parts_to_show(args.target)
         print(f"inspector: note: with {m.good_images} good parts the false-reject rate is only known to be "
@@ -141,7 +153,7 @@ def cmd_eval(args) -> int:
     from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
 
     cfg = _load(args)
-    det = _detector_for(cfg)
+    det = _detector_for(cfg, args.product)
     try:
         items = read_labels(args.labels, args.images)
     except EvalError as e:
@@ -179,9 +191,61 @@ def cmd_eval(args) -> int:
     lo, hi = rep.defect_recall_ci95
     print(f"  defect recall                  {rep.defect_recall:.4f}  ({rep.defects_found}/{rep.defects} found: IoU >= "
           f"0.1 or centre inside; 95% interval {lo:.3f}-{hi:.3f})")
+    for kind, (hit, of) in rep.per_kind.items():
+        print(f"    {kind:28s} {hit / of:.4f}  ({hit}/{of})")
     print(f"  false candidates per good part {rep.false_candidates_per_good:.3f}")
     glo, ghi = rep.good_sent_to_vlm_ci95
     print(f"  frames sent to the VLM         {rep.sent_to_vlm:.2%}  (good parts {rep.good_sent_to_vlm:.2%}, "
           f"95% interval {glo:.2%}-{ghi:.2%}; defective {rep.bad_sent_to_vlm:.2%})")
     print(f"  PR curve: {out}")
     return 0
+
+
+def cmd_train(args) -> int:
+    """Fine-tune the bundled detector on one product's good parts, then calibrate it."""
+    import argparse
+
+    from inspector.prefilter import ModelError
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter import train
+    from inspector.prefilter.evaluate import progress
+    from inspector.prefilter.manifest import load_entry
+
+    cfg = _load(args)
+    if args.product not in {p.name for p in cfg.products}:
+        _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+    if cfg.detector.type != "default":
+        _fail(f"inspector train fine-tunes the bundled detector (detector.type default); this config's "
+              f"detector is {cfg.detector.type!r}")
+    if not 0 <= args.target < 1:
+        _fail(f"--target must be a rate in 0..1, got {args.target}")
+    try:
+        train.require_torch()
+        entry = load_entry(cfg.detector.manifest, cfg.detector.model)
+    except (train.TrainError, ModelError) as e:
+        _fail(str(e))
+    base = _detector_for(cfg)
+    roi = _roi_for(args, cfg, args.product)
+    good, unreadable = cal.readable(_images_in(args.good, "--good"), cfg.limits.max_image_pixels)
+    for u in unreadable:
+        print(f"inspector: {u} (skipped)", file=sys.stderr)
+    if len(good) < cal.MIN_GOOD_PARTS:
+        _fail(f"{len(good)} readable good parts are too few to train on: at least {cal.MIN_GOOD_PARTS} are needed "
+              f"(and calibrating the trained model needs them too)")
+    try:
+        trained = train.fine_tune(base, cfg.detector.model, good, roi,
+                                  steps=train.STEPS if args.steps is None else args.steps,
+                                  seed=train.SEED if args.seed is None else args.seed,
+                                  threads=args.threads, max_pixels=cfg.limits.max_image_pixels, progress=progress)
+        model, manifest = train.save(cfg.calibration_dir, args.product, trained, entry, cfg.detector.manifest,
+                                     args.good)
+    except train.TrainError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the trained model to {cfg.calibration_dir}: {e.strerror or e}")
+    print(f"product {args.product}: fine-tuned {entry.name}@{entry.sha256[:12]} on {trained.parts} good parts, "
+          f"{trained.steps} steps in {trained.seconds:.0f} s (loss {trained.loss_first:.3f} -> {trained.loss_last:.3f})")
+    print(f"  wrote {model} (sha256 {trained.sha256[:12]}) and {manifest.name}; calibrating it now")
+    return cmd_calibrate(argparse.Namespace(
+        config=args.config, product=args.product, good=args.good, bad=args.bad, target=args.target,
+        statistics=True, weighted=True, components=None, roi=args.roi, out_dir=None))

@@ -32,11 +32,13 @@ def _open_store(cfg):
     return store
 
 
-def _detector_for(cfg):
-    from inspector.prefilter import ModelError, build_detector
+def _detector_for(cfg, product: str | None = None):
+    """The shared detector, or `product`'s own model when `inspector train` made one."""
+    from inspector.prefilter import ModelError
+    from inspector.prefilter.product_model import detector_for
 
     try:
-        return build_detector(cfg.detector)
+        return detector_for(cfg, product)
     except ModelError as e:
         _fail(str(e))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from inspector.cli.accounts import cmd_tokens, cmd_users
 from inspector.cli.admin import cmd_bench, cmd_config, cmd_doctor, cmd_install
-from inspector.cli.calibrate import cmd_calibrate, cmd_calibrate_camera, cmd_eval
+from inspector.cli.calibrate import cmd_calibrate, cmd_calibrate_camera, cmd_eval, cmd_train
 from inspector.cli.data import cmd_db, cmd_export
 from inspector.cli.images import cmd_detect, cmd_reason
 from inspector.cli.run import cmd_run, cmd_web
@@ -93,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, help="where to write <product>.yaml (default: calibration_dir)")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("train", help="fine-tune the bundled detector on one product's good parts, then calibrate it",
+                       description="Fine-tunes the bundled pre-filter network on patches of the product's good parts "
+                                   "with synthetic defects painted on them, writes calibration/<product>.model.onnx "
+                                   "(+ .model.json, its manifest with sha256 and recipe), and calibrates it as "
+                                   "`calibrate thresholds` does. The product's cameras then run that model. Needs "
+                                   "the [train] extra (PyTorch, onnx). Delete the two files and calibrate again to "
+                                   "go back to the shared model.")
+    p.add_argument("--product", required=True)
+    p.add_argument("--good", type=Path, required=True, help="folder of images of good parts (at least 12)")
+    p.add_argument("--bad", type=Path, help="folder of images of defective parts (calibration reports recall)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 400: minutes on 2 cores)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: fixed, so a run repeats)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: all)")
+    p.add_argument("--target", type=float, default=0.01, help="most good parts to send on (0.01 = 1%%)")
+    p.add_argument("--roi", help="x1,y1,x2,y2 (default: the ROI of the product's camera)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="measure the pre-filter on labelled images")
     p.add_argument("--images", type=Path, required=True, help="folder the labels' paths are relative to")

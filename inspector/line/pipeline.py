@@ -34,6 +34,7 @@ from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
 from inspector.capture.orientation import inside, orienter
 from inspector.prefilter import build_detector
+from inspector.prefilter import product_model
 from inspector.prefilter.calibration import product_tuning
 from inspector.reasoner import build_reasoner
 from inspector.reasoner.backlog import Backlog
@@ -90,6 +91,11 @@ class Pipeline:
         self.store.sync_config(cfg)
         self.store.unpark()  # verdicts an earlier stop could not write: before anything new
         self.versions = self._register_models()
+        # A product with its own model (`inspector train`): its verdicts name that file instead.
+        self.product_versions = {
+            p: {**self.versions, "detector": self.store.register_model(
+                "detector", t.detector.model_id, product_model.paths(cfg.calibration_dir, p)[0])}
+            for p, t in self.tuning.items() if t.detector is not None}
         self.run_id = uuid.uuid4().hex[:12]  # with camera and seq, names each inspection for good
         self.on_verdict: list = []  # called with (inspection_id, uid, verdict) once committed
         self.events = build_senders(cfg, self.store)
@@ -360,7 +366,7 @@ class Pipeline:
                 return
             try:
                 tune = self.tuning.get(products[frame.camera_id])
-                cands = (self.detector.detect(frame.image, frame.roi, tune.threshold, tune.normal)
+                cands = ((tune.detector or self.detector).detect(frame.image, frame.roi, tune.threshold, tune.normal)
                          if tune else self.detector.detect(frame.image, frame.roi))
                 cands = inside(polygons[frame.camera_id], cands)
                 crops = make_crops(frame.image, cands, self.cfg.cropper) if cands else []
@@ -497,7 +503,7 @@ class Pipeline:
                 listener(inspection_id, uid, verdict)
 
         try:
-            self.store.submit(verdict, product, self.reasoner_mode, uid=uid, versions=self.versions,
+            self.store.submit(verdict, product, self.reasoner_mode, uid=uid, versions=self.product_versions.get(product, self.versions),
                               crops=tuple(crops), on_commit=committed)
         except Exception as e:
             self.stats.store_errors += 1

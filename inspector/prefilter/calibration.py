@@ -10,6 +10,7 @@ product's cameras (the threshold unless `detector.threshold` is set explicitly).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ class Measured(BaseModel):
     false_reject_rate: float  # good images with at least one candidate at the threshold
     # Wilson 95%: where the rate of new good parts can be, measured on this many (None: older files)
     false_reject_ci95: tuple[float, float] | None = None
+    # Cross-validated: each third of the good parts scored against a threshold fitted on the other
+    # two thirds. How far a threshold fitted on this few parts carries to new ones (None: older files).
+    false_reject_cv: tuple[int, int] | None = None  # (sent on, of)
+    fold_thresholds: list[float] | None = None
+    unstable: bool = False  # the cross-validated rate is well over the target: see `cv_unstable`
     bad_images: int = 0
     bad_recall: float | None = None  # bad images with at least one candidate
     image_auroc: float | None = None
@@ -92,6 +98,7 @@ class Tuning:
     threshold: float
     normal: NormalStatistics | None = None
     source: str = ""
+    detector: object | None = None  # the product's own model (`inspector train`); None: the shared one
 
 
 def load_for(directory: Path, product: str, detector) -> Tuning | None:
@@ -121,23 +128,31 @@ def load_for(directory: Path, product: str, detector) -> Tuning | None:
 
 
 def product_tuning(cfg: Config, detector) -> dict[str, Tuning]:
-    """Each product's pre-filter Tuning: an explicit detector.threshold (the model's own map, for
-    every product), else the product's calibration (threshold and normal statistics), else
-    nothing (the model's default threshold)."""
+    """Each product's pre-filter Tuning: its own model when `inspector train` made one, and an
+    explicit detector.threshold (on the model's own map, for every product), else the product's
+    calibration (threshold and normal statistics), else nothing (the model's default threshold)."""
+    from inspector.prefilter.product_model import detector_for
+
     out = {}
     for product in sorted({cam.product for cam in cfg.cameras}):
+        det = detector_for(cfg, product, detector)
+        own = det if det is not detector else None
         if cfg.detector.threshold is not None:
-            out[product] = Tuning(cfg.detector.threshold, None, "detector.threshold")
+            out[product] = Tuning(cfg.detector.threshold, None, "detector.threshold", own)
             continue
         try:
-            t = load_for(cfg.calibration_dir, product, detector)
+            t = load_for(cfg.calibration_dir, product, det)
         except CalibrationError as e:
             raise ModelError(str(e)) from None
         if t is None:
+            if own is not None:
+                raise ModelError(f"product {product} has its own model ({own.model_id}) but no calibration for "
+                                 f"it: run `inspector calibrate thresholds --product {product}`")
             continue
-        out[product] = t
-        log.info("product %s: pre-filter threshold %.4g%s from %s", product, t.threshold,
-                 " with normal statistics" if t.normal is not None else "", t.source)
+        out[product] = Tuning(t.threshold, t.normal, t.source, own)
+        log.info("product %s: pre-filter threshold %.4g%s%s from %s", product, t.threshold,
+                 " with normal statistics" if t.normal is not None else "",
+                 f" on its own model {own.model_id}" if own is not None else "", t.source)
     return out
 
 
@@ -171,6 +186,16 @@ def fit_threshold(good_scores, target: float) -> float:
 # of 11 sent on still leaves up to 26% possible), with or without normal statistics.
 MIN_GOOD_PARTS = 12
 FOLDS = 3
+
+
+def cv_unstable(sent: int, n: int, target: float) -> bool:
+    """A fit is unstable when thresholds fitted on two thirds of the good parts send clearly more
+    of the other third on than the target allows: more than twice the parts it allows, and at
+    least two more (one part over is what a target of a few parts in 40 means anyway)."""
+    if not n:
+        return False
+    allowed = math.floor(target * n + 1e-9)
+    return sent > allowed + max(1, allowed)
 
 
 def parts_to_show(target: float, z: float = 1.96) -> int | None:
@@ -215,6 +240,21 @@ class Fitted:
     good: list  # evaluate.ImageResult at the threshold; out-of-fold with statistics
     bad: list
     unreadable: list[str]
+    target: float = 0.0
+    fold_scores: list = dataclasses.field(default_factory=list)  # FOLDS lists of good parts' scores
+
+    def cross_validated(self) -> tuple[int, int, list[float]]:
+        """(sent on, of, thresholds): each fold's good parts against the threshold fitted on the others."""
+        sent, n, thresholds = 0, 0, []
+        for k, scores in enumerate(self.fold_scores):
+            others = [s for j, f in enumerate(self.fold_scores) if j != k for s in f]
+            if not scores or not others:
+                continue
+            t = fit_threshold(others, self.target)
+            thresholds.append(t)
+            sent += sum(s >= t for s in scores)
+            n += len(scores)
+        return sent, n, thresholds
 
     def measured(self) -> Measured:
         from inspector.prefilter.metrics import roc_auc
@@ -224,10 +264,14 @@ class Fitted:
         rejects = sum(bool(r.candidates) for r in self.good)
         frr = rejects / len(self.good)
         ci = wilson(rejects, len(self.good))
+        cv_sent, cv_n, thresholds = self.cross_validated()
+        stability = dict(false_reject_cv=(cv_sent, cv_n) if cv_n else None,
+                         fold_thresholds=[round(t, 6) for t in thresholds] or None,
+                         unstable=cv_unstable(cv_sent, cv_n, self.target))
         if not self.bad:
-            return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci)
+            return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci, **stability)
         scores = [r.score for r in self.good + self.bad]
-        return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci,
+        return Measured(good_images=len(self.good), false_reject_rate=frr, false_reject_ci95=ci, **stability,
                         bad_images=len(self.bad),
                         bad_recall=float(np.mean([bool(r.candidates) for r in self.bad])),
                         image_auroc=roc_auc(scores, [False] * len(self.good) + [True] * len(self.bad)))
@@ -280,6 +324,10 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
     if len(scores) < MIN_GOOD_PARTS:
         raise _too_few(len(scores), unreadable, given)
     thr = fit_threshold(scores, target)
+    if stats is None:  # scores do not depend on a fit: thirds by position, as with statistics
+        fold_scores = [scores[k::FOLDS] for k in range(FOLDS)]
+    else:
+        fold_scores = [[r.score for r in res] for _, res in folds]
     good_res = []
     for st, res in folds:
         good_res += run(detector, [Labelled(r.path, []) for r in res], roi, thr, "checking the threshold",
@@ -287,7 +335,7 @@ def fit(detector, good: list[Path], bad: list[Path], roi, target: float, statist
     bad_res, bad_unreadable = (run(detector, [Labelled(p, []) for p in bad], roi, thr, "checking bad parts", stats,
                                    max_pixels)
                                if bad else ([], []))
-    return Fitted(stats, thr, good_res, bad_res, unreadable + bad_unreadable)
+    return Fitted(stats, thr, good_res, bad_res, unreadable + bad_unreadable, target, fold_scores)
 
 
 def fit_best(detector, good, bad, roi, target, statistics: bool, progress=None,

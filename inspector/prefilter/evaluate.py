@@ -30,6 +30,7 @@ class EvalError(InspectorError):
 class Labelled:
     path: Path
     boxes: list[Box]
+    kinds: list[str] | None = None  # each box's defect kind, when the labels name them
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ImageResult:
     boxes: list[Box]
     score: float
     candidates: list[Box]
+    kinds: list[str] | None = None
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Report:
     good_sent_to_vlm_ci95: tuple[float, float]  # Wilson, as the recall's: with this many good parts
     bad_sent_to_vlm: float
     unreadable: list[str] = field(default_factory=list)
+    # Per defect kind, when the labels name kinds: {kind: [found, of]}. A quality engineer needs
+    # "misses thin scratches" more than one pooled number.
+    per_kind: dict[str, list[int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         def r(v):
@@ -76,14 +81,21 @@ def read_labels(labels: Path, images_dir: Path) -> list[Labelled]:
             continue
         try:
             row = json.loads(line)
-            boxes = row["boxes"] if "boxes" in row else [d["box"] for d in row["defects"]]
+            if "boxes" in row:
+                boxes, kinds = row["boxes"], row.get("kinds")
+            else:
+                boxes, kinds = [d["box"] for d in row["defects"]], [d.get("type") for d in row["defects"]]
+                kinds = kinds if all(isinstance(k, str) and k for k in kinds) else None
             boxes = [tuple(float(v) for v in b) for b in boxes]
             if any(len(b) != 4 or b[0] >= b[2] or b[1] >= b[3] for b in boxes):
                 raise ValueError("a box is not x1,y1,x2,y2 with x1<x2, y1<y2")
-            out.append(Labelled(Path(images_dir) / row["image"], boxes))
+            if kinds is not None and (not isinstance(kinds, list) or len(kinds) != len(boxes)
+                                      or not all(isinstance(k, str) and k for k in kinds)):
+                raise ValueError("'kinds' must list one name per box")
+            out.append(Labelled(Path(images_dir) / row["image"], boxes, kinds))
         except (ValueError, KeyError, TypeError) as e:
             raise EvalError(f"{labels} line {n}: expected {{\"image\": ..., \"boxes\": "
-                            f"[[x1, y1, x2, y2], ...]}}: {e}") from None
+                            f"[[x1, y1, x2, y2], ...], \"kinds\" (optional): [name, ...]}}: {e}") from None
     if not out:
         raise EvalError(f"{labels} lists no images")
     return out
@@ -115,7 +127,7 @@ def run(detector, items: list[Labelled], roi: Box | None, threshold: float, what
             except ValueError as e:  # e.g. an ROI that does not fit this image
                 unreadable.append(f"{it.path}: {e}")
             else:
-                results.append(ImageResult(it.path, it.boxes, ins.score, [c.box for c in ins.candidates]))
+                results.append(ImageResult(it.path, it.boxes, ins.score, [c.box for c in ins.candidates], it.kinds))
         progress(i, len(items), what)
     return results, unreadable
 
@@ -130,6 +142,12 @@ def report(results: list[ImageResult], threshold: float, unreadable=()) -> Repor
     n_found = sum(found(b, c) for b, c in defects)
     recall = n_found / len(defects) if defects else float("nan")
     sent = [bool(r.candidates) for r in results]
+    per_kind: dict[str, list[int]] = {}
+    for r in bad:
+        for b, k in zip(r.boxes, r.kinds or []):
+            tally = per_kind.setdefault(k, [0, 0])
+            tally[0] += bool(found(b, r.candidates))
+            tally[1] += 1
     return Report(
         threshold=threshold, images=len(results), good=len(good), defects=len(defects),
         image_auroc=roc_auc([r.score for r in results], labels), defect_recall=recall,
@@ -139,7 +157,7 @@ def report(results: list[ImageResult], threshold: float, unreadable=()) -> Repor
         good_sent_to_vlm=float(np.mean([bool(r.candidates) for r in good])) if good else float("nan"),
         good_sent_to_vlm_ci95=wilson(sum(bool(r.candidates) for r in good), len(good)),
         bad_sent_to_vlm=float(np.mean([bool(r.candidates) for r in bad])) if bad else float("nan"),
-        unreadable=list(unreadable))
+        unreadable=list(unreadable), per_kind=dict(sorted(per_kind.items())))
 
 
 def draw_pr_curve(results: list[ImageResult], threshold: float, path: Path, title: str) -> None:

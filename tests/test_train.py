@@ -1,0 +1,186 @@
+"""`inspector train`: the bundled network fine-tuned on one product's good parts, exported to ONNX
+behind the same contract, hashed, calibrated, and run by that product's cameras only."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("torch", reason="inspector train needs the [train] extra")
+onnx = pytest.importorskip("onnx")
+
+from inspector.config import DetectorConfig, load_config  # noqa: E402
+from inspector.prefilter import ModelError, build_detector  # noqa: E402
+from inspector.prefilter.calibration import product_tuning  # noqa: E402
+from inspector.prefilter.product_model import detector_for, paths  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+
+
+def grain(rng, size=192) -> np.ndarray:
+    """A busy wood-like surface: stretched noise with fine speckle, a different cut each part."""
+    n = cv2.resize(rng.normal(size=(size // 16, size // 2)).astype(np.float32), (size, size),
+                   interpolation=cv2.INTER_CUBIC)
+    fine = cv2.GaussianBlur(rng.normal(size=(size, size)).astype(np.float32), (0, 0), 1.0)
+    lum = 120 + 28 * n + 14 * fine
+    return np.clip(np.stack([lum * 0.7, lum * 0.85, lum], -1), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def plant(tmp_path):
+    rng = np.random.default_rng(7)
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(good / f"g{i:02d}.png"), grain(rng))
+    line = tmp_path / "line"
+    line.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(line / f"p{i}.png"), grain(rng))
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "calibration_dir": str(tmp_path / "cal"), "web": {"enabled": False},
+        "products": [{"name": "oak"}, {"name": "steel"}],
+        "cameras": [{"id": "c-oak", "product": "oak", "source": {"type": "folder", "path": str(line)}},
+                    {"id": "c-steel", "product": "steel", "source": {"type": "folder", "path": str(line)}}]}))
+    return tmp_path, cfg
+
+
+def test_the_torch_network_computes_what_onnxruntime_computes():
+    """What is trained is the bundled graph itself: interpreted in torch, its map matches
+    onnxruntime's, and written back unchanged it is the same model."""
+    import onnxruntime as ort
+    import torch
+
+    from inspector.prefilter.onnx_torch import build, write_back
+
+    model = onnx.load(str(DetectorConfig().model))
+    net, names = build(model, "anomaly_map")
+    assert len(names) == 26  # 13 convolutions' weights and biases: the parameters that train
+    x = np.random.default_rng(1).integers(0, 256, (1, 96, 128, 3), dtype=np.uint8)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["anomaly_map"], {"image": x})[0]
+    with torch.no_grad():
+        got = net(torch.from_numpy(x))[0].numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+    with torch.no_grad():
+        next(iter(net.params.values())).mul_(0.5)  # a changed weight lands in the written file
+    out = write_back(model, net, names)
+    again = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["anomaly_map"], {"image": x})[0]
+    assert np.abs(again - want).max() > 1e-3
+    assert [o.name for o in out.graph.output] == [o.name for o in model.graph.output]
+
+
+def test_train_writes_a_hashed_model_that_only_its_product_runs(plant):
+    tmp, cfg_path = plant
+    p = run_cli("train", "--product", "oak", "--good", str(tmp / "good"), "--steps", "12", "--target", "0.1",
+                "--config", str(cfg_path), timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "fine-tuned default-anomaly@" in p.stdout and "on 12 good parts, 12 steps" in p.stdout
+    model, manifest = paths(tmp / "cal", "oak")
+    entry = json.loads(manifest.read_text())["models"][0]
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert entry["sha256"] == sha and entry["file"] == model.name and entry["name"] == "oak-anomaly"
+    assert entry["recipe"]["steps"] == 12 and entry["recipe"]["good_parts"] == 12
+    bundled = json.loads(DetectorConfig().manifest.read_text())["models"][0]
+    assert sha != bundled["sha256"] and entry["normal_statistics"] == bundled["normal_statistics"]
+    cal = yaml.safe_load((tmp / "cal" / "oak.yaml").read_text())
+    assert cal["detector_model"] == f"oak-anomaly@{sha[:12]}" and cal["normal_statistics"]
+
+    # The line: oak runs its own model, steel (uncalibrated) the shared one; verdicts say which.
+    cfg = load_config(cfg_path)
+    shared = build_detector(cfg.detector)
+    tuning = product_tuning(cfg, shared)
+    assert tuning["oak"].detector.model_id == f"oak-anomaly@{sha[:12]}" and "steel" not in tuning
+    from inspector.line.pipeline import Pipeline
+
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        assert pipe.done.wait(120)
+        rows = pipe.store.feed(limit=10)
+        by_camera = {r["camera_id"]: pipe.store.inspection(r["id"])["models"]["detector"] for r in rows}
+    finally:
+        pipe.stop()
+    assert by_camera["c-oak"] == {"name": f"oak-anomaly@{sha[:12]}", "sha256": sha}
+    assert by_camera["c-steel"]["sha256"] == bundled["sha256"]
+
+    # A changed file is refused by its hash, in one line, wherever the product's model is opened.
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 1
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its manifest"):
+        detector_for(cfg, "oak")
+    e = run_cli("eval", "--images", str(tmp / "good"), "--labels", str(tmp / "none.jsonl"), "--product", "oak",
+                "--config", str(cfg_path))
+    assert e.returncode != 0 and "does not match its manifest" in e.stderr and "Traceback" not in e.stderr
+
+
+def test_training_lowers_the_loss_and_repeats_with_its_seed(plant):
+    from inspector.prefilter import train
+
+    tmp, cfg_path = plant
+    cfg = load_config(cfg_path)
+    det = build_detector(cfg.detector)
+    good = sorted((tmp / "good").glob("*.png"))
+    a = train.fine_tune(det, cfg.detector.model, good, None, steps=40, threads=1)
+    b = train.fine_tune(det, cfg.detector.model, good, None, steps=40, threads=1)
+    assert a.loss_last < a.loss_first
+    assert a.sha256 == b.sha256  # same seed, same parts, same threads: the same file
+
+
+def test_train_without_torch_says_what_to_install(plant, tmp_path):
+    tmp, cfg_path = plant
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "torch.py").write_text("raise ImportError('no torch here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(block), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "inspector", "train", "--product", "oak", "--good", str(tmp / "good"),
+                        "--config", str(cfg_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "pip install 'inspector[train]'" in p.stderr
+    assert not paths(tmp / "cal", "oak")[1].exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--product", "walnut"], "is not in the config"),
+    (["--product", "oak", "--steps", "0"], "--steps must be at least 1"),
+    (["--product", "oak", "--target", "1.5"], "--target must be a rate"),
+])
+def test_train_bad_input_is_named(plant, args, message):
+    tmp, cfg_path = plant
+    p = run_cli("train", *args, "--good", str(tmp / "good"), "--config", str(cfg_path))
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+    assert not paths(tmp / "cal", "oak")[1].exists()
+
+
+def test_train_needs_enough_readable_good_parts(plant):
+    tmp, cfg_path = plant
+    few = tmp / "few"
+    few.mkdir()
+    for f in sorted((tmp / "good").glob("*.png"))[:5]:
+        (few / f.name).write_bytes(f.read_bytes())
+    (few / "broken.png").write_bytes(b"not a png")
+    p = run_cli("train", "--product", "oak", "--good", str(few), "--config", str(cfg_path))
+    assert p.returncode == 2 and "5 readable good parts are too few" in p.stderr
+    assert "broken.png" in p.stderr
+
+
+def test_a_product_model_with_another_detector_type_is_refused(plant, tmp_path):
+    tmp, cfg_path = plant
+    model, manifest = paths(tmp / "cal", "oak")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text('{"models": []}')
+    doc = yaml.safe_load(cfg_path.read_text())
+    from tests.onnx_models import anomalib_map
+
+    doc["detector"] = {"type": "anomaly_map", "model": str(anomalib_map(tmp_path / "a.onnx"))}
+    cfg_path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ModelError, match="has its own model .* but detector.type is 'anomaly_map'"):
+        detector_for(load_config(cfg_path), "oak")
