@@ -4,6 +4,7 @@ behind the same contract, hashed, calibrated, and run by that product's cameras 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -31,8 +32,7 @@ def grain(rng, size=192) -> np.ndarray:
     return np.clip(np.stack([lum * 0.7, lum * 0.85, lum], -1), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture
-def plant(tmp_path):
+def _plant(tmp_path):
     rng = np.random.default_rng(7)
     good = tmp_path / "good"
     good.mkdir()
@@ -48,7 +48,12 @@ def plant(tmp_path):
         "products": [{"name": "oak"}, {"name": "steel"}],
         "cameras": [{"id": "c-oak", "product": "oak", "source": {"type": "folder", "path": str(line)}},
                     {"id": "c-steel", "product": "steel", "source": {"type": "folder", "path": str(line)}}]}))
-    return tmp_path, cfg
+    return cfg
+
+
+@pytest.fixture
+def plant(tmp_path):
+    return tmp_path, _plant(tmp_path)
 
 
 def test_the_torch_network_computes_what_onnxruntime_computes():
@@ -77,15 +82,24 @@ def test_the_torch_network_computes_what_onnxruntime_computes():
     assert [o.name for o in out.graph.output] == [o.name for o in model.graph.output]
 
 
-def test_train_writes_a_hashed_model_that_only_its_product_runs(plant):
-    tmp, cfg_path = plant
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One plant whose product oak was trained (briefly) and calibrated by the CLI, as a user would."""
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg_path = _plant(tmp)
     p = run_cli("train", "--product", "oak", "--good", str(tmp / "good"), "--steps", "12", "--target", "0.1",
                 "--config", str(cfg_path), timeout=600)
     assert p.returncode == 0, p.stderr
-    assert "fine-tuned default-anomaly@" in p.stdout and "on 12 good parts, 12 steps" in p.stdout
+    model = paths(tmp / "cal", "oak")[0]
+    return tmp, cfg_path, hashlib.sha256(model.read_bytes()).hexdigest(), p.stdout
+
+
+def test_train_writes_a_hashed_model_and_calibrates_it(trained):
+    tmp, cfg_path, sha, out = trained
+    assert "fine-tuned default-anomaly@" in out and "on 12 good parts, 12 steps" in out
+    assert "calibrating its own model oak-anomaly@" in out
     model, manifest = paths(tmp / "cal", "oak")
     entry = json.loads(manifest.read_text())["models"][0]
-    sha = hashlib.sha256(model.read_bytes()).hexdigest()
     assert entry["sha256"] == sha and entry["file"] == model.name and entry["name"] == "oak-anomaly"
     assert entry["recipe"]["steps"] == 12 and entry["recipe"]["good_parts"] == 12
     bundled = json.loads(DetectorConfig().manifest.read_text())["models"][0]
@@ -93,10 +107,11 @@ def test_train_writes_a_hashed_model_that_only_its_product_runs(plant):
     cal = yaml.safe_load((tmp / "cal" / "oak.yaml").read_text())
     assert cal["detector_model"] == f"oak-anomaly@{sha[:12]}" and cal["normal_statistics"]
 
-    # The line: oak runs its own model, steel (uncalibrated) the shared one; verdicts say which.
+
+def test_only_the_trained_product_runs_its_model_and_its_verdicts_say_so(trained):
+    tmp, cfg_path, sha, _ = trained
     cfg = load_config(cfg_path)
-    shared = build_detector(cfg.detector)
-    tuning = product_tuning(cfg, shared)
+    tuning = product_tuning(cfg, build_detector(cfg.detector))
     assert tuning["oak"].detector.model_id == f"oak-anomaly@{sha[:12]}" and "steel" not in tuning
     from inspector.line.pipeline import Pipeline
 
@@ -108,18 +123,43 @@ def test_train_writes_a_hashed_model_that_only_its_product_runs(plant):
         by_camera = {r["camera_id"]: pipe.store.inspection(r["id"])["models"]["detector"] for r in rows}
     finally:
         pipe.stop()
+    bundled = json.loads(DetectorConfig().manifest.read_text())["models"][0]
     assert by_camera["c-oak"] == {"name": f"oak-anomaly@{sha[:12]}", "sha256": sha}
     assert by_camera["c-steel"]["sha256"] == bundled["sha256"]
 
-    # A changed file is refused by its hash, in one line, wherever the product's model is opened.
+
+def test_bench_prefilter_times_the_product_against_the_bundled_model(trained):
+    tmp, cfg_path, sha, _ = trained
+    p = run_cli("bench", "prefilter", "--frames", "4", "--product", "oak", "--json", "--config", str(cfg_path),
+                timeout=600)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])["product"]
+    assert r["model"] == f"oak-anomaly@{sha[:12]}" and r["calibrated"] and r["normal_statistics"]
+    assert r["ratio"] == pytest.approx(r["stage_ms"] / r["bundled_stage_ms"], rel=0.02)
+    assert r["over_bar"] == (r["ratio"] > r["bar"]) and f"ratio {r['ratio']:.3f} (bar 1.5" in p.stdout
+    bad = run_cli("bench", "prefilter", "--product", "walnut", "--config", str(cfg_path))
+    assert bad.returncode == 2 and "'walnut' is not in the config" in bad.stderr
+
+
+def test_a_changed_product_model_is_refused_by_its_hash(trained, tmp_path):
+    tmp, cfg_path, sha, _ = trained
+    cal = tmp_path / "cal"
+    shutil.copytree(tmp / "cal", cal)
+    doc = yaml.safe_load(cfg_path.read_text())
+    doc["calibration_dir"] = str(cal)
+    cfg2 = tmp_path / "line.yaml"
+    cfg2.write_text(yaml.safe_dump(doc))
+    model = paths(cal, "oak")[0]
     data = bytearray(model.read_bytes())
     data[-1] ^= 1
     model.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match its manifest"):
-        detector_for(cfg, "oak")
+        detector_for(load_config(cfg2), "oak")
     e = run_cli("eval", "--images", str(tmp / "good"), "--labels", str(tmp / "none.jsonl"), "--product", "oak",
-                "--config", str(cfg_path))
-    assert e.returncode != 0 and "does not match its manifest" in e.stderr and "Traceback" not in e.stderr
+                "--config", str(cfg2))
+    assert e.returncode == 2 and "does not match its manifest" in e.stderr and "Traceback" not in e.stderr
+    r = run_cli("run", "--config", str(cfg2), "--no-web", "--exit-when-done")
+    assert r.returncode != 0 and "does not match its manifest" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_training_lowers_the_loss_and_repeats_with_its_seed(plant):

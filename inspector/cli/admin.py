@@ -7,6 +7,7 @@ import logging
 import sys
 
 from inspector.cli.common import _fail, _load
+from inspector.errors import InspectorError
 
 
 def cmd_doctor(args) -> int:
@@ -74,7 +75,13 @@ def cmd_bench(args) -> int:
         from inspector.bench import prefilter as bench_prefilter
 
         cfg = _load(args)
-        return bench_prefilter.main(cfg.detector, frames=args.calls or 20, as_json=args.json)
+        if args.product and args.product not in {p.name for p in cfg.products}:
+            _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+        try:
+            return bench_prefilter.main(cfg.detector, frames=args.calls or 20, as_json=args.json, cfg=cfg,
+                                        product=args.product)
+        except InspectorError as e:
+            _fail(str(e))
     from inspector.bench import reasoner as bench_reasoner
 
     return bench_reasoner.main(calls=args.calls or 20, as_json=args.json, workdir=args.workdir)
