@@ -287,3 +287,53 @@ def test_eval_and_camera_calibration_skip_a_bomb_by_name(tmp_path, anomalib_conf
     p = run_cli("calibrate", "camera", "--camera", "c1", "--images", str(d), "--square-mm", "25",
                 "--scale", str(d / "bomb.png"), "--out-dir", str(tmp_path / "cc"), "--config", str(anomalib_config))
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_eval_reports_recall_per_defect_kind(tmp_path, anomalib_config):
+    d = tmp_path / "set"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), img([(20, 20, 30, 30, 250), (40, 40, 44, 44, 250)]))  # both found
+    cv2.imwrite(str(d / "b.png"), img())  # its scratch is missed
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"image": "a.png", "boxes": [[20, 20, 30, 30], [40, 40, 44, 44]],
+                                  "kinds": ["scratch", "hole"]}) + "\n"
+                      + json.dumps({"image": "b.png", "boxes": [[5, 5, 15, 15]], "kinds": ["scratch"]}) + "\n")
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--threshold", "0.5", "--json",
+                "--pr-curve", str(tmp_path / "pr.png"), "--config", str(anomalib_config))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["per_kind"] == {"hole": [1, 1], "scratch": [1, 2]}
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--threshold", "0.5",
+                "--pr-curve", str(tmp_path / "pr.png"), "--config", str(anomalib_config))
+    assert "scratch" in p.stdout and "0.5000  (1/2)" in p.stdout
+    labels.write_text(json.dumps({"image": "a.png", "boxes": [[20, 20, 30, 30]], "kinds": ["scratch", "hole"]}) + "\n")
+    p = run_cli("eval", "--images", str(d), "--labels", str(labels), "--config", str(anomalib_config))
+    assert p.returncode == 2 and "line 1" in p.stderr and "one name per box" in p.stderr
+
+
+def test_calibration_cross_validates_its_threshold_and_warns_when_unstable(tmp_path, anomalib_config):
+    from inspector.prefilter.calibration import cv_unstable
+
+    rng = np.random.default_rng(3)
+    steady, odd = tmp_path / "steady", tmp_path / "odd"
+    steady.mkdir()
+    odd.mkdir()
+    for i in range(24):
+        x, y = rng.integers(0, 60, 2)
+        cv2.imwrite(str(steady / f"g{i:03d}.png"), img([(x, y, x + 2, y + 2, int(rng.integers(40, 200)))]))
+        # Every third part of the odd set is unlike the rest (as a batch from another shift would be):
+        # thresholds fitted without them send them all on.
+        v = 240 if i % 3 == 0 else int(rng.integers(40, 60))
+        cv2.imwrite(str(odd / f"g{i:03d}.png"), img([(x, y, x + 2, y + 2, v)]))
+    args = ["--product", "disc", "--no-statistics", "--target", "0.05", "--config", str(anomalib_config)]
+    p = run_cli("calibrate", "thresholds", "--good", str(odd), *args)
+    assert p.returncode == 0, p.stderr
+    m = yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]
+    assert m["false_reject_cv"] == [8, 24] and m["unstable"] and len(m["fold_thresholds"]) == 3
+    assert "warning: the fit is unstable" in p.stderr and "sent 8 of 24" in p.stderr
+    p = run_cli("calibrate", "thresholds", "--good", str(steady), *args)
+    m = yaml.safe_load((tmp_path / "cal" / "disc.yaml").read_text())["measured"]
+    assert p.returncode == 0 and not m["unstable"] and "unstable" not in p.stderr
+    assert m["false_reject_cv"][1] == 24 and "cross-validated" in p.stdout
+    # The rule itself: more than twice what the target allows, and at least two parts more.
+    assert not cv_unstable(1, 40, 0.01) and cv_unstable(2, 40, 0.01)
+    assert not cv_unstable(4, 40, 0.05) and cv_unstable(5, 40, 0.05) and not cv_unstable(0, 0, 0.05)
