@@ -96,7 +96,9 @@ def compare_product(cfg, product: str, imgs, rounds: int) -> dict:
     from inspector.prefilter.normal import fit_on
     from inspector.prefilter.product_model import detector_for
 
-    base = build_detector(type(cfg.detector)())  # today's bundled model, whatever the config says
+    from inspector.config import DetectorConfig
+
+    base = build_detector(DetectorConfig())  # today's bundled model, whatever the config says
     base_normal = fit_on(base, imgs, None)
     det = detector_for(cfg, product)
     tuning = load_for(cfg.calibration_dir, product, det)

@@ -153,6 +153,8 @@ def cmd_eval(args) -> int:
     from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
 
     cfg = _load(args)
+    if args.product and args.product not in {p.name for p in cfg.products}:
+        _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
     det = _detector_for(cfg, args.product)
     try:
         items = read_labels(args.labels, args.images)
@@ -219,6 +221,11 @@ def cmd_train(args) -> int:
               f"detector is {cfg.detector.type!r}")
     if not 0 <= args.target < 1:
         _fail(f"--target must be a rate in 0..1, got {args.target}")
+    if cfg.detector.threshold is not None:
+        _fail("detector.threshold is set in the config: the line would run the trained model at that threshold "
+              "and ignore its calibration; remove detector.threshold first")
+    if args.threads is not None and args.threads < 1:
+        _fail(f"--threads must be at least 1, got {args.threads}")
     try:
         train.require_torch()
         entry = load_entry(cfg.detector.manifest, cfg.detector.model)
@@ -232,6 +239,19 @@ def cmd_train(args) -> int:
     if len(good) < cal.MIN_GOOD_PARTS:
         _fail(f"{len(good)} readable good parts are too few to train on: at least {cal.MIN_GOOD_PARTS} are needed "
               f"(and calibrating the trained model needs them too)")
+    shared = None
+    if args.bad:
+        # The numbers decide, per product: measured first, the shared model is kept if it does better.
+        bad = _images_in(args.bad, "--bad")
+        print(f"product {args.product}: measuring the shared model {base.model_id} first, on the same parts")
+        try:
+            shared, _ = cal.fit_best(base, good, bad, roi, args.target, True, progress,
+                                     max_pixels=cfg.limits.max_image_pixels)
+        except cal.CalibrationError as e:
+            _fail(str(e))
+    # What a failed or interrupted calibration must put back: the line must never be left with a
+    # model that has no calibration, or a calibration naming a model that is gone.
+    kept = _snapshot(cfg.calibration_dir, args.product)
     try:
         trained = train.fine_tune(base, cfg.detector.model, good, roi,
                                   steps=train.STEPS if args.steps is None else args.steps,
@@ -246,6 +266,52 @@ def cmd_train(args) -> int:
     print(f"product {args.product}: fine-tuned {entry.name}@{entry.sha256[:12]} on {trained.parts} good parts, "
           f"{trained.steps} steps in {trained.seconds:.0f} s (loss {trained.loss_first:.3f} -> {trained.loss_last:.3f})")
     print(f"  wrote {model} (sha256 {trained.sha256[:12]}) and {manifest.name}; calibrating it now")
-    return cmd_calibrate(argparse.Namespace(
-        config=args.config, product=args.product, good=args.good, bad=args.bad, target=args.target,
-        statistics=True, weighted=True, components=None, roi=args.roi, out_dir=None))
+    try:
+        rc = cmd_calibrate(argparse.Namespace(
+            config=args.config, product=args.product, good=args.good, bad=args.bad, target=args.target,
+            statistics=True, weighted=True, components=None, roi=args.roi, out_dir=None))
+    except BaseException:
+        _restore(kept)
+        print(f"inspector: the trained model of {args.product} was not kept (its calibration did not finish); "
+              f"the files as they were are back", file=sys.stderr)
+        raise
+    if rc or shared is None or not shared.bad:
+        return rc
+    old, new = shared.measured(), cal.load(cfg.calibration_dir, args.product).measured
+    said = (f"bad parts flagged {new.bad_recall:.2%} (AUROC {new.image_auroc:.4f}) with the trained model, "
+            f"{old.bad_recall:.2%} (AUROC {old.image_auroc:.4f}) with the shared one")
+    if (new.bad_recall, new.image_auroc) > (old.bad_recall, old.image_auroc):
+        print(f"product {args.product}: kept its own model: {said}")
+        return 0
+    manifest.unlink(missing_ok=True)  # the manifest first: it is what makes the product use the model
+    model.unlink(missing_ok=True)
+    cal.save(cfg.calibration_dir, cal.ProductCalibration(
+        product=args.product, detector_model=base.model_id, threshold=shared.threshold,
+        target_false_reject=args.target, roi=roi, measured=old), shared.stats)
+    lo, hi = old.false_reject_ci95
+    print(f"product {args.product}: kept the shared model and calibrated it ({said}); the trained model "
+          f"is removed")
+    print(f"  shared model: threshold {shared.threshold:.6g}, false-reject rate {old.false_reject_rate:.2%} "
+          f"(95% interval {lo:.2%}-{hi:.2%})" + (f"; cross-validated {old.false_reject_cv[0]} of "
+                                                 f"{old.false_reject_cv[1]}" if old.false_reject_cv else "")
+          + ("; the fit is unstable" if old.unstable else ""))
+    return 0
+
+
+def _snapshot(directory, product: str) -> dict:
+    from inspector.prefilter import calibration as cal
+    from inspector.prefilter.product_model import paths
+
+    yaml_path = cal.path_for(directory, product)
+    files = [*paths(directory, product), yaml_path, yaml_path.with_name(f"{product}.normal.npz")]
+    return {f: (f.read_bytes() if f.exists() else None) for f in files}
+
+
+def _restore(kept: dict) -> None:
+    from inspector.util.atomic_write import write_atomic
+
+    for f, data in sorted(kept.items(), key=lambda kv: kv[0].name.endswith(".model.json"), reverse=True):
+        if data is None:
+            f.unlink(missing_ok=True)
+        else:
+            write_atomic(f, data)

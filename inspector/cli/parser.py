@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", required=True)
     p.add_argument("--good", type=Path, required=True, help="folder of images of good parts (at least 12)")
     p.add_argument("--bad", type=Path, help="folder of images of defective parts (calibration reports recall)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default 400: minutes on 2 cores)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 400: 30-100 s on 2 cores)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fixed, so a run repeats)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: all)")
     p.add_argument("--target", type=float, default=0.01, help="most good parts to send on (0.01 = 1%%)")

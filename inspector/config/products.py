@@ -17,7 +17,8 @@ DEFAULT_TAXONOMY = {
 
 
 class ProductConfig(_Model):
-    name: str = "demo-tile"
+    # It names files in calibration_dir (<name>.yaml, .normal.npz, .model.onnx): no path separators.
+    name: str = Field("demo-tile", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     good_part: str = (
         "a flat tile with an even natural surface texture (stone, brick or gravel) and intact edges")
     defects: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAXONOMY))

@@ -5,7 +5,7 @@ The bundled network was trained on a dozen photographed surfaces; on a busy surf
 from the surface's own grain (issue 24). Industrial tools and anomalib answer this the same way:
 one small model per product, taught on that product's good parts with synthetic defects painted
 on them. Here that model is the bundled network itself, fine-tuned for a few hundred steps on
-patches of the product's good parts, half of them with defects painted by the demo's painters
+patches of the product's good parts, 60% of them with defects painted by the demo's painters
 and the calibration's generic anomalies, at random strength from faint to plain. It keeps the
 bundled graph (see onnx_torch.py), so the per-product model costs the same per frame and plugs
 into the same normal statistics, threshold calibration and pipeline.
@@ -31,7 +31,7 @@ from inspector.prefilter.roi import clip_roi
 STEPS = 400
 BATCH = 16
 PATCH = 160
-LR = 1e-3
+LR = 3e-4  # 1e-3 lost 0.2 AUROC on a surface (rain) that 3e-4 kept within 0.02: the shared features must survive
 SEED = 20261201
 MAX_PARTS = 400  # good parts kept in memory for sampling patches
 DEFECT_SHARE = 0.6  # patches that get one or two painted defects; the rest teach "normal"
@@ -157,8 +157,24 @@ def fine_tune(detector, model_path: Path, images: list[Path], roi, *, steps: int
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
     net.train()
+    try:
+        losses = _loop(net, opt, sched, canvases, rng, stride, steps, progress, torch)
+    except RuntimeError as e:  # e.g. out of memory
+        raise TrainError(f"training stopped: {e}") from None
+    net.eval()
+    out = write_back(base, net, names).SerializeToString()
+    try:
+        _check_export(out, net, detector, canvases[0])
+    except RuntimeError as e:  # onnxruntime's own failures (Fail, InvalidGraph) derive from it
+        raise TrainError(f"the exported model does not run: {e}") from None
+    tenth = max(1, steps // 10)
+    return Trained(out, hashlib.sha256(out).hexdigest(), time.monotonic() - t0, steps, len(canvases),
+                   float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])), seed)
+
+
+def _loop(net, opt, sched, canvases, rng, stride, steps, progress, torch) -> list[float]:
+    losses = []
     for step in range(1, steps + 1):
         xs, ys = _batch(canvases, rng, stride)
         y = torch.from_numpy(ys)
@@ -174,12 +190,7 @@ def fine_tune(detector, model_path: Path, images: list[Path], roi, *, steps: int
         losses.append(float(loss.detach()))
         if progress:
             progress(step, steps, "training")
-    net.eval()
-    out = write_back(base, net, names).SerializeToString()
-    _check_export(out, net, detector, canvases[0])
-    tenth = max(1, steps // 10)
-    return Trained(out, hashlib.sha256(out).hexdigest(), time.monotonic() - t0, steps, len(canvases),
-                   float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])), seed)
+    return losses
 
 
 def _check_export(onnx_bytes: bytes, net, detector, canvas: np.ndarray) -> None:

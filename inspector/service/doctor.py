@@ -83,7 +83,8 @@ def check_disk(cfg) -> Check:
     return Check("disk", True, f"{probe}: {free_mb:,.0f} MB free (keeps at least {need:,.0f} MB); {durable}")
 
 
-def check_detector(cfg) -> tuple[Check, object | None]:
+def check_detector(cfg) -> tuple[Check, object | None, dict]:
+    """(the check, the shared detector, each product's tuning: its threshold, statistics, own model)."""
     from inspector.prefilter.calibration import product_tuning
     from inspector.prefilter import build_detector
 
@@ -91,12 +92,14 @@ def check_detector(cfg) -> tuple[Check, object | None]:
         det = build_detector(cfg.detector)
         tuning = product_tuning(cfg, det)
     except Exception as e:
-        return Check("detector", False, f"{type(e).__name__}: {e}"), None
-    cal = ", ".join(f"{p} threshold {t.threshold:.3f}" for p, t in tuning.items()) or "model defaults"
-    return Check("detector", True, f"{det.model_id} loaded, file matches its hash; {cal}"), det
+        return Check("detector", False, f"{type(e).__name__}: {e}"), None, {}
+    cal = ", ".join(f"{p} threshold {t.threshold:.3f}"
+                    + (f" on its own model {t.detector.model_id} (file matches its hash)" if t.detector else "")
+                    for p, t in tuning.items()) or "model defaults"
+    return Check("detector", True, f"{det.model_id} loaded, file matches its hash; {cal}"), det, tuning
 
 
-def check_camera(cfg, cam, detector) -> Check:
+def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
     from inspector.capture.sources import open_source
 
     def read() -> str:
@@ -111,7 +114,10 @@ def check_camera(cfg, cam, detector) -> Check:
             roi = cam.inspection_roi()
             if roi and (roi[2] > w or roi[3] > h):
                 raise RuntimeError(f"roi {list(roi)} reaches outside its {w}x{h} frames")
-            found = len(detector.detect(image, roi)) if detector is not None else None
+            t = (tuning or {}).get(cam.product)  # as the line inspects this camera's product
+            found = (None if detector is None else
+                     len((t.detector or detector).detect(image, roi, t.threshold, t.normal)) if t else
+                     len(detector.detect(image, roi)))
             extra = f", {found} candidate(s) in it" if found is not None else ""
             return f"{src.name}: a {w}x{h} frame in {(time.monotonic() - t) * 1000:.0f} ms{extra}"
         finally:
@@ -157,8 +163,8 @@ def check_vlm(cfg) -> Check:
 
 def run(cfg) -> list[Check]:
     checks = [check_database(cfg), check_disk(cfg)]
-    det_check, detector = check_detector(cfg)
+    det_check, detector, tuning = check_detector(cfg)
     checks.append(det_check)
-    checks += [check_camera(cfg, cam, detector) for cam in cfg.cameras]
+    checks += [check_camera(cfg, cam, detector, tuning) for cam in cfg.cameras]
     checks.append(check_vlm(cfg))
     return checks
