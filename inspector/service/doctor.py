@@ -114,9 +114,9 @@ def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
             roi = cam.inspection_roi()
             if roi and (roi[2] > w or roi[3] > h):
                 raise RuntimeError(f"roi {list(roi)} reaches outside its {w}x{h} frames")
-            t = (tuning or {}).get(cam.product)  # as the line inspects this camera's product
+            tune = (tuning or {}).get(cam.product)  # as the line inspects this camera's product
             found = (None if detector is None else
-                     len((t.detector or detector).detect(image, roi, t.threshold, t.normal)) if t else
+                     len((tune.detector or detector).detect(image, roi, tune.threshold, tune.normal)) if tune else
                      len(detector.detect(image, roi)))
             extra = f", {found} candidate(s) in it" if found is not None else ""
             return f"{src.name}: a {w}x{h} frame in {(time.monotonic() - t) * 1000:.0f} ms{extra}"
