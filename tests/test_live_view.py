@@ -148,7 +148,9 @@ def test_cameras_api_reports_rate_and_the_boxes_being_shown(running):
     for b in seen["live"]["boxes"]:
         x1, y1, x2, y2 = b["box"]
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h and b["score"] > 0
-    assert 4 < seen["fps"] < 12  # the source plays at 8 fps
+    # The source is paced at 8 fps, so the rate cannot run far above it; how far below it falls is
+    # the machine's speed (`inspector bench loop` measures that), not this test's business.
+    assert 0 < seen["fps"] < 12
     assert seen["frames_inspected"] > 0
 
 
