@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inspector.demo.defects import PAINTERS  # noqa: E402
+from inspector.prefilter.train import defect_loss  # noqa: E402
 from inspector.demo.line import (HELD_OUT_SURFACES, ROI, TRAIN_SURFACES, load_surface,  # noqa: E402
                                  render_part)
 
@@ -164,17 +165,11 @@ def main() -> int:
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=a.steps, pct_start=0.1)
-    bce = torch.nn.BCELoss(reduction="none")
     for step in range(1, a.steps + 1):
         model.train()
         xs, ys = sample_batch(rng, frames, masks, a.batch)
         y = torch.from_numpy(ys)
-        p = model(torch.from_numpy(xs)).clamp(1e-6, 1 - 1e-6)
-        w = 1.0 + 9.0 * y  # defect cells are rare: weigh them up
-        loss_bce = (bce(p, y) * w).mean()
-        inter = (p * y).sum(dim=(1, 2, 3))
-        dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
-        loss = loss_bce + 0.5 * dice.mean()
+        loss = defect_loss(model(torch.from_numpy(xs)), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from inspector.cli.common import _fail, _load
+from inspector.cli.common import _fail, _known_product, _load
 from inspector.errors import InspectorError
 
 
@@ -75,8 +75,7 @@ def cmd_bench(args) -> int:
         from inspector.bench import prefilter as bench_prefilter
 
         cfg = _load(args)
-        if args.product and args.product not in {p.name for p in cfg.products}:
-            _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+        _known_product(cfg, args.product)
         try:
             return bench_prefilter.main(cfg.detector, frames=args.calls or 20, as_json=args.json, cfg=cfg,
                                         product=args.product)

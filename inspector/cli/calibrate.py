@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from inspector.cli.common import _detector_for, _fail, _load, _parse_roi
+from inspector.cli.common import _detector_for, _fail, _known_product, _load, _parse_roi
 
 
 def _roi_for(args, cfg, product: str | None):
@@ -39,9 +39,7 @@ def cmd_calibrate(args) -> int:
     from inspector.prefilter.metrics import wilson
 
     cfg = _load(args)
-    if args.product not in {p.name for p in cfg.products}:
-        _fail(f"--product {args.product!r} is not in the config (products: "
-              f"{[p.name for p in cfg.products]})")
+    _known_product(cfg, args.product)
     if not 0 <= args.target < 1:
         _fail(f"--target must be a rate in 0..1, got {args.target}")
     det = _detector_for(cfg, args.product)
@@ -153,8 +151,7 @@ def cmd_eval(args) -> int:
     from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
 
     cfg = _load(args)
-    if args.product and args.product not in {p.name for p in cfg.products}:
-        _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+    _known_product(cfg, args.product)
     det = _detector_for(cfg, args.product)
     try:
         items = read_labels(args.labels, args.images)
@@ -214,8 +211,7 @@ def cmd_train(args) -> int:
     from inspector.prefilter.manifest import load_entry
 
     cfg = _load(args)
-    if args.product not in {p.name for p in cfg.products}:
-        _fail(f"--product {args.product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+    _known_product(cfg, args.product)
     if cfg.detector.type != "default":
         _fail(f"inspector train fine-tunes the bundled detector (detector.type default); this config's "
               f"detector is {cfg.detector.type!r}")

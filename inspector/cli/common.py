@@ -43,6 +43,12 @@ def _detector_for(cfg, product: str | None = None):
         _fail(str(e))
 
 
+def _known_product(cfg, product: str | None) -> None:
+    """Exit with one line when --product names no product of the config."""
+    if product is not None and product not in {p.name for p in cfg.products}:
+        _fail(f"--product {product!r} is not in the config (products: {[p.name for p in cfg.products]})")
+
+
 def _parse_roi(text: str) -> tuple[int, int, int, int]:
     try:
         roi = tuple(int(v) for v in text.split(","))

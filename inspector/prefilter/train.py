@@ -173,16 +173,24 @@ def fine_tune(detector, model_path: Path, images: list[Path], roi, *, steps: int
                    float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])), seed)
 
 
+def defect_loss(p, y):
+    """The bundled detector's training loss, also used by models/train_default_detector.py: BCE
+    with defect cells weighed up 10x (they are rare) plus half a soft Dice. p, y: [N, 1, h, w]."""
+    import torch
+
+    p = p.clamp(1e-6, 1 - 1e-6)
+    bce = (torch.nn.functional.binary_cross_entropy(p, y, reduction="none") * (1 + 9 * y)).mean()
+    inter = (p * y).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
+    return bce + 0.5 * dice.mean()
+
+
 def _loop(net, opt, sched, canvases, rng, stride, steps, progress, torch) -> list[float]:
     losses = []
     for step in range(1, steps + 1):
         xs, ys = _batch(canvases, rng, stride)
         y = torch.from_numpy(ys)
-        p = net(torch.from_numpy(xs))[0].clamp(1e-6, 1 - 1e-6)
-        bce = (torch.nn.functional.binary_cross_entropy(p, y, reduction="none") * (1 + 9 * y)).mean()
-        inter = (p * y).sum(dim=(1, 2, 3))
-        dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
-        loss = bce + 0.5 * dice.mean()
+        loss = defect_loss(net(torch.from_numpy(xs))[0], y)
         opt.zero_grad()
         loss.backward()
         opt.step()
