@@ -162,3 +162,34 @@ class Verdict:
     @property
     def findings(self) -> tuple[Finding, ...]:
         return tuple(f for r in self.reports for f in r.findings)
+
+
+class LineAnswer(str, enum.Enum):
+    ok = "ok"  # the part goes on
+    ng = "ng"  # the reject gate takes it
+
+
+@dataclass(frozen=True)
+class LineDecision:
+    """What the line was told about one part: exactly one per inspection, by its deadline.
+
+    basis: `verdict` (the judge's verdict was ready in time; review counts as NG, a person looks
+    at the part off the line), `deadline` (the VLM had not answered: `policy` decided) or `overrun`
+    (the deadline had passed before the part even reached the judge: `policy` decided)."""
+
+    uid: str
+    camera_id: str
+    seq: int
+    product: str
+    answer: LineAnswer
+    basis: str  # verdict / deadline / overrun
+    policy: str | None  # reject / pass / detector, for deadline and overrun
+    verdict_kind: str | None  # the verdict that decided, for basis verdict
+    captured_wall: float
+    decided_wall: float
+    elapsed_ms: float  # capture to decision, on the monotonic clock
+    deadline_ms: int | None
+
+    @property
+    def on_time(self) -> bool:
+        return self.deadline_ms is None or self.elapsed_ms <= self.deadline_ms

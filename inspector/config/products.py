@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from inspector.config.base import _Model
@@ -22,6 +24,19 @@ class ProductConfig(_Model):
     good_part: str = (
         "a flat tile with an even natural surface texture (stone, brick or gravel) and intact edges")
     defects: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAXONOMY))
+    decision_deadline_ms: int | None = Field(
+        None, ge=10, le=3_600_000,
+        description="from capture to the moment the line needs OK/NG for a part (the reject gate's "
+                    "distance over the belt speed). A part the VLM has not judged by then is decided "
+                    "by late_policy and the VLM's answer is kept as the second opinion. None: the "
+                    "line waits for the verdict, however long it takes")
+    late_policy: Literal["reject", "pass", "detector"] = Field(
+        "reject", description="the line decision when the deadline comes first: reject (fail-safe), "
+                              "pass, or detector (NG when a candidate scores at least judge.fail_score)")
+    decision_guard_ms: int = Field(
+        20, ge=0, le=10_000,
+        description="decide this much before the deadline, so the time the answer takes to reach the "
+                    "line and a busy box's scheduling delay still fit inside it")
 
     @field_validator("defects")
     @classmethod
@@ -30,4 +45,12 @@ class ProductConfig(_Model):
             raise ValueError("the defect taxonomy needs at least one defect type")
         if "other" in v:
             raise ValueError("'other' is reserved for findings outside the taxonomy")
+        return v
+
+    @field_validator("decision_guard_ms")
+    @classmethod
+    def _guard(cls, v, info):
+        deadline = info.data.get("decision_deadline_ms")
+        if deadline is not None and v >= deadline:
+            raise ValueError(f"decision_guard_ms ({v}) must be less than decision_deadline_ms ({deadline})")
         return v

@@ -28,10 +28,11 @@ from inspector.config import Config
 from inspector.cropper import make_crops
 from inspector.events import build_senders
 from inspector.capture.framebuffer import FrameBuffer
+from inspector.line.decisions import LineDecider
 from inspector.line.judge import judge
-from inspector.line.status import CameraStatus, LineStatus
+from inspector.line.status import CameraStatus, DecisionStatus, LineStatus
 from inspector.capture.live_view import LiveView
-from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, Verdict
+from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, LineDecision, Verdict
 from inspector.capture.orientation import inside, orienter
 from inspector.prefilter import build_detector
 from inspector.prefilter import product_model
@@ -104,6 +105,9 @@ class Pipeline:
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels, self.stop_event)
                         for cam in cfg.cameras}
         self.on_verdict.append(self._source_judged)
+        # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
+        self.on_decision: list = []
+        self.decider = LineDecider(cfg.products, cfg.judge, self._publish_decision)
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
@@ -170,6 +174,8 @@ class Pipeline:
                 store=self.store.status(),
                 events=[s.status() for s in self.events],
                 done=self.done.is_set(),
+                decisions=DecisionStatus(**{k: self.decider.counts[k] for k in (
+                    "ok", "ng", "verdict", "deadline", "overrun", "late")}, pending=self.decider.pending),
             )
 
     def stalled_for(self) -> float:
@@ -220,6 +226,7 @@ class Pipeline:
                 try:
                     job = _Job(sj.uid, sj.frame, sj.product, job.candidates,
                                make_crops(sj.frame.image, job.candidates, self.cfg.cropper))
+                    self._expect_resumed(job)
                     self.resumed.append(job)
                     continue
                 except Exception as e:
@@ -227,10 +234,19 @@ class Pipeline:
             # The part must not pass unseen: a person looks at it, and the spool entry goes once
             # that verdict is in.
             log.error("spool: frame %s: %s; judged review without the VLM", sj.uid, why)
+            self._expect_resumed(job)
             self._unavailable(job, why, spooled=True)
         if self.resumed:
             log.warning("resuming %d frame(s) spooled for the VLM by the previous run", len(self.resumed))
         return {sj.uid for sj in pending}
+
+    def _expect_resumed(self, job: _Job) -> None:
+        """A part the previous run handed to the VLM: told to the line then, or (it stopped
+        first) long past its deadline now."""
+        if self.store.decisions.has(job.uid):
+            self.decider.already_decided(job.uid)
+        else:
+            self.decider.expect(job.uid, job.frame, job.product, job.candidates, resumed=True)
 
     def _remember_inspected(self, spooled: set[str]) -> None:
         """Folder sources that remember (or move) what they inspected: their memory counts a file
@@ -239,6 +255,15 @@ class Pipeline:
             self.sources[cam.id].remember(self.cfg.data_dir / "inspected" / f"{cam.id}.jsonl",
                                           lambda uid: uid in spooled or self.store.has_uid(uid),
                                           fsync=self.cfg.store.synchronous == "full")
+
+    def _publish_decision(self, d: LineDecision) -> None:
+        """To the line first (its listeners), then to the database by a thread of the store's."""
+        for listener in self.on_decision:
+            try:
+                listener(d)
+            except Exception:
+                log.exception("line decision listener failed for %s", d.uid)
+        self.store.decisions.add(d)
 
     def _source_judged(self, inspection_id: int, uid: str, verdict: Verdict) -> None:
         src = self.sources.get(verdict.frame.camera_id)
@@ -254,6 +279,7 @@ class Pipeline:
         spooled = self._resume_spool() if self.spool is not None else set()
         self._remember_inspected(spooled)
         self.store.start_retention()
+        self.decider.start()
         for sender in self.events:
             sender.start()
         for cam in self.cfg.cameras:
@@ -274,6 +300,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         left = lambda reserve=0.0: max(0.0, deadline - reserve - time.monotonic())  # noqa: E731
         self.stop_event.set()
+        self.decider.stop(min(1.0, timeout / 10))
         for t in self._threads:
             t.join(left(reserve=min(2.0, timeout / 4)))  # the rest is the database's
         # The database's share ends a little early: what it has not taken by then is parked on
@@ -395,6 +422,9 @@ class Pipeline:
                 log.error("%s; judged without the VLM", e)
                 self._unavailable(job, f"could not keep the frame for the VLM ({e})")
                 continue
+            # Before the queue: a verdict quicker than this line would otherwise find no deadline
+            # to cancel, and the timer would decide the part a second time.
+            self.decider.expect(uid, frame, product, cands)
             try:
                 self.jobs.put_nowait(job)
             except queue.Full:  # only this thread puts, but workers may be slow to take
@@ -502,6 +532,8 @@ class Pipeline:
             for listener in self.on_verdict:
                 listener(inspection_id, uid, verdict)
 
+        if uid is not None:
+            self.decider.verdict(uid, verdict, product)  # the line first; None: a second opinion
         try:
             self.store.submit(verdict, product, self.reasoner_mode, uid=uid, versions=self.product_versions.get(product, self.versions),
                               crops=tuple(crops), on_commit=committed)

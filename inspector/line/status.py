@@ -116,6 +116,18 @@ class LineUp(_Status):
     error: str | None = None
 
 
+class DecisionStatus(_Status):
+    """Line decisions (OK/NG) since the start: by answer, by basis, and how many came late."""
+
+    ok: int = 0
+    ng: int = 0
+    verdict: int = 0  # the verdict was ready in time
+    deadline: int = 0  # the late policy decided: the VLM was not back by the deadline
+    overrun: int = 0  # the deadline had passed before the part reached the judge
+    late: int = 0  # published after the deadline (overruns, and a box too busy to keep time)
+    pending: int = 0  # with the VLM, deadline still ahead
+
+
 class LineStatus(_Status):
     reasoner_mode: ReasonerMode = "none"
     reasoner_model: str | None = None
@@ -139,6 +151,7 @@ class LineStatus(_Status):
     events: list[SinkStatus] = []
     done: bool = False
     line: LineUp = LineUp()
+    decisions: DecisionStatus = DecisionStatus()
 
     def verdict_count(self, kind: str) -> int:
         return self.verdicts.get(kind, 0)

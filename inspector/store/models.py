@@ -263,3 +263,24 @@ class WebSession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LineDecisionRow(Base):
+    """What the line was told about a part (OK/NG), written when it was told: before the
+    inspection's row when the VLM answered after the deadline. Joined to the inspection by uid."""
+
+    __tablename__ = "line_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    product: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(String(2))  # ok / ng
+    basis: Mapped[str] = mapped_column(String(16))  # verdict / deadline / overrun
+    policy: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    verdict_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    captured_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    elapsed_ms: Mapped[float] = mapped_column(Float)
+    deadline_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    on_time: Mapped[bool] = mapped_column(Boolean)

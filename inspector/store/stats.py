@@ -18,6 +18,7 @@ from sqlalchemy import false, func, select
 
 from inspector.errors import InspectorError
 from inspector.store import models as m
+from inspector.store.decisions import agreement as line_agreement
 from inspector.store.rollup import BUCKET_S, sql_bucket
 
 
@@ -253,6 +254,9 @@ def compute(engine, since: datetime, until: datetime, camera: str | None = None,
                             "agreement": round(agreed / (agreed + overruled), 4) if agreed + overruled else None},
         "operators_vs_machine": {"reviewed": n_reviewed, "kept": same,
                                  "agreement": round(same / n_reviewed, 4) if n_reviewed else None},
+        # The line's OK/NG against the final verdicts: what the deadline, threshold and late
+        # policy are tuned by (escapes: passed but defective; false rejects: rejected but good).
+        "line_decisions": line_agreement(engine, since, until, camera, product),
         "vlm_latency_ms": {"n": len(lat), "p50": round(float(np.percentile(lat, 50)), 1) if lat else None,
                            "p95": round(float(np.percentile(lat, 95)), 1) if lat else None},
     }

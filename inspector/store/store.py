@@ -28,6 +28,7 @@ from inspector.messages import Crop, CropReport, Verdict
 from inspector.util.redact import redact_text, redact_url
 from inspector.store import rollup, schema
 from inspector.store.rollup import bucket_of
+from inspector.store.decisions import DecisionLog
 from inspector.store.images import ImageStore
 from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, Review,
                                     VerdictRollup, VlmAnswer)
@@ -84,6 +85,7 @@ class Store:
                              queue_size=cfg.queue_size, lock=self._write_lock,
                              park_dir=self.data_dir / PARKED_DIR, fsync=cfg.synchronous == "full")
         self.retention = Retention(self.engine, self.images, r, self._write_lock)
+        self.decisions = DecisionLog(self.engine, self._write_lock)
         self.images.on_pressure = self.retention.wake
 
     # --- writing ---------------------------------------------------------------------------
@@ -162,7 +164,9 @@ class Store:
         return p.inspection_id
 
     def flush(self, timeout: float = 30.0) -> bool:
-        return self.writer.flush(timeout)
+        end = time.monotonic() + timeout
+        written = self.writer.flush(timeout)
+        return self.decisions.flush(max(0.0, end - time.monotonic())) and written
 
     def has_uid(self, uid: str) -> bool:
         """Stored, or parked by an earlier stop and on its way in (the park file outlives a crash)."""
@@ -239,7 +243,11 @@ class Store:
         if until is not None:
             q = q.where(Inspection.captured_at < until)
         with Session(self.engine) as s:
-            return [_summary(i) for i in s.scalars(q)]
+            rows = [_summary(i) for i in s.scalars(q)]
+        told = self.decisions.answers([r["uid"] for r in rows])
+        for r in rows:  # what the line was told, beside the verdict (they differ after a deadline)
+            r["line"], r["line_basis"] = told.get(r["uid"], (None, None))
+        return rows
 
     def verdict_ids(self, *, after_id: int, kinds: list[str], cameras: list[str] | None = None,
                     limit: int = 100, newest_first: bool = False) -> list[int]:
@@ -321,7 +329,9 @@ class Store:
                            (("detector", i.detector_version_id), ("vlm", i.vlm_version_id))
                            if vid is not None and (m := s.get(ModelVersion, vid)) is not None}
             d["verdict_in_force"] = _in_force(i)
-            return d
+        # What the line was told (OK/NG, on what basis), beside the final verdict above.
+        d["line_decision"] = self.decisions.for_uid(i.uid)
+        return d
 
     def add_review(self, inspection_id: int, reviewer: str, to_verdict: str, note: str = "",
                    defect_type: str | None = None) -> dict:
@@ -382,6 +392,7 @@ class Store:
         """Within `timeout` seconds (plus the time to park what the database did not take)."""
         deadline = time.monotonic() + timeout
         self.retention.stop(min(2.0, timeout / 4))
+        self.decisions.close(min(2.0, timeout / 4))
         self.writer.close(max(0.0, deadline - time.monotonic()))
         self.engine.dispose()
 

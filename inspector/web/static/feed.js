@@ -11,6 +11,8 @@
     tr.innerHTML =
       `<td><a href="${link}">${r.id}</a></td>` +
       `<td><a class="pill p-${esc(r.verdict)}" href="${link}">${esc(r.verdict.toUpperCase())}</a></td>` +
+      `<td class="line-d">${r.line ? `<b class="ld-${esc(r.line)}">${esc(r.line.toUpperCase())}</b>` +
+        (r.line_basis !== "verdict" ? ` <span class="tag">${esc(r.line_basis)}</span>` : "") : ""}</td>` +
       `<td>${r.has_thumb ? `<a href="${link}"><img class="thumb" src="${link}/thumb.jpg" alt="frame ${r.id}"></a>` :
              r.has_frame ? `<a href="${link}"><img class="thumb" src="${link}/frame.jpg?w=160" alt="frame ${r.id}"></a>` : ""}</td>` +
       `<td>${esc(r.camera_id)}</td><td>${r.seq}</td><td>${esc(window.plantTime(r.captured_at))}</td>` +
