@@ -93,10 +93,13 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         page.wait_for_selector("#feed-body tr.v-fail", timeout=20000)
         # a row that came live shows its time on the plant's clock, as the server renders it
         fresh = page.locator("#feed-body tr.fresh").first
-        shown = fresh.locator("td").nth(5).inner_text()
+        shown = fresh.locator("td").nth(6).inner_text()
         api = page.evaluate(f"fetch('/api/inspections/{fresh.get_attribute('data-id')}').then(r => r.json())")
         local = datetime.fromisoformat(api["captured_at"]) + timedelta(hours=5, minutes=30)
         assert shown == local.strftime("%H:%M:%S")
+        # ... and what the line was told beside the verdict (detector only: the verdict decides)
+        told = fresh.locator("td").nth(2).inner_text()
+        assert told == ("OK" if "v-pass" in fresh.get_attribute("class") else "NG")
         assert "time (asia/kolkata)" in page.inner_text("#feed thead").lower()
         page.screenshot(path=str(artifacts / "feed.png"))
         # the header's camera badge is live too: its frame count grows without a reload
@@ -127,6 +130,8 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         box = page.locator(".frame svg rect.box-det").first.bounding_box()
         frame = page.locator(".frame img").bounding_box()
         assert box["width"] > 2 and frame["x"] <= box["x"] <= frame["x"] + frame["width"]
+        assert re.match(r"NG\s+by the verdict \(fail\)", page.inner_text("#line-decision"))
+        assert "agrees with the final verdict" in page.inner_text("#line-decision")
         page.screenshot(path=str(artifacts / "detail.png"))
         # the operator overrules the machine: a pass, with a note, by keyboard shortcut
         page.fill("form.review input[name=note]", "glare on the edge, not a chip")
@@ -142,6 +147,8 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         page.wait_for_selector("svg.chart rect")
         assert "(0/1)" in page.inner_text(".tile.t-pass")
         assert page.locator("#per-source tr").count() == 2  # cam1 / demo-tile
+        # the line rejected the part the operator cleared: one false reject, no escape
+        assert (page.inner_text("#s-false-rejects"), page.inner_text("#s-escapes")) == ("1", "0")
         page.screenshot(path=str(artifacts / "stats.png"), full_page=True)
         browser.close()
 

@@ -67,6 +67,10 @@ def cmd_bench(args) -> int:
         from inspector.bench import loop as bench_loop
 
         return bench_loop.main(frames=args.calls or 200, as_json=args.json)
+    if args.what == "line":
+        from inspector.bench import line as bench_line
+
+        return bench_line.main(parts=args.calls or 60, as_json=args.json)
     if args.what == "stop":
         from inspector.bench import stop as bench_stop
 

@@ -53,13 +53,17 @@ class _Part:
 
 class LineDecider:
     """Publishes one LineDecision per part to `publish` (called outside the lock, from the
-    deciding thread: the pipeline's stage for verdicts in time, this class's timer otherwise)."""
+    deciding thread: the pipeline's stage for verdicts in time, this class's timer otherwise).
+    A decision made on a verdict is returned to the caller, who stores it with the verdict; one
+    made without (deadline, overrun) is handed to `record` as well, to be stored now."""
 
     def __init__(self, products: list[ProductConfig], judge_cfg: JudgeConfig,
-                 publish: Callable[[LineDecision], None]):
+                 publish: Callable[[LineDecision], None],
+                 record: Callable[[LineDecision], None] = lambda d: None):
         self.products = {p.name: p for p in products}
         self.judge_cfg = judge_cfg
         self.publish = publish
+        self.record = record
         self.counts: Counter = Counter()
         self._waiting: dict[str, _Part] = {}  # uid -> part the VLM is still working on
         self._decided: set[str] = set()  # decided early; the verdict still to come
@@ -129,9 +133,10 @@ class LineDecider:
         if deadline is not None and part is None and \
                 time.monotonic() - frame.captured_mono > deadline / 1000.0:
             # Judged without the VLM, but only after the part had passed the gate.
-            return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "overrun", remember=False)
+            return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "overrun", remember=False,
+                                   record=False)
         return self._emit(uid, frame, product, answer_for(verdict), "verdict", None, verdict.kind.value,
-                          deadline)
+                          deadline, record=False)
 
     # --- deciding -----------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class LineDecider:
                     log.exception("line decision for %s failed", uid)
 
     def _by_policy(self, part: _Part, basis: str, remember: bool = True,
-                   resumed: bool = False) -> LineDecision | None:
+                   resumed: bool = False, record: bool = True) -> LineDecision | None:
         p = part.product
         if remember:
             with self._cv:
@@ -163,10 +168,10 @@ class LineDecider:
                 self._decided.add(part.uid)
         answer = policy_answer(p.late_policy, part.candidates, self.judge_cfg)
         return self._emit(part.uid, part.frame, p.name, answer, basis, p.late_policy, None,
-                          p.decision_deadline_ms, resumed)
+                          p.decision_deadline_ms, resumed, record)
 
     def _emit(self, uid, frame: Frame, product: str, answer: LineAnswer, basis: str, policy, kind,
-              deadline, resumed: bool = False) -> LineDecision:
+              deadline, resumed: bool = False, record: bool = True) -> LineDecision:
         now = time.monotonic()
         elapsed = (now - frame.captured_mono) * 1000.0
         if resumed:  # captured by an earlier run: only the wall clock spans the restart
@@ -181,8 +186,12 @@ class LineDecider:
             if not d.on_time:
                 self.counts["late"] += 1
         if basis != "verdict":
-            log.warning("camera %s part %d: %s by late_policy %s (%s after %.0f ms, deadline %s ms)",
+            # A deadline decision is the design working (a slow VLM); an overrun is the box too
+            # slow for the line, which someone must hear about.
+            (log.warning if basis == "overrun" else log.info)("camera %s part %d: %s by late_policy %s (%s after %.0f ms, deadline %s ms)",
                         frame.camera_id, frame.seq, answer.value.upper(), policy, basis, d.elapsed_ms,
                         deadline)
         self.publish(d)
+        if record:
+            self.record(d)
         return d

@@ -107,7 +107,8 @@ class Pipeline:
         self.on_verdict.append(self._source_judged)
         # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
         self.on_decision: list = []
-        self.decider = LineDecider(cfg.products, cfg.judge, self._publish_decision)
+        self.decider = LineDecider(cfg.products, cfg.judge, self._publish_decision,
+                                   record=lambda d: self.store.decisions.add(d))
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
         self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
@@ -257,13 +258,12 @@ class Pipeline:
                                           fsync=self.cfg.store.synchronous == "full")
 
     def _publish_decision(self, d: LineDecision) -> None:
-        """To the line first (its listeners), then to the database by a thread of the store's."""
+        """To the line (its listeners); the decider then has it stored."""
         for listener in self.on_decision:
             try:
                 listener(d)
             except Exception:
                 log.exception("line decision listener failed for %s", d.uid)
-        self.store.decisions.add(d)
 
     def _source_judged(self, inspection_id: int, uid: str, verdict: Verdict) -> None:
         src = self.sources.get(verdict.frame.camera_id)
@@ -532,11 +532,12 @@ class Pipeline:
             for listener in self.on_verdict:
                 listener(inspection_id, uid, verdict)
 
-        if uid is not None:
-            self.decider.verdict(uid, verdict, product)  # the line first; None: a second opinion
+        # The line first; stored with the verdict. None: the line was told earlier, and this
+        # verdict is the second opinion.
+        decision = self.decider.verdict(uid, verdict, product) if uid is not None else None
         try:
             self.store.submit(verdict, product, self.reasoner_mode, uid=uid, versions=self.product_versions.get(product, self.versions),
-                              crops=tuple(crops), on_commit=committed)
+                              crops=tuple(crops), on_commit=committed, decision=decision)
         except Exception as e:
             self.stats.store_errors += 1
             log.error("could not store verdict for camera %s frame %d: %s",

@@ -23,16 +23,9 @@ from sqlalchemy.orm import Session
 from inspector.messages import LineDecision
 from inspector.store.models import Inspection, LineDecisionRow, Review
 from inspector.store.models import Verdict as VerdictRow
-from inspector.store.writer import utc
+from inspector.store.rows import decision_row as _row
 
 log = logging.getLogger(__name__)
-
-
-def _row(d: LineDecision) -> dict:
-    return {"uid": d.uid, "camera_id": d.camera_id, "product": d.product, "seq": d.seq,
-            "answer": d.answer.value, "basis": d.basis, "policy": d.policy, "verdict_kind": d.verdict_kind,
-            "captured_at": utc(d.captured_wall), "decided_at": utc(d.decided_wall),
-            "elapsed_ms": round(d.elapsed_ms, 2), "deadline_ms": d.deadline_ms, "on_time": d.on_time}
 
 
 class DecisionLog:

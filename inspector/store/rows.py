@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from inspector.messages import CropReport, Finding, Look
+from datetime import datetime, timezone
+
+from inspector.messages import CropReport, Finding, LineDecision, Look
+
+
+def utc_naive(ts: float) -> datetime:
+    """Epoch seconds as the naive UTC datetime every DateTime column holds."""
+    return datetime.fromtimestamp(ts, timezone.utc).replace(tzinfo=None)
+
+
+def decision_row(d: LineDecision) -> dict:
+    return {"uid": d.uid, "camera_id": d.camera_id, "product": d.product, "seq": d.seq,
+            "answer": d.answer.value, "basis": d.basis, "policy": d.policy, "verdict_kind": d.verdict_kind,
+            "captured_at": utc_naive(d.captured_wall), "decided_at": utc_naive(d.decided_wall),
+            "elapsed_ms": round(d.elapsed_ms, 2), "deadline_ms": d.deadline_ms, "on_time": d.on_time}
 
 
 def finding_row(f: Finding, late: bool = False) -> dict:

@@ -141,12 +141,12 @@ class Store:
 
     def submit(self, verdict: Verdict, product: str, reasoner_mode: str, *, uid: str | None = None,
                versions: dict[str, int] | None = None, crops: tuple[Crop, ...] = (),
-               on_commit=None) -> str:
+               on_commit=None, decision=None) -> str:
         """Queue a verdict for the writer; `on_commit(inspection_id)` runs once it is in the
         database. Returns its uid. Waits only while the writer's queue is full."""
         uid = uid or new_uid()
         self.writer.submit(Pending(uid, verdict, product, reasoner_mode, dict(versions or {}), tuple(crops),
-                                   on_commit))
+                                   on_commit, decision=decision))
         return uid
 
     def save(self, verdict: Verdict, product: str, reasoner_mode: str,

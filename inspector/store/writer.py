@@ -33,12 +33,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from inspector.util import durable
-from inspector.messages import Crop, Verdict
+from inspector.messages import Crop, LineDecision, Verdict
 from inspector.store import models as m
 from inspector.store import rollup
 from inspector.store.rollup import bucket_of
 from inspector.store.images import PICTURE_DIRS, ImageStore, thumbnail
-from inspector.store.rows import answer_rows, finding_row
+from inspector.store.rows import answer_rows, decision_row, finding_row
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 10.0
@@ -61,6 +61,9 @@ class Pending:
     inspection_id: int | None = None
     error: Exception | None = None
     rows: dict | None = None  # what it becomes in the database, made with its pictures
+    # The line decision this verdict made (in time): written in the same transaction, so a feed
+    # row never shows without what the line was told. None: decided earlier, or not at all.
+    decision: LineDecision | None = None
 
 
 PARKED_DIR = "unwritten"
@@ -397,6 +400,9 @@ class Writer:
             for k, table in zip(_CHILDREN[1:], (m.CandidateRow, m.FindingRow, m.VlmAnswer, m.Image)):
                 if children[k]:
                     conn.execute(insert(table), children[k])
+            told = [p.rows["line_decision"] for p in fresh if p.rows.get("line_decision")]
+            if told:
+                conn.execute(insert(m.LineDecisionRow), told)
             new_ids = {p.uid: p.inspection_id for p in fresh}
             for p in repeated:
                 p.inspection_id = new_ids[p.uid]
@@ -444,7 +450,8 @@ def _rows(p: Pending, pictures: list[dict]) -> dict:
                            for i, c in enumerate(v.candidates)],
             "findings": [finding_row(f) for f in v.findings],
             "answers": [a for r in v.reports for a in answer_rows(r)],
-            "images": pictures}
+            "images": pictures,
+            "line_decision": decision_row(p.decision) if p.decision is not None else None}
 
 
 def _encode(value):

@@ -63,6 +63,19 @@ class LineCollector:
             g = GaugeMetricFamily(f"inspector_{key}", doc)
             g.add_metric([], float(getattr(st, key)))
             yield g
+        dec = st.decisions
+        told = CounterMetricFamily("inspector_line_decisions", "OK/NG decisions told to the line, by "
+                                   "answer and basis (verdict, deadline: late policy, overrun)",
+                                   labels=["answer", "basis"])
+        told.add_metric(["ok", "all"], float(dec.ok))
+        told.add_metric(["ng", "all"], float(dec.ng))
+        for basis in ("verdict", "deadline", "overrun"):
+            told.add_metric(["all", basis], float(getattr(dec, basis)))
+        yield told
+        late = CounterMetricFamily("inspector_line_decisions_late", "line decisions published after the "
+                                                                    "product's deadline")
+        late.add_metric([], float(dec.late))
+        yield late
         cands = CounterMetricFamily("inspector_candidates", "detector candidates (regions flagged)")
         cands.add_metric([], float(st.candidates))
         yield cands
