@@ -25,6 +25,7 @@ class Frame:
     roi: Box | None = None  # inspection region in frame pixels; None = whole frame
     source_name: str = ""  # file name or URL the frame came from, for the audit trail
     mm_per_px: float | None = None  # the camera's calibration; None = uncalibrated
+    part_id: str | None = None  # the part's identity: from the trigger, or a code read in the frame
 
     def to_mm(self, box: Box) -> Box | None:
         """A frame-pixel box in millimetres from the ROI's top-left corner (the part datum)."""
@@ -189,6 +190,7 @@ class LineDecision:
     decided_wall: float
     elapsed_ms: float  # capture to decision, on the monotonic clock
     deadline_ms: int | None
+    part_id: str | None = None  # what the PLC matches the answer to the part by
 
     @property
     def on_time(self) -> bool:

@@ -15,9 +15,17 @@ A software request also fires under every other mode: the next frame is inspecte
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import cv2
 import numpy as np
+
+
+MAX_WAITING = 1000  # software requests not yet served: a flood must not grow without bound
+
+
+class TriggerFull(Exception):
+    pass
 
 
 class Trigger:
@@ -25,8 +33,9 @@ class Trigger:
         self.cfg = cfg
         self.mode = cfg.mode
         self._n = 0
-        self._requests = 0
+        self._requests: deque[str | None] = deque()  # one per request: the part id it gave, if any
         self._lock = threading.Lock()
+        self.part_id: str | None = None  # the part id of the request the last fired frame took
         # part_presence
         self._bg: np.ndarray | None = None
         self._present = False
@@ -35,22 +44,26 @@ class Trigger:
         self.presence = 0.0  # share of the ROI that differs from the empty belt, last frame
         self.parts = 0
 
-    def request(self) -> int:
-        """A software trigger; returns how many are waiting."""
+    def request(self, part_id: str | None = None) -> int:
+        """A software trigger, perhaps naming the part; returns how many are waiting."""
         with self._lock:
-            self._requests += 1
-            return self._requests
+            if len(self._requests) >= MAX_WAITING:
+                raise TriggerFull(f"{MAX_WAITING} trigger requests are already waiting for frames")
+            self._requests.append(part_id)
+            return len(self._requests)
 
     def _take_request(self) -> bool:
         with self._lock:
             if self._requests:
-                self._requests -= 1
+                self.part_id = self._requests.popleft()
                 return True
             return False
 
     def fire(self, image: np.ndarray, roi) -> bool:
-        """Whether this frame is inspected. Called once per captured frame, in order."""
+        """Whether this frame is inspected. Called once per captured frame, in order; after a
+        frame that fires, `part_id` is the id its software request gave (else None)."""
         self._n += 1
+        self.part_id = None
         asked = self._take_request()
         if self.mode == "continuous":
             return True

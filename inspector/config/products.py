@@ -18,12 +18,29 @@ DEFAULT_TAXONOMY = {
 }
 
 
+class PartCodeConfig(_Model):
+    """Where a part's identity comes from when the trigger does not give one."""
+
+    type: Literal["none", "qr", "barcode", "any"] = Field(
+        "none", description="read the part id from a QR code or 1D barcode in the frame")
+    region: tuple[int, int, int, int] | None = Field(
+        None, description="[x1, y1, x2, y2] frame pixels to look in (default: the whole frame)")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v):
+        if v is not None and (v[2] <= v[0] or v[3] <= v[1] or min(v) < 0):
+            raise ValueError(f"region must be [x1, y1, x2, y2] with x2 > x1 >= 0 and y2 > y1 >= 0, got {list(v)}")
+        return v
+
+
 class ProductConfig(_Model):
     # It names files in calibration_dir (<name>.yaml, .normal.npz, .model.onnx): no path separators.
     name: str = Field("demo-tile", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     good_part: str = (
         "a flat tile with an even natural surface texture (stone, brick or gravel) and intact edges")
     defects: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAXONOMY))
+    part_code: PartCodeConfig = Field(default_factory=PartCodeConfig)
     decision_deadline_ms: int | None = Field(
         None, ge=10, le=3_600_000,
         description="from capture to the moment the line needs OK/NG for a part (the reject gate's "

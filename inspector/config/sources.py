@@ -52,6 +52,8 @@ class DemoSourceConfig(_Model):
     seed: int = 7
     fps: float | None = Field(2.0, gt=0)
     loop: bool = True
+    codes: bool = Field(False, description="print a QR code with its part id on each part "
+                                           "(read it with products[].part_code)")
 
 
 class ReconnectConfig(_Model):

@@ -121,12 +121,31 @@ def render_part(rng: np.random.Generator, surfaces: dict[str, np.ndarray], defec
     return frame, name, defects, union
 
 
+CODE_AT = (2, 180)  # where a part's QR code is printed: on the carrier left of the tile, outside the ROI
+
+
+def part_code_id(seed: int, part: int) -> str:
+    return f"DEMO-{seed}-{part:05d}"
+
+
+def print_code(frame: np.ndarray, text: str) -> None:
+    """A QR code of `text` on the part's carrier, 3 px a module, with a white quiet zone."""
+    q = cv2.QRCodeEncoder.create().encode(text)
+    q = cv2.copyMakeBorder(q, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=255)
+    q = cv2.resize(q, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    x, y = CODE_AT
+    h, w = q.shape
+    frame[y:y + h, x:x + w] = q[..., None]
+
+
 def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float = 0.4,
-             surfaces: list[str] | None = None, defects: list[str] | None = None) -> DemoLine:
+             surfaces: list[str] | None = None, defects: list[str] | None = None,
+             codes: bool = False) -> DemoLine:
     """Write frames + ground truth into out_dir (idempotent for the same arguments).
 
     `surfaces` and `defects` default to the demo line's; the detector's training and evaluation
-    sets are made by the same renderer with other choices (e.g. surfaces held out of training)."""
+    sets are made by the same renderer with other choices (e.g. surfaces held out of training).
+    `codes`: each part carries a QR code with its part id (`part_code_id`), left of the tile."""
     surfaces = surfaces or DEMO_SURFACES
     kinds = defects or DEMO_DEFECTS
     unknown = (set(surfaces) - set(SURFACES)) | (set(kinds) - set(PAINTERS))
@@ -139,6 +158,8 @@ def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float =
     meta = {"format": FORMAT_VERSION, "parts": parts, "seed": seed, "defect_rate": defect_rate,
             "roi": list(ROI), "frame_size": [FRAME_W, FRAME_H], "surfaces": surfaces,
             "defects": kinds}
+    if codes:
+        meta["codes"] = True
     line = DemoLine(frames_dir, gt_path, ROI)
     if meta_path.exists() and gt_path.exists():
         try:
@@ -159,9 +180,13 @@ def generate(out_dir: Path, parts: int = 24, seed: int = 7, defect_rate: float =
         chosen = [kinds[int(k)] for k in rng.choice(len(kinds), size=n, replace=False)]
         frame, surface, found, _ = render_part(rng, textures, chosen)
         name = f"part_{i + 1:04d}.png"
+        row = {"image": name, "part": i + 1, "surface": surface, "defects": found}
+        if codes:
+            row["part_id"] = part_code_id(seed, i + 1)
+            print_code(frame, row["part_id"])
         if not cv2.imwrite(str(frames_dir / name), frame):
             raise OSError(f"could not write demo frame {frames_dir / name}")
-        rows.append({"image": name, "part": i + 1, "surface": surface, "defects": found})
+        rows.append(row)
     gt_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta_path.write_text(json.dumps(meta))  # written last: marks the line complete
     return line
@@ -177,5 +202,6 @@ if __name__ == "__main__":
     ap.add_argument("--defect-rate", type=float, default=0.4, help="share of parts with defects")
     ap.add_argument("--surfaces", nargs="+", choices=list(SURFACES), help="default: the demo's")
     ap.add_argument("--defects", nargs="+", choices=list(PAINTERS), help="default: the demo's")
+    ap.add_argument("--codes", action="store_true", help="print a QR code with its part id on each part")
     a = ap.parse_args()
-    print(generate(a.out_dir, a.parts, a.seed, a.defect_rate, a.surfaces, a.defects))
+    print(generate(a.out_dir, a.parts, a.seed, a.defect_rate, a.surfaces, a.defects, a.codes))

@@ -165,7 +165,7 @@ class EventSender:
         return {
             "event": "verdict", "id": d["id"], "uid": d.get("uid"), "verdict": d["verdict"],
             "why": d["why"], "explanation": d["explanation"], "camera": d["camera_id"],
-            "product": d["product"], "seq": d["seq"], "source_name": d["source_name"],
+            "product": d["product"], "seq": d["seq"], "part_id": d.get("part_id"), "source_name": d["source_name"],
             "captured_at": d["captured_at"],
             "findings": [{k: f[k] for k in ("type", "severity", "confidence", "box", "box_mm", "reason")}
                          for f in d["findings"]],

@@ -179,7 +179,7 @@ class LineDecider:
         d = LineDecision(uid=uid, camera_id=frame.camera_id, seq=frame.seq, product=product,
                          answer=answer, basis=basis, policy=policy, verdict_kind=kind,
                          captured_wall=frame.captured_wall, decided_wall=time.time(),
-                         elapsed_ms=elapsed, deadline_ms=deadline)
+                         elapsed_ms=elapsed, deadline_ms=deadline, part_id=frame.part_id)
         with self._cv:
             self.counts[answer.value] += 1
             self.counts[basis] += 1

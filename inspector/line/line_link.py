@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from inspector.errors import InspectorError
 from inspector.config import Config
+from inspector.capture.triggers import TriggerFull
 from inspector.line.status import CameraStatus, LineStatus, LineUp
 
 STATUS_FRESH_S = 0.5  # every open page's event stream asks each second; they share one answer
@@ -65,10 +66,13 @@ class LineLink:
             self._status = (time.monotonic(), st)
         return st
 
-    def trigger(self, camera_id: str) -> int:
-        r = self._request("POST", f"/cameras/{camera_id}/trigger")
+    def trigger(self, camera_id: str, part_id: str | None = None) -> int:
+        r = self._request("POST", f"/cameras/{camera_id}/trigger",
+                          params={"part_id": part_id} if part_id is not None else None)
         if r.status_code == 404:
             raise KeyError(camera_id)
+        if r.status_code == 429:
+            raise TriggerFull(r.json().get("detail", "too many trigger requests waiting"))
         r.raise_for_status()
         return int(r.json()["pending"])
 

@@ -16,6 +16,8 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from inspector.capture.part_codes import PART_ID
+from inspector.capture.triggers import TriggerFull
 from inspector.line.status import LineStatus
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,13 @@ def line_app(pipe) -> FastAPI:
         return pipe.status()
 
     @app.post("/cameras/{camera_id}/trigger")
-    def trigger(camera_id: str):
+    def trigger(camera_id: str, part_id: str | None = Query(None, pattern=PART_ID.pattern)):
         try:
-            return {"pending": pipe.trigger(camera_id)}
+            return {"pending": pipe.trigger(camera_id, part_id)}
         except KeyError:
             raise HTTPException(404, f"no camera {camera_id!r}") from None
+        except TriggerFull as e:
+            raise HTTPException(429, str(e)) from None
 
     @app.get("/cameras/{camera_id}/live")
     def live_info(camera_id: str):

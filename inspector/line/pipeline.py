@@ -34,6 +34,7 @@ from inspector.line.status import CameraStatus, DecisionStatus, LineStatus
 from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, LineDecision, Verdict
 from inspector.capture.orientation import inside, orienter
+from inspector.capture.part_codes import PartCodeReader
 from inspector.prefilter import build_detector
 from inspector.prefilter import product_model
 from inspector.prefilter.calibration import product_tuning
@@ -196,10 +197,11 @@ class Pipeline:
                 out["vlm"] = self.store.register_model("vlm", self.reasoner.model_id)
         return out
 
-    def trigger(self, camera_id: str) -> int:
-        """A software trigger: the camera's next frame is inspected. Returns the requests waiting;
-        KeyError for an unknown camera."""
-        return self.triggers[camera_id].request()
+    def trigger(self, camera_id: str, part_id: str | None = None) -> int:
+        """A software trigger: the camera's next frame is inspected (as part `part_id`, when
+        given). Returns the requests waiting; KeyError for an unknown camera, TriggerFull when
+        too many wait already."""
+        return self.triggers[camera_id].request(part_id)
 
     def _camera_status(self, c: CameraState) -> CameraStatus:
         lat = sorted(self._latency[c.id])
@@ -332,6 +334,7 @@ class Pipeline:
         orient = orienter(cam.rotate, cam.flip)
         undistort, mm_per_px = self.geometry[cam.id]
         trigger = self.triggers[cam.id]
+        readers: dict[str, PartCodeReader] = {}  # per product: a changeover may bring another code
         try:
             while not self.stop_event.is_set():
                 item = src.read()
@@ -362,7 +365,9 @@ class Pipeline:
                     continue
                 seq += 1
                 src.taken(self._uid(self.run_id, cam.id, seq))
-                frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px)
+                part_id = trigger.part_id or self._read_part_id(readers, cam.product, image)
+                frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
+                              part_id=part_id)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except (camera_calibration.CameraCalibrationError, SourceError) as e:
@@ -373,6 +378,15 @@ class Pipeline:
             log.exception("camera %s failed", cam.id)
         finally:
             self.frames.close(cam.id)
+
+    def _read_part_id(self, readers: dict, product: str, image) -> str | None:
+        code = self.cfg.product(product).part_code
+        if code.type == "none":
+            return None
+        reader = readers.get(product)
+        if reader is None:
+            reader = readers[product] = PartCodeReader(code.type, code.region)
+        return reader.read(image)
 
     def _process(self) -> None:
         products = {cam.id: cam.product for cam in self.cfg.cameras}

@@ -65,7 +65,7 @@ class Spool:
         meta = {"uid": uid, "product": product, "queued_wall": time.time(),
                 "frame": {"camera_id": frame.camera_id, "seq": frame.seq, "source_name": frame.source_name,
                           "roi": list(frame.roi) if frame.roi else None, "mm_per_px": frame.mm_per_px,
-                          "captured_wall": frame.captured_wall},
+                          "captured_wall": frame.captured_wall, "part_id": frame.part_id},
                 "candidates": [{"box": list(c.box), "score": c.score, "label": c.label, "model_id": c.model_id}
                                for c in candidates]}
         try:
@@ -101,7 +101,7 @@ class Spool:
                 fm = meta["frame"]
                 frame = Frame(fm["camera_id"], fm["seq"], image, roi=tuple(fm["roi"]) if fm["roi"] else None,
                               source_name=fm["source_name"], mm_per_px=fm["mm_per_px"],
-                              captured_wall=fm["captured_wall"])
+                              captured_wall=fm["captured_wall"], part_id=fm.get("part_id"))
                 cands = tuple(Candidate(tuple(c["box"]), c["score"], c["label"], c["model_id"])
                               for c in meta["candidates"])
                 out.append(SpooledJob(meta["uid"], meta["product"], frame, cands, meta["queued_wall"]))

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from inspector.store.models import Inspection
 
-FIELDS = ["id", "uid", "captured_at", "camera_id", "product", "seq", "source_name", "verdict", "why",
+FIELDS = ["id", "uid", "captured_at", "camera_id", "product", "seq", "part_id", "source_name", "line_decision",
+          "line_basis", "verdict", "why",
           "verdict_in_force", "reviews", "defect_types", "findings", "candidates", "explanation",
           "frame_path"]
 
@@ -29,7 +30,7 @@ def _rows(store, since: datetime, until: datetime | None):
     q = (select(Inspection).where(Inspection.captured_at >= since)
          .options(selectinload(Inspection.verdict), selectinload(Inspection.findings),
                   selectinload(Inspection.candidates), selectinload(Inspection.reviews),
-                  selectinload(Inspection.images))
+                  selectinload(Inspection.images), selectinload(Inspection.line_decision))
          .order_by(Inspection.id))
     if until is not None:
         q = q.where(Inspection.captured_at < until)
@@ -41,7 +42,9 @@ def _rows(store, since: datetime, until: datetime | None):
 
 def _table_row(i: Inspection) -> dict:
     return {"id": i.id, "uid": i.uid, "captured_at": i.captured_at.isoformat() + "Z", "camera_id": i.camera_id,
-            "product": i.product, "seq": i.seq, "source_name": i.source_name, "verdict": i.verdict.kind,
+            "product": i.product, "seq": i.seq, "part_id": i.part_id or "", "source_name": i.source_name,
+            "line_decision": i.line_decision.answer if i.line_decision else "",
+            "line_basis": i.line_decision.basis if i.line_decision else "", "verdict": i.verdict.kind,
             "why": i.verdict.why, "verdict_in_force": i.reviews[-1].to_verdict if i.reviews else i.verdict.kind,
             "reviews": len(i.reviews), "defect_types": " ".join(sorted({f.defect_type for f in i.findings})),
             "findings": len(i.findings), "candidates": len(i.candidates), "explanation": i.verdict.explanation,

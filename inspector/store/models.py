@@ -58,6 +58,9 @@ class Inspection(Base):
     camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id", name="fk_inspections_camera"), index=True)
     product: Mapped[str] = mapped_column(ForeignKey("products.name", name="fk_inspections_product"))
     seq: Mapped[int] = mapped_column(Integer)
+    # The part's identity (trigger or a code read in the frame); the same part inspected again
+    # is a re-inspection.
+    part_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     source_name: Mapped[str] = mapped_column(String(512), default="")
     captured_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     width: Mapped[int] = mapped_column(Integer)
@@ -77,6 +80,9 @@ class Inspection(Base):
                                                     order_by=lambda: [VlmAnswer.crop_index, VlmAnswer.id])
     reviews: Mapped[list[Review]] = relationship(order_by=lambda: Review.id)
     images: Mapped[list[Image]] = relationship(order_by=lambda: Image.id)
+    # What the line was told about this part; by uid, as it may be written before this row.
+    line_decision: Mapped[LineDecisionRow | None] = relationship(
+        primaryjoin="Inspection.uid == foreign(LineDecisionRow.uid)", viewonly=True, uselist=False)
     # One camera's parts in time order: the stats' VLM latency sample for one camera walks it
     # newest first instead of every camera's rows of the window.
     __table_args__ = (UniqueConstraint("uid", name="uq_inspections_uid"),
@@ -284,3 +290,4 @@ class LineDecisionRow(Base):
     elapsed_ms: Mapped[float] = mapped_column(Float)
     deadline_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     on_time: Mapped[bool] = mapped_column(Boolean)
+    part_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

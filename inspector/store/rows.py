@@ -16,7 +16,8 @@ def decision_row(d: LineDecision) -> dict:
     return {"uid": d.uid, "camera_id": d.camera_id, "product": d.product, "seq": d.seq,
             "answer": d.answer.value, "basis": d.basis, "policy": d.policy, "verdict_kind": d.verdict_kind,
             "captured_at": utc_naive(d.captured_wall), "decided_at": utc_naive(d.decided_wall),
-            "elapsed_ms": round(d.elapsed_ms, 2), "deadline_ms": d.deadline_ms, "on_time": d.on_time}
+            "elapsed_ms": round(d.elapsed_ms, 2), "deadline_ms": d.deadline_ms, "on_time": d.on_time,
+            "part_id": d.part_id}
 
 
 def finding_row(f: Finding, late: bool = False) -> dict:

@@ -218,7 +218,7 @@ class Store:
     def feed(self, *, limit: int = 50, after_id: int = 0, before_id: int | None = None,
              kind: str | None = None, camera: str | None = None, product: str | None = None,
              defect_type: str | None = None, since: datetime | None = None,
-             until: datetime | None = None) -> list[dict]:
+             until: datetime | None = None, part_id: str | None = None) -> list[dict]:
         """The newest inspections first, filtered; `after_id` (live updates) and `before_id`
         (older pages) page by id, which the primary key answers without an offset scan."""
         q = (select(Inspection).join(Inspection.verdict)
@@ -242,8 +242,17 @@ class Store:
             q = q.where(Inspection.captured_at >= since)
         if until is not None:
             q = q.where(Inspection.captured_at < until)
+        if part_id:
+            q = q.where(Inspection.part_id == part_id)
         with Session(self.engine) as s:
             rows = [_summary(i) for i in s.scalars(q)]
+            # A part seen before (an earlier inspection with its id) is a re-inspection.
+            ids = {r["part_id"] for r in rows if r["part_id"]}
+            first = dict(s.execute(select(Inspection.part_id, func.min(Inspection.id))
+                                   .where(Inspection.part_id.in_(ids)).group_by(Inspection.part_id)).all()) \
+                if ids else {}
+        for r in rows:
+            r["reinspection"] = bool(r["part_id"]) and first.get(r["part_id"], r["id"]) < r["id"]
         told = self.decisions.answers([r["uid"] for r in rows])
         for r in rows:  # what the line was told, beside the verdict (they differ after a deadline)
             r["line"], r["line_basis"] = told.get(r["uid"], (None, None))
@@ -331,7 +340,17 @@ class Store:
             d["verdict_in_force"] = _in_force(i)
         # What the line was told (OK/NG, on what basis), beside the final verdict above.
         d["line_decision"] = self.decisions.for_uid(i.uid)
+        d["same_part"] = self.same_part(i.part_id, i.id) if i.part_id else []
         return d
+
+    def same_part(self, part_id: str, but: int | None = None, limit: int = 50) -> list[dict]:
+        """The other inspections of one part, oldest first: id, time, verdict."""
+        with Session(self.engine) as s:
+            q = (select(Inspection.id, Inspection.captured_at, Inspection.camera_id, VerdictRow.kind)
+                 .join(VerdictRow, VerdictRow.inspection_id == Inspection.id)
+                 .where(Inspection.part_id == part_id).order_by(Inspection.id).limit(limit))
+            return [{"id": i, "captured_at": t.isoformat() + "Z", "camera_id": c, "verdict": k}
+                    for i, t, c, k in s.execute(q) if i != but]
 
     def add_review(self, inspection_id: int, reviewer: str, to_verdict: str, note: str = "",
                    defect_type: str | None = None) -> dict:
@@ -412,7 +431,7 @@ def _summary(i: Inspection) -> dict:
         "id": i.id, "camera_id": i.camera_id, "product": i.product, "seq": i.seq,
         "captured_at": i.captured_at.isoformat() + "Z", "width": i.width, "height": i.height,
         "verdict": i.verdict.kind, "why": i.verdict.why, "explanation": i.verdict.explanation,
-        "reasoner_mode": i.reasoner_mode, "uid": i.uid,
+        "reasoner_mode": i.reasoner_mode, "uid": i.uid, "part_id": i.part_id,
         "has_frame": any(im.kind == "frame" for im in i.images),
         "has_thumb": any(im.kind == "thumb" for im in i.images),
         "defect_types": sorted({f.defect_type for f in i.findings}),

@@ -379,7 +379,7 @@ class Writer:
                     fresh_uids.add(p.uid)
             if not fresh:
                 return
-            rows = [p.rows["inspection"] for p in fresh]
+            rows = [{"part_id": None, **p.rows["inspection"]} for p in fresh]  # parked by an older version
             ids = conn.execute(insert(m.Inspection).returning(m.Inspection.id, sort_by_parameter_order=True),
                                rows).scalars().all()
             children: dict[str, list[dict]] = {k: [] for k in _CHILDREN}
@@ -466,7 +466,7 @@ def _decode(obj: dict):
 
 def _inspection_row(p: Pending) -> dict:
     f = p.verdict.frame
-    return {"uid": p.uid, "camera_id": f.camera_id, "product": p.product, "seq": f.seq,
+    return {"uid": p.uid, "camera_id": f.camera_id, "product": p.product, "seq": f.seq, "part_id": f.part_id,
             "source_name": f.source_name, "captured_at": utc(f.captured_wall), "width": f.size[0],
             "height": f.size[1], "roi": list(f.roi) if f.roi else None, "reasoner_mode": p.reasoner_mode,
             "detector_version_id": p.versions.get("detector"), "vlm_version_id": p.versions.get("vlm")}

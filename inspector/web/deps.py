@@ -29,7 +29,7 @@ from inspector.web.security import need
 class WebContext:
     store: Store
     status: Callable[[], LineStatus]
-    trigger: Callable[[str], int] | None
+    trigger: Callable[..., int] | None  # (camera_id, part_id=None) -> requests waiting
     live: LiveView | RemoteLive | None
     plant: PlantTime
     clock: PlantClock

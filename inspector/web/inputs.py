@@ -40,6 +40,7 @@ def _no_nul(v: str | None) -> str | None:
 Camera = Annotated[str | None, Query(max_length=64), AfterValidator(_no_nul)]
 Product = Annotated[str | None, Query(max_length=128), AfterValidator(_no_nul)]
 DefectType = Annotated[str | None, Query(max_length=64), AfterValidator(_no_nul)]
+PartId = Annotated[str | None, Query(max_length=64, description="a part id: its inspections"), AfterValidator(_no_nul)]
 
 # Ids are 32-bit in PostgreSQL's integer and 64-bit in SQLite; a bigger number in a URL is a 422
 # here, not an overflow error in the database driver.
@@ -61,10 +62,12 @@ class FeedFilter:
     defect_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    part_id: str | None = None
 
     def store_args(self) -> dict:
         return {"kind": self.verdict, "camera": self.camera, "product": self.product,
-                "defect_type": self.defect_type, "since": naive_utc(self.since), "until": naive_utc(self.until)}
+                "defect_type": self.defect_type, "since": naive_utc(self.since), "until": naive_utc(self.until),
+                "part_id": self.part_id}
 
     def query(self, **extra) -> str:
         d = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in {**asdict(self), **extra}.items()}
@@ -73,8 +76,9 @@ class FeedFilter:
 
 def feed_filter(verdict: Literal["pass", "fail", "review", ""] | None = None, camera: Camera = None,
                 product: Product = None, defect_type: DefectType = None, since: When = None,
-                until: When = None) -> FeedFilter:
-    return FeedFilter(verdict or None, camera or None, product or None, defect_type or None, since, until)
+                until: When = None, part_id: PartId = None) -> FeedFilter:
+    return FeedFilter(verdict or None, camera or None, product or None, defect_type or None, since, until,
+                      (part_id or "").strip() or None)
 
 
 class ReviewIn(BaseModel):

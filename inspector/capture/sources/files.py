@@ -214,5 +214,5 @@ class VideoSource(FrameSource):
 def _demo(cfg, data_dir):
     from inspector.demo.line import generate
 
-    line = generate(Path(data_dir) / "demo-line", parts=cfg.parts, seed=cfg.seed)
+    line = generate(Path(data_dir) / "demo-line", parts=cfg.parts, seed=cfg.seed, codes=cfg.codes)
     return FolderSource(line.frames_dir, cfg.fps, cfg.loop, roi=line.roi)

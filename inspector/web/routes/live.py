@@ -8,6 +8,10 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from inspector.capture.part_codes import PART_ID
+from inspector.capture.triggers import TriggerFull
 
 from inspector.line.line_link import LineUnavailable
 from inspector.web.accounts import Principal
@@ -25,17 +29,27 @@ def live_camera(ctx: WebContext, camera_id: str) -> str:
     return camera_id
 
 
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_id: str | None = Field(None, pattern=PART_ID.pattern,
+                                description="the part's identity, as the PLC or MES knows it "
+                                            "(printable ASCII, no spaces, at most 64 characters)")
+
+
 @router.post("/api/cameras/{camera_id}/trigger", status_code=202)
-def camera_trigger(ctx: Ctx, camera_id: str, who: Principal = operator):
-    """Inspect this camera's next frame (for PLCs and scripts)."""
+def camera_trigger(ctx: Ctx, camera_id: str, body: TriggerBody | None = None, who: Principal = operator):
+    """Inspect this camera's next frame (for PLCs and scripts), as part `part_id` when given."""
     if ctx.trigger is None:
         raise HTTPException(503, "no line is running behind this dashboard")
+    part_id = body.part_id if body is not None else None
     try:
-        pending = ctx.trigger(camera_id)
+        pending = ctx.trigger(camera_id, part_id)
     except KeyError:
         known = [c.id for c in ctx.status().cameras]
         raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
-    return {"camera": camera_id, "pending": pending}
+    except TriggerFull as e:
+        raise HTTPException(429, str(e)) from None
+    return {"camera": camera_id, "pending": pending, "part_id": part_id}
 
 
 @router.get("/live", response_class=HTMLResponse)

@@ -15,7 +15,8 @@
         (r.line_basis !== "verdict" ? ` <span class="tag">${esc(r.line_basis)}</span>` : "") : ""}</td>` +
       `<td>${r.has_thumb ? `<a href="${link}"><img class="thumb" src="${link}/thumb.jpg" alt="frame ${r.id}"></a>` :
              r.has_frame ? `<a href="${link}"><img class="thumb" src="${link}/frame.jpg?w=160" alt="frame ${r.id}"></a>` : ""}</td>` +
-      `<td>${esc(r.camera_id)}</td><td>${r.seq}</td><td>${esc(window.plantTime(r.captured_at))}</td>` +
+      `<td>${esc(r.camera_id)}</td><td>${r.part_id ? `<a href="/?part_id=${encodeURIComponent(r.part_id)}">${esc(r.part_id)}</a>` +
+        (r.reinspection ? ' <span class="tag">re-inspection</span>' : "") : r.seq}</td><td>${esc(window.plantTime(r.captured_at))}</td>` +
       `<td>${esc(r.explanation)}</td>`;
     return tr;
   }

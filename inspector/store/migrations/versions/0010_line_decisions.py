@@ -1,4 +1,4 @@
-"""what the line was told about each part (OK/NG) and on what basis, by its decision deadline
+"""line decisions (OK/NG and on what basis, by each product's deadline), part identity
 
 Revision ID: 0010
 Revises: 0009
@@ -31,12 +31,18 @@ def upgrade() -> None:
     sa.Column('elapsed_ms', sa.Float(), nullable=False),
     sa.Column('deadline_ms', sa.Integer(), nullable=True),
     sa.Column('on_time', sa.Boolean(), nullable=False),
+    sa.Column('part_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uid')
     )
     op.create_index(op.f('ix_line_decisions_captured_at'), 'line_decisions', ['captured_at'], unique=False)
+    op.add_column('inspections', sa.Column('part_id', sa.String(length=64), nullable=True))
+    op.create_index(op.f('ix_inspections_part_id'), 'inspections', ['part_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_inspections_part_id'), table_name='inspections')
+    with op.batch_alter_table('inspections') as batch:
+        batch.drop_column('part_id')
     op.drop_index(op.f('ix_line_decisions_captured_at'), table_name='line_decisions')
     op.drop_table('line_decisions')
