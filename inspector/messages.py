@@ -26,6 +26,7 @@ class Frame:
     source_name: str = ""  # file name or URL the frame came from, for the audit trail
     mm_per_px: float | None = None  # the camera's calibration; None = uncalibrated
     part_id: str | None = None  # the part's identity: from the trigger, or a code read in the frame
+    product: str = ""  # the camera's recipe when the frame was taken ("" = the configured one)
 
     def to_mm(self, box: Box) -> Box | None:
         """A frame-pixel box in millimetres from the ROI's top-left corner (the part datum)."""

@@ -40,6 +40,8 @@ class ProductConfig(_Model):
     good_part: str = (
         "a flat tile with an even natural surface texture (stone, brick or gravel) and intact edges")
     defects: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAXONOMY))
+    recipe: int | None = Field(None, ge=0, le=65535,
+                               description="the number a PLC selects this product by at changeover")
     part_code: PartCodeConfig = Field(default_factory=PartCodeConfig)
     decision_deadline_ms: int | None = Field(
         None, ge=10, le=3_600_000,

@@ -53,7 +53,13 @@ class Config(_Model):
         ids = [c.id for c in self.cameras]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
-        names = {p.name for p in self.products}
+        names = [p.name for p in self.products]
+        if len(set(names)) != len(names):
+            raise ValueError(f"product names must be unique, got {names}")
+        recipes = [p.recipe for p in self.products if p.recipe is not None]
+        if len(set(recipes)) != len(recipes):
+            raise ValueError(f"products[].recipe numbers must be unique, got {sorted(recipes)}")
+        names = set(names)
         for cam in self.cameras:
             if cam.product not in names:
                 raise ValueError(f"camera {cam.id!r} uses product {cam.product!r}, "
@@ -62,6 +68,13 @@ class Config(_Model):
 
     def product(self, name: str) -> ProductConfig:
         return next(p for p in self.products if p.name == name)
+
+    def recipe(self, which: str | int) -> ProductConfig:
+        """A product by name or by its recipe number (what a PLC sends); KeyError if none."""
+        for p in self.products:
+            if (isinstance(which, int) and p.recipe == which) or p.name == which:
+                return p
+        raise KeyError(which)
 
     @property
     def database_url(self) -> str:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from inspector.errors import InspectorError
 from inspector.config import Config
 from inspector.capture.triggers import TriggerFull
+from inspector.line.recipes import RecipeError
 from inspector.line.status import CameraStatus, LineStatus, LineUp
 
 STATUS_FRESH_S = 0.5  # every open page's event stream asks each second; they share one answer
@@ -75,6 +76,18 @@ class LineLink:
             raise TriggerFull(r.json().get("detail", "too many trigger requests waiting"))
         r.raise_for_status()
         return int(r.json()["pending"])
+
+
+    def change_recipe(self, camera_id: str, which: str | int, by: str) -> tuple[str, str]:
+        key = "recipe" if isinstance(which, int) else "product"
+        r = self._request("POST", f"/cameras/{camera_id}/recipe", params={key: which, "by": by})
+        if r.status_code == 404:
+            raise KeyError(camera_id)
+        if r.status_code == 422:
+            detail = r.json().get("detail")
+            raise RecipeError(detail if isinstance(detail, str) else f"recipe {which!r} refused by the line")
+        r.raise_for_status()
+        return r.json()["from"], r.json()["to"]
 
 
 def _first_error(e: ValidationError) -> str:

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from inspector.capture.part_codes import PART_ID
 from inspector.capture.triggers import TriggerFull
+from inspector.line.recipes import RecipeError
 from inspector.line.status import LineStatus
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,17 @@ def line_app(pipe) -> FastAPI:
     @app.get("/status", response_model=LineStatus)
     def status():
         return pipe.status()
+
+    @app.post("/cameras/{camera_id}/recipe")
+    def recipe(camera_id: str, by: str = Query(..., max_length=128), product: str | None = Query(None, max_length=64),
+               recipe: int | None = Query(None, ge=0, le=65535)):
+        try:
+            before, after = pipe.change_recipe(camera_id, product if product is not None else recipe, by)
+        except KeyError:
+            raise HTTPException(404, f"no camera {camera_id!r}") from None
+        except RecipeError as e:
+            raise HTTPException(422, str(e)) from None
+        return {"from": before, "to": after}
 
     @app.post("/cameras/{camera_id}/trigger")
     def trigger(camera_id: str, part_id: str | None = Query(None, pattern=PART_ID.pattern)):

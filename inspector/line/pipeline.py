@@ -30,6 +30,7 @@ from inspector.events import build_senders
 from inspector.capture.framebuffer import FrameBuffer
 from inspector.line.decisions import LineDecider
 from inspector.line.judge import judge
+from inspector.line.recipes import RecipeError
 from inspector.line.status import CameraStatus, DecisionStatus, LineStatus
 from inspector.capture.live_view import LiveView
 from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Frame, LineDecision, Verdict
@@ -46,6 +47,8 @@ from inspector.store import Store
 from inspector.capture.triggers import Trigger
 
 log = logging.getLogger(__name__)
+
+
 LATENCY_WINDOW = 1000  # verdicts per camera the latency percentiles are taken over
 
 
@@ -60,6 +63,7 @@ class CameraState:
     last_frame_wall: float | None = None
     error: str | None = None  # why it failed, for the API and dashboard
     untriggered: int = 0  # frames captured but not inspected (the trigger did not fire)
+    product: str = ""  # the recipe now; a frame takes the one in force when it is triggered
 
 
 @dataclass
@@ -112,7 +116,8 @@ class Pipeline:
                                    record=lambda d: self.store.decisions.add(d))
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
         self.geometry = {cam.id: camera_calibration.for_camera(cfg.calibration_dir, cam) for cam in cfg.cameras}
-        self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name) for cam in cfg.cameras}
+        self.cameras = {cam.id: CameraState(cam.id, self.sources[cam.id].name, product=cam.product)
+                        for cam in cfg.cameras}
         self.stats = Stats()
         self.live = LiveView([cam.id for cam in cfg.cameras])
         self.frames = FrameBuffer()
@@ -202,6 +207,27 @@ class Pipeline:
         given). Returns the requests waiting; KeyError for an unknown camera, TriggerFull when
         too many wait already."""
         return self.triggers[camera_id].request(part_id)
+
+    def change_recipe(self, camera_id: str, which: str | int, by: str) -> tuple[str, str]:
+        """Changeover: the camera inspects `which` (a product name or recipe number) from its
+        next trigger on; parts already taken finish with the recipe they were taken under.
+        Returns (from, to). KeyError for an unknown camera, RecipeError for an unknown recipe
+        (the camera keeps its recipe)."""
+        state = self.cameras[camera_id]
+        try:
+            product = self.cfg.recipe(which)
+        except KeyError:
+            known = ", ".join(p.name + (f" (#{p.recipe})" if p.recipe is not None else "") for p in self.cfg.products)
+            raise RecipeError(f"no recipe {which!r}; known: {known}") from None
+        with self._lock:
+            before, state.product = state.product, product.name
+        if before != product.name:
+            try:
+                self.store.add_recipe_change(camera_id, before, product.name, by)
+            except Exception as e:  # the changeover stands: the line must follow the PLC
+                log.error("changeover of camera %s to %s not recorded: %s", camera_id, product.name, e)
+            log.info("camera %s: recipe %s -> %s (by %s)", camera_id, before, product.name, by)
+        return before, product.name
 
     def _camera_status(self, c: CameraState) -> CameraStatus:
         lat = sorted(self._latency[c.id])
@@ -365,9 +391,10 @@ class Pipeline:
                     continue
                 seq += 1
                 src.taken(self._uid(self.run_id, cam.id, seq))
-                part_id = trigger.part_id or self._read_part_id(readers, cam.product, image)
+                product = state.product  # the recipe in force at the trigger, for good
+                part_id = trigger.part_id or self._read_part_id(readers, product, image)
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
-                              part_id=part_id)
+                              part_id=part_id, product=product)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except (camera_calibration.CameraCalibrationError, SourceError) as e:
@@ -406,7 +433,8 @@ class Pipeline:
                     self._finish()
                 return
             try:
-                tune = self.tuning.get(products[frame.camera_id])
+                product = frame.product or products[frame.camera_id]
+                tune = self.tuning.get(product)
                 cands = ((tune.detector or self.detector).detect(frame.image, frame.roi, tune.threshold, tune.normal)
                          if tune else self.detector.detect(frame.image, frame.roi))
                 cands = inside(polygons[frame.camera_id], cands)
@@ -419,7 +447,6 @@ class Pipeline:
             self.live.inspected(frame.camera_id, frame.seq, frame.image, cands)
             self.cameras[frame.camera_id].frames_inspected += 1
             self.stats.candidates += len(cands)
-            product = products[frame.camera_id]
             uid = self._uid(self.run_id, frame.camera_id, frame.seq)
             if not cands or self.reasoner is None:
                 self._record(judge(frame, cands, None if self.reasoner is None else [], self.cfg.judge),

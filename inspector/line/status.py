@@ -101,6 +101,7 @@ class CameraStatus(_Status):
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     box: str | None = None  # plant-wide dashboards: the box the camera belongs to
+    product: str | None = None  # the recipe it inspects now (changeover: POST .../recipe)
 
     @property
     def shown_state(self) -> str:

@@ -134,7 +134,8 @@ def product_tuning(cfg: Config, detector) -> dict[str, Tuning]:
     from inspector.prefilter.product_model import detector_for
 
     out = {}
-    for product in sorted({cam.product for cam in cfg.cameras}):
+    # Every product, not only those the cameras start with: any may be changed over to at run time.
+    for product in sorted({p.name for p in cfg.products}):
         det = detector_for(cfg, product, detector)
         own = det if det is not detector else None
         if cfg.detector.threshold is not None:

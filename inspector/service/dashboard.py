@@ -23,7 +23,7 @@ def check_port(host: str, port: int) -> None:
                              f"(another inspector running? choose another with --port or web.port)") from e
 
 
-def start_web(cfg, store, status, trigger, live):
+def start_web(cfg, store, status, trigger, live, recipe=None):
     """The dashboard in a thread: in the line's process (`inspector run`) or on its own
     (`inspector web`)."""
     import uvicorn
@@ -44,7 +44,7 @@ def start_web(cfg, store, status, trigger, live):
               f"(shown once, and good for one login: the dashboard then asks for a new one; or set "
               f"it with `inspector users passwd admin`; add people with "
               f"`inspector users add NAME --role operator`)", file=sys.stderr)
-    app = create_app(store, status, trigger, live=live, plant=PlantTime.from_config(cfg.web),
+    app = create_app(store, status, trigger, live=live, recipe=recipe, plant=PlantTime.from_config(cfg.web),
                      secure_cookies=cfg.web.secure_cookies)
     from inspector.util.threaded_server import start_in_thread
 
@@ -73,16 +73,16 @@ def serve_dashboard(cfg) -> int:
     if cfg.web.plant_wide:
         plant = PlantView(store)
         link = None
-        status, trigger, live = plant.status, None, None
+        status, trigger, live, recipe = plant.status, None, None, None
     else:
         link = LineLink(cfg, cfg.line_socket)
-        status, trigger, live = link.status, link.trigger, link.live
+        status, trigger, live, recipe = link.status, link.trigger, link.live, link.change_recipe
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     from inspector.service.heap import freeze_startup_heap
     from inspector.service.notify import ServiceNotifier
 
-    server = start_web(cfg, store, status, trigger, live)
+    server = start_web(cfg, store, status, trigger, live, recipe)
     up = status().line
     from inspector.util.redact import redact_url
 

@@ -31,7 +31,7 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
         pipe = Pipeline(cfg)
     except (InspectorError, ValueError, OSError) as e:
         raise StartError(f"cannot start: {e}") from e
-    server = (start_web(cfg, pipe.store, pipe.status, pipe.trigger, pipe.live) if cfg.web.enabled else None)
+    server = (start_web(cfg, pipe.store, pipe.status, pipe.trigger, pipe.live, pipe.change_recipe) if cfg.web.enabled else None)
     from inspector.line.line_socket import serve_line_socket
 
     line_socket = serve_line_socket(pipe, cfg.line_socket)

@@ -291,3 +291,15 @@ class LineDecisionRow(Base):
     deadline_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     on_time: Mapped[bool] = mapped_column(Boolean)
     part_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RecipeChange(Base):
+    """A camera's product changed at run time (changeover): who or what asked, when, from, to."""
+
+    __tablename__ = "recipe_changes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_product: Mapped[str] = mapped_column(String(128))
+    to_product: Mapped[str] = mapped_column(String(128))
+    by: Mapped[str] = mapped_column(String(128))  # a user, a token, "plc:opcua", ...
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -30,8 +30,8 @@ from inspector.store import rollup, schema
 from inspector.store.rollup import bucket_of
 from inspector.store.decisions import DecisionLog
 from inspector.store.images import ImageStore
-from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, Review,
-                                    VerdictRollup, VlmAnswer)
+from inspector.store.models import (Camera, FindingRow, Image, Inspection, ModelVersion, Product, RecipeChange,
+                                    Review, VerdictRollup, VlmAnswer)
 from inspector.store.models import Verdict as VerdictRow
 from inspector.store.retention import Retention, used_bytes
 from inspector.store.rows import answer_rows, finding_row
@@ -342,6 +342,24 @@ class Store:
         d["line_decision"] = self.decisions.for_uid(i.uid)
         d["same_part"] = self.same_part(i.part_id, i.id) if i.part_id else []
         return d
+
+    def add_recipe_change(self, camera_id: str, from_product: str, to_product: str, by: str) -> None:
+        """A changeover, and the camera's row made to name its product now."""
+        now = _utc(time.time())
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            s.add(RecipeChange(camera_id=camera_id, from_product=from_product, to_product=to_product,
+                               by=by[:128], at=now))
+            cam = s.get(Camera, camera_id)
+            if cam is not None:
+                cam.product, cam.updated_at = to_product, now
+
+    def recipe_changes(self, limit: int = 20, camera: str | None = None) -> list[dict]:
+        with Session(self.engine) as s:
+            q = select(RecipeChange).order_by(RecipeChange.id.desc()).limit(limit)
+            if camera:
+                q = q.where(RecipeChange.camera_id == camera)
+            return [{"camera_id": r.camera_id, "from": r.from_product, "to": r.to_product, "by": r.by,
+                     "at": r.at.isoformat() + "Z"} for r in s.scalars(q)]
 
     def same_part(self, part_id: str, but: int | None = None, limit: int = 50) -> list[dict]:
         """The other inspections of one part, oldest first: id, time, verdict."""

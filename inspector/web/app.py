@@ -42,7 +42,8 @@ def _docs_assets() -> Path:
 
 def create_app(store: Store, status: Callable[[], LineStatus],
                trigger: Callable[[str], int] | None = None, *, live: LiveView | RemoteLive | None = None,
-               plant: PlantTime | None = None, secure_cookies: bool = False) -> FastAPI:
+               plant: PlantTime | None = None, secure_cookies: bool = False,
+               recipe: Callable[[str, str | int, str], tuple[str, str]] | None = None) -> FastAPI:
     app = FastAPI(title="inspector", version=__version__, docs_url=None, redoc_url=None,
                   lifespan=bounded_threads,
                   description="Verdicts of the visual inspection line. Log in at /login (browsers) or "
@@ -80,7 +81,8 @@ def create_app(store: Store, status: Callable[[], LineStatus],
     plant = plant or PlantTime()
     clock = PlantClock(plant.tz)
     templates.env.filters["plant_time"] = clock.plant_time
-    app.state.web = WebContext(store=store, status=status, trigger=trigger, live=live, plant=plant, clock=clock,
+    app.state.web = WebContext(store=store, status=status, trigger=trigger, recipe=recipe, live=live, plant=plant,
+                               clock=clock,
                                accounts=accounts, templates=templates, secure_cookies=secure_cookies,
                                counts=shared_for(1.0, store.counts))
     for area in ROUTERS:

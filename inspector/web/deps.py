@@ -30,6 +30,7 @@ class WebContext:
     store: Store
     status: Callable[[], LineStatus]
     trigger: Callable[..., int] | None  # (camera_id, part_id=None) -> requests waiting
+    recipe: Callable[[str, str | int, str], tuple[str, str]] | None  # changeover: (camera, which, by) -> (from, to)
     live: LiveView | RemoteLive | None
     plant: PlantTime
     clock: PlantClock

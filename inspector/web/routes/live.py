@@ -14,6 +14,8 @@ from inspector.capture.part_codes import PART_ID
 from inspector.capture.triggers import TriggerFull
 
 from inspector.line.line_link import LineUnavailable
+from inspector.line.recipes import RecipeError
+from inspector.web.inputs import Camera
 from inspector.web.accounts import Principal
 from inspector.web.deps import Ctx, WebContext, operator
 
@@ -50,6 +52,38 @@ def camera_trigger(ctx: Ctx, camera_id: str, body: TriggerBody | None = None, wh
     except TriggerFull as e:
         raise HTTPException(429, str(e)) from None
     return {"camera": camera_id, "pending": pending, "part_id": part_id}
+
+
+class RecipeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a product's name")
+    recipe: int | None = Field(None, ge=0, le=65535, description="or its recipe number (products[].recipe)")
+
+
+@router.post("/api/cameras/{camera_id}/recipe")
+def camera_recipe(ctx: Ctx, camera_id: str, body: RecipeBody, who: Principal = operator):
+    """Changeover: the camera inspects another product from its next trigger on (parts already
+    taken finish with theirs). By name or recipe number; an unknown one is refused and the camera
+    keeps its recipe. Recorded with who asked."""
+    if (body.product is None) == (body.recipe is None):
+        raise HTTPException(422, "give exactly one of product (a name) or recipe (a number)")
+    if ctx.recipe is None:
+        raise HTTPException(503, "no line is running behind this dashboard")
+    try:
+        before, after = ctx.recipe(camera_id, body.product if body.product is not None else body.recipe,
+                                   f"{who.via}:{who.name}")
+    except KeyError:
+        known = [c.id for c in ctx.status().cameras]
+        raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
+    except RecipeError as e:
+        raise HTTPException(422, str(e)) from None
+    return {"camera": camera_id, "from": before, "to": after}
+
+
+@router.get("/api/recipes")
+def recipe_changes(ctx: Ctx, camera: Camera = None, limit: int = Query(20, ge=1, le=500)):
+    """The latest changeovers, newest first: camera, from, to, who, when (UTC)."""
+    return ctx.store.recipe_changes(limit=limit, camera=camera)
 
 
 @router.get("/live", response_class=HTMLResponse)

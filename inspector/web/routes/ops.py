@@ -55,7 +55,7 @@ def docs_page(request: Request, ctx: Ctx):
 
 @router.get("/health", response_class=HTMLResponse)
 def health_page(request: Request, ctx: Ctx):
-    return ctx.page(request, "health.html", h=health(ctx))
+    return ctx.page(request, "health.html", h=health(ctx), changes=ctx.store.recipe_changes(limit=10))
 
 
 @router.get("/api/health")

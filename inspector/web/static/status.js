@@ -18,7 +18,7 @@ window.plantTime = (function () {
   const setText = (id, v) => { const e = document.getElementById(id); if (e) e.textContent = v; };
   function camState(c) { return c.connection && c.state === "running" ? c.connection : c.state; }
   function badge(c) {
-    let t = `${c.id}: ${camState(c)}`;
+    let t = c.product ? `${c.id} [${c.product}]: ${camState(c)}` : `${c.id}: ${camState(c)}`;
     if (c.reconnects) t += ` (${c.reconnects} reconnects)`;
     t += ` · ${c.frames_in} frames`;
     if (c.fps) t += ` · ${c.fps.toFixed(1)} fps`;

@@ -1,4 +1,4 @@
-"""line decisions (OK/NG and on what basis, by each product's deadline), part identity
+"""line decisions (OK/NG and on what basis, by each product's deadline), part identity, recipe changes
 
 Revision ID: 0010
 Revises: 0009
@@ -38,9 +38,23 @@ def upgrade() -> None:
     op.create_index(op.f('ix_line_decisions_captured_at'), 'line_decisions', ['captured_at'], unique=False)
     op.add_column('inspections', sa.Column('part_id', sa.String(length=64), nullable=True))
     op.create_index(op.f('ix_inspections_part_id'), 'inspections', ['part_id'], unique=False)
+    op.create_table('recipe_changes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('camera_id', sa.String(length=64), nullable=False),
+    sa.Column('from_product', sa.String(length=128), nullable=False),
+    sa.Column('to_product', sa.String(length=128), nullable=False),
+    sa.Column('by', sa.String(length=128), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_recipe_changes_camera_id'), 'recipe_changes', ['camera_id'], unique=False)
+    op.create_index(op.f('ix_recipe_changes_at'), 'recipe_changes', ['at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_recipe_changes_at'), table_name='recipe_changes')
+    op.drop_index(op.f('ix_recipe_changes_camera_id'), table_name='recipe_changes')
+    op.drop_table('recipe_changes')
     op.drop_index(op.f('ix_inspections_part_id'), table_name='inspections')
     with op.batch_alter_table('inspections') as batch:
         batch.drop_column('part_id')
