@@ -30,7 +30,10 @@ def start_line(tmp_path, web=None, **extra):
     port = free_port()
     cfg = {"data_dir": str(tmp_path / "data"), "web": {"port": port, **(web or {})},
            "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 10, "seed": 7, "fps": 1.0,
-                                                 "loop": True}}], **extra}
+                                                 "loop": True, "codes": True}}],
+           # each demo part carries a QR code with its id, left of the tile
+           "products": [{"name": "demo-tile", "part_code": {"type": "qr", "region": [0, 150, 96, 300]}}],
+           **extra}
     p = tmp_path / "line.yaml"
     p.write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "inspector", "users", "add", "anna", "--role", "operator",
@@ -101,7 +104,17 @@ def test_feed_updates_live_and_detail_shows_boxes(line, artifacts):
         told = fresh.locator("td").nth(2).inner_text()
         assert told == ("OK" if "v-pass" in fresh.get_attribute("class") else "NG")
         assert "time (asia/kolkata)" in page.inner_text("#feed thead").lower()
+        assert page.inner_text(".cam[data-cam=cam1]").startswith("cam1 [demo-tile]: ")  # the recipe now
+        # search by part id: the code read off the part is in the row, and the filter finds it
+        part = fresh.locator("td").nth(5).inner_text().split()[0]
+        assert re.fullmatch(r"DEMO-7-000(0[1-9]|10)", part), part
         page.screenshot(path=str(artifacts / "feed.png"))
+        page.fill("#filters input[name=part_id]", part)
+        page.click("#filters button[type=submit]")
+        page.wait_for_url(re.compile(rf"part_id={part}"))
+        cells = page.locator("#feed-body tr td:nth-child(6)").all_inner_texts()
+        assert cells and all(c.split()[0] == part for c in cells)
+        page.goto(line + "/")
         # the header's camera badge is live too: its frame count grows without a reload
         badge = lambda: int(re.search(r"(\d+) frames", page.inner_text(".cam[data-cam=cam1]")).group(1))  # noqa: E731
         before = badge()

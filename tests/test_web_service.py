@@ -27,6 +27,7 @@ def _config(tmp_path, demo_line, port: int):
     cfg = tmp_path / "line.yaml"
     cfg.write_text(yaml.safe_dump({
         "data_dir": str(tmp_path / "data"),
+        "products": [{"name": "demo-tile", "recipe": 1}, {"name": "other-tile", "recipe": 2}],
         "cameras": [{"id": "cam1", "roi": list(ROI),
                      "source": {"type": "folder", "path": str(demo_line.frames_dir), "fps": 4, "loop": True}}],
         "web": {"port": port}}))
@@ -91,9 +92,21 @@ def test_the_dashboard_runs_on_its_own_and_outlives_the_line(demo_line, tmp_path
         with api.stream("GET", "/api/cameras/cam1/stream.mjpg", params={"frames": 2, "fps": 10}) as s:
             body = b"".join(s.iter_bytes())
         assert body.count(b"Content-Type: image/jpeg") == 2
-        r = api.post("/api/cameras/cam1/trigger")
+        r = api.post("/api/cameras/cam1/trigger", json={"part_id": "SN-0042"})
         assert r.status_code == 202 and r.json()["pending"] >= 1
         assert api.post("/api/cameras/nope/trigger").status_code == 404
+        # ... its part id reaches the inspection through the line's socket
+        assert wait_for(lambda: api.get("/api/verdicts", params={"part_id": "SN-0042"}).json(), 30)
+        # A changeover through the line's socket, and a refused one that changes nothing.
+        r = api.post("/api/cameras/cam1/recipe", json={"product": "nope"})
+        assert r.status_code == 422 and "no recipe 'nope'" in r.json()["detail"]
+        r = api.post("/api/cameras/cam1/recipe", json={"product": "demo-tile"})
+        assert r.status_code == 200 and r.json()["to"] == "demo-tile"
+        assert api.get("/api/recipes").json() == []  # the same recipe again: no changeover
+        r = api.post("/api/cameras/cam1/recipe", json={"recipe": 2})
+        assert r.status_code == 200 and (r.json()["from"], r.json()["to"]) == ("demo-tile", "other-tile")
+        assert wait_for(lambda: api.get("/api/status").json()["cameras"][0]["product"] == "other-tile", 5)
+        assert [(c["to"], c["by"]) for c in api.get("/api/recipes").json()] == [("other-tile", "token:test")]
         assert wait_for(lambda: len(api.get("/api/verdicts", params={"limit": 500}).json()) >= 5, 30)
         assert "inspector_line_up 1.0" in api.get("/metrics").text
         assert '<div class="banner banner-stop" id="line-banner" role="alert" hidden></div>' in api.get("/").text

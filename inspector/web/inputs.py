@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import Path as PathParam
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 # The times a query may name: none before the Unix epoch (no camera captured then) and none in
 # the calendar's last year, so that a zone's offset, the stats' default day before `until` and
@@ -28,7 +28,9 @@ def _in_calendar(t: datetime) -> datetime:
     return t
 
 
-When = Annotated[datetime | None, AfterValidator(lambda t: t if t is None else _in_calendar(t))]
+# An empty field is no filter: the feed's and stats' forms send every field, filled or not.
+When = Annotated[datetime | None, BeforeValidator(lambda v: None if v == "" else v),
+                 AfterValidator(lambda t: t if t is None else _in_calendar(t))]
 
 
 def _no_nul(v: str | None) -> str | None:
