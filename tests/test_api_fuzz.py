@@ -33,7 +33,7 @@ EDGES = ("0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00", "0001-01-01T00:00:0
 @pytest.fixture(scope="module")
 def line(tmp_path_factory):
     pipe = judged_demo_line(tmp_path_factory.mktemp("fuzz"), 8)
-    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live)
+    app = create_app(pipe.store, pipe.status, pipe.trigger, live=pipe.live, recipe=pipe.change_recipe)
     with TestClient(app, raise_server_exceptions=False) as c:
         authorize(c, pipe.store, "admin")
         yield app, c
@@ -66,7 +66,8 @@ def test_openapi_lists_the_api(line):
     app, _ = line
     paths = {(op.method.upper(), op.path) for op in operations(app)}
     assert {("GET", "/api/verdicts"), ("GET", "/api/stats"), ("POST", "/api/inspections/{inspection_id}/reviews"),
-            ("POST", "/api/cameras/{camera_id}/trigger"), ("GET", "/api/cameras"), ("GET", "/metrics")} <= paths
+            ("POST", "/api/cameras/{camera_id}/trigger"), ("POST", "/api/cameras/{camera_id}/recipe"),
+            ("GET", "/api/recipes"), ("GET", "/api/cameras"), ("GET", "/metrics")} <= paths
 
 
 def test_no_request_ends_in_a_server_error(line):
