@@ -27,6 +27,12 @@ class Frame:
     mm_per_px: float | None = None  # the camera's calibration; None = uncalibrated
     part_id: str | None = None  # the part's identity: from the trigger, or a code read in the frame
     product: str = ""  # the camera's recipe when the frame was taken ("" = the configured one)
+    triggered_mono: float | None = None  # a software trigger's request time: the part's clock starts there
+
+    @property
+    def started_mono(self) -> float:
+        """Where the part's decision deadline is counted from: the trigger, else the capture."""
+        return self.triggered_mono if self.triggered_mono is not None else self.captured_mono
 
     def to_mm(self, box: Box) -> Box | None:
         """A frame-pixel box in millimetres from the ROI's top-left corner (the part datum)."""
@@ -189,7 +195,7 @@ class LineDecision:
     verdict_kind: str | None  # the verdict that decided, for basis verdict
     captured_wall: float
     decided_wall: float
-    elapsed_ms: float  # capture to decision, on the monotonic clock
+    elapsed_ms: float  # trigger (else capture) to decision, on the monotonic clock
     deadline_ms: int | None
     part_id: str | None = None  # what the PLC matches the answer to the part by
 

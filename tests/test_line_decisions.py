@@ -90,6 +90,17 @@ def test_a_part_already_late_is_an_overrun_and_no_deadline_means_the_verdict_dec
     assert (said[0].answer, said[0].basis, said[0].deadline_ms) == (LineAnswer.ng, "verdict", None)
 
 
+def test_the_deadline_counts_from_the_software_trigger():
+    """A PLC's trigger starts the part's clock, not the frame that answered it some time later."""
+    d, told = _decider(decision_deadline_ms=500, decision_guard_ms=0)
+    now = time.monotonic()
+    late = Frame("cam1", 1, np.zeros((8, 8, 3), np.uint8), captured_mono=now, triggered_mono=now - 0.6)
+    d.expect("u1", late, "p", CAND)
+    assert told and told[0].basis == "overrun" and told[0].elapsed_ms >= 600
+    fresh = Frame("cam1", 2, np.zeros((8, 8, 3), np.uint8), captured_mono=now - 0.6)
+    assert fresh.started_mono == fresh.captured_mono  # no trigger: from the capture
+
+
 def test_verdict_and_deadline_racing_still_decide_once():
     """The timer and the judge both reaching for the same parts: one decision each, never two."""
     d, told = _decider(decision_deadline_ms=30, decision_guard_ms=0)

@@ -103,8 +103,10 @@ def test_trigger_requests_are_bounded():
     with pytest.raises(TriggerFull):
         t.request("one-too-many")
     img = np.zeros((8, 8, 3), np.uint8)
-    assert t.fire(img, None) and t.part_id == "P0"
+    assert t.fire(img, None) and t.part_id == "P0" and t.requested_mono is not None
     assert t.fire(img, None) and t.part_id == "P1"
+    free = Trigger(TriggerConfig(mode="continuous"))
+    assert free.fire(img, None) and free.part_id is None and free.requested_mono is None
 
 
 def test_a_hostile_or_missing_code_gives_no_part_id():

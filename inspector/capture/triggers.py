@@ -15,6 +15,7 @@ A software request also fires under every other mode: the next frame is inspecte
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import cv2
@@ -33,9 +34,11 @@ class Trigger:
         self.cfg = cfg
         self.mode = cfg.mode
         self._n = 0
-        self._requests: deque[str | None] = deque()  # one per request: the part id it gave, if any
+        # One per request: the part id it gave (if any) and when it came (monotonic).
+        self._requests: deque[tuple[str | None, float]] = deque()
         self._lock = threading.Lock()
         self.part_id: str | None = None  # the part id of the request the last fired frame took
+        self.requested_mono: float | None = None  # and when that request came: a deadline starts there
         # part_presence
         self._bg: np.ndarray | None = None
         self._present = False
@@ -49,13 +52,13 @@ class Trigger:
         with self._lock:
             if len(self._requests) >= MAX_WAITING:
                 raise TriggerFull(f"{MAX_WAITING} trigger requests are already waiting for frames")
-            self._requests.append(part_id)
+            self._requests.append((part_id, time.monotonic()))
             return len(self._requests)
 
     def _take_request(self) -> bool:
         with self._lock:
             if self._requests:
-                self.part_id = self._requests.popleft()
+                self.part_id, self.requested_mono = self._requests.popleft()
                 return True
             return False
 
@@ -63,7 +66,7 @@ class Trigger:
         """Whether this frame is inspected. Called once per captured frame, in order; after a
         frame that fires, `part_id` is the id its software request gave (else None)."""
         self._n += 1
-        self.part_id = None
+        self.part_id = self.requested_mono = None
         asked = self._take_request()
         if self.mode == "continuous":
             return True

@@ -8,7 +8,8 @@ stored on the same inspection. A part that reaches the judge after its deadline 
 passed (the box is overloaded) is decided by the policy too and counted as an overrun, never
 waved through silently.
 
-The clock is the monotonic one: a wall clock stepped by NTP must not move a deadline.
+The clock is the monotonic one, from the part's software trigger when it had one, else from the
+frame's capture: a wall clock stepped by NTP must not move a deadline.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class LineDecider:
         p = self.products.get(product)
         if p is None or p.decision_deadline_ms is None:
             return
-        due = frame.captured_mono + (p.decision_deadline_ms - p.decision_guard_ms) / 1000.0
+        due = frame.started_mono + (p.decision_deadline_ms - p.decision_guard_ms) / 1000.0
         part = _Part(uid, frame, p, tuple(candidates), due)
         if resumed or time.monotonic() >= due:
             self._by_policy(part, "overrun", resumed=resumed)
@@ -131,7 +132,7 @@ class LineDecider:
         deadline = p.decision_deadline_ms if p is not None else None
         frame = verdict.frame
         if deadline is not None and part is None and \
-                time.monotonic() - frame.captured_mono > deadline / 1000.0:
+                time.monotonic() - frame.started_mono > deadline / 1000.0:
             # Judged without the VLM, but only after the part had passed the gate.
             return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "overrun", remember=False,
                                    record=False)
@@ -173,7 +174,7 @@ class LineDecider:
     def _emit(self, uid, frame: Frame, product: str, answer: LineAnswer, basis: str, policy, kind,
               deadline, resumed: bool = False, record: bool = True) -> LineDecision:
         now = time.monotonic()
-        elapsed = (now - frame.captured_mono) * 1000.0
+        elapsed = (now - frame.started_mono) * 1000.0
         if resumed:  # captured by an earlier run: only the wall clock spans the restart
             elapsed = max(elapsed, (time.time() - frame.captured_wall) * 1000.0)
         d = LineDecision(uid=uid, camera_id=frame.camera_id, seq=frame.seq, product=product,

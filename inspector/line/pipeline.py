@@ -394,7 +394,7 @@ class Pipeline:
                 product = state.product  # the recipe in force at the trigger, for good
                 part_id = trigger.part_id or self._read_part_id(readers, product, image)
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
-                              part_id=part_id, product=product)
+                              part_id=part_id, product=product, triggered_mono=trigger.requested_mono)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except (camera_calibration.CameraCalibrationError, SourceError) as e:
