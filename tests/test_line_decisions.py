@@ -192,7 +192,9 @@ def test_a_slow_vlm_behind_a_deadline(demo_line, tmp_path):
 
     # Against the second opinion alone: the VLM cleared every part the line rejected for it.
     second = pipe.store.decisions.agreement()
-    assert (second["false_rejects"], second["escapes"]) == (len(flagged), 0)
+    # (every NG: the flagged parts, and any clean part a stalled box had to decide as an overrun)
+    assert (second["false_rejects"], second["escapes"]) == (sum(r.answer == "ng" for r in rows.values()), 0)
+    assert second["false_rejects"] >= len(flagged)
 
     # Operators confirm the ground truth on every part: the line's misses show as escapes
     # (passed, defective) and its fail-safe rejects of good parts as false rejects.
@@ -233,3 +235,36 @@ def test_a_slow_vlm_behind_a_deadline(demo_line, tmp_path):
         feed = c.get("/api/verdicts?limit=500").json()
         assert {r["uid"]: r["line"] for r in feed} == {u: r.answer for u, r in rows.items()}
         assert {r["line_basis"] for r in feed if r["uid"] in flagged} <= {"deadline", "overrun"}
+
+
+def test_within_the_guard_is_a_deadline_decision_and_past_the_deadline_an_overrun():
+    d, told = _decider(decision_deadline_ms=1000, decision_guard_ms=400)
+    now = time.monotonic()
+    d.expect("u1", Frame("cam1", 1, np.zeros((8, 8, 3), np.uint8), captured_mono=now - 0.8), "p", CAND)
+    d.expect("u2", Frame("cam1", 2, np.zeros((8, 8, 3), np.uint8), captured_mono=now - 1.5), "p", CAND)
+    assert [(t.basis, t.on_time) for t in told] == [("deadline", True), ("overrun", False)]
+
+
+def test_stop_tells_the_line_about_the_parts_the_vlm_still_has():
+    d, told = _decider(decision_deadline_ms=60_000, late_policy="pass")
+    d.start()
+    f = _frame()
+    d.expect("u1", f, "p", CAND)
+    d.stop()
+    assert [(t.uid, t.answer, t.basis) for t in told] == [("u1", LineAnswer.ok, "deadline")]
+    assert d.verdict("u1", _verdict(f, VerdictKind.fail, CAND), "p") is None  # second opinion only
+    assert d.pending == 0
+
+
+def test_a_vlm_that_cannot_answer_leaves_the_part_to_the_late_policy():
+    d, told = _decider(decision_deadline_ms=60_000, late_policy="pass")
+    f = _frame()
+    d.expect("u1", f, "p", CAND)
+    down = Verdict(f, VerdictKind.review, "vlm_unavailable", "VLM down", tuple(CAND), ())
+    got = d.verdict("u1", down, "p")
+    assert (got.answer, got.basis, got.policy) == (LineAnswer.ok, "deadline", "pass")
+    plain, said = _decider(late_policy="pass")  # no deadline: the review verdict decides, NG
+    assert plain.verdict("u2", Verdict(f, VerdictKind.review, "vlm_unavailable", "x", tuple(CAND), ()),
+                         "p").answer is LineAnswer.ng
+    err = d.uninspected("u3", f, "p")
+    assert (err.answer, err.basis) == (LineAnswer.ng, "error") and d.counts["error"] == 1

@@ -143,3 +143,29 @@ def test_a_barcode_is_read_too():
     frame[70:130, 30:30 + code.shape[1]] = code[..., None]
     assert PartCodeReader("barcode").read(frame) == digits
     assert PartCodeReader("qr").read(frame) is None
+
+
+def test_a_reinspection_is_the_same_camera_seeing_a_part_again(tmp_path):
+    """A top and a bottom station both look at part X: neither is a re-inspection; the top
+    station looking again is."""
+    from inspector.messages import Frame, Verdict, VerdictKind
+    from inspector.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    img = np.zeros((16, 16, 3), np.uint8)
+    for cam, seq in (("top", 1), ("bottom", 1), ("top", 2)):
+        store.save(Verdict(Frame(cam, seq, img, part_id="X-1"), VerdictKind.passed, "no_candidates", "ok", (), ()),
+                   "demo-tile", "none")
+    rows = store.feed(part_id="X-1")
+    assert [(r["camera_id"], r["seq"], r["reinspection"]) for r in rows] == \
+        [("top", 2, True), ("bottom", 1, False), ("top", 1, False)]
+    detail = store.inspection(rows[1]["id"])
+    assert [o["camera_id"] for o in detail["same_part"]] == ["top", "top"]
+    store.close()
+
+
+def test_a_request_keeps_the_recipe_it_was_made_under():
+    t = Trigger(TriggerConfig(mode="software"))
+    t.request("P1", "tile-a")
+    img = np.zeros((8, 8, 3), np.uint8)
+    assert t.fire(img, None) and (t.part_id, t.requested_product) == ("P1", "tile-a")

@@ -34,11 +34,13 @@ class Trigger:
         self.cfg = cfg
         self.mode = cfg.mode
         self._n = 0
-        # One per request: the part id it gave (if any) and when it came (monotonic).
-        self._requests: deque[tuple[str | None, float]] = deque()
+        # One per request: the part id it gave (if any), when it came (monotonic) and the recipe in
+        # force then (a changeover after the request is for the next part, not this one).
+        self._requests: deque[tuple[str | None, float, str | None]] = deque()
         self._lock = threading.Lock()
         self.part_id: str | None = None  # the part id of the request the last fired frame took
         self.requested_mono: float | None = None  # and when that request came: a deadline starts there
+        self.requested_product: str | None = None  # and the recipe in force when it came
         # part_presence
         self._bg: np.ndarray | None = None
         self._present = False
@@ -47,18 +49,18 @@ class Trigger:
         self.presence = 0.0  # share of the ROI that differs from the empty belt, last frame
         self.parts = 0
 
-    def request(self, part_id: str | None = None) -> int:
+    def request(self, part_id: str | None = None, product: str | None = None) -> int:
         """A software trigger, perhaps naming the part; returns how many are waiting."""
         with self._lock:
             if len(self._requests) >= MAX_WAITING:
                 raise TriggerFull(f"{MAX_WAITING} trigger requests are already waiting for frames")
-            self._requests.append((part_id, time.monotonic()))
+            self._requests.append((part_id, time.monotonic(), product))
             return len(self._requests)
 
     def _take_request(self) -> bool:
         with self._lock:
             if self._requests:
-                self.part_id, self.requested_mono = self._requests.popleft()
+                self.part_id, self.requested_mono, self.requested_product = self._requests.popleft()
                 return True
             return False
 
@@ -66,7 +68,7 @@ class Trigger:
         """Whether this frame is inspected. Called once per captured frame, in order; after a
         frame that fires, `part_id` is the id its software request gave (else None)."""
         self._n += 1
-        self.part_id = self.requested_mono = None
+        self.part_id = self.requested_mono = self.requested_product = None
         asked = self._take_request()
         if self.mode == "continuous":
             return True

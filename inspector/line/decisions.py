@@ -81,11 +81,23 @@ class LineDecider:
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Stop the timer, and decide by their policy the parts the VLM still has: the line
+        stops, their deadlines will not be kept, and the line must not be left without an
+        answer (their verdicts, if they come, are second opinions)."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
+            left = list(self._waiting.values())
+            self._waiting.clear()
+            self._heap.clear()
+            self._decided.update(part.uid for part in left)
         if self._thread is not None:
             self._thread.join(timeout)
+        for part in left:
+            try:
+                self._by_policy(part, "deadline", remember=False)
+            except Exception:
+                log.exception("line decision for %s at stop failed", part.uid)
 
     @property
     def pending(self) -> int:
@@ -94,18 +106,19 @@ class LineDecider:
 
     # --- the stages' calls --------------------------------------------------------------------
 
-    def expect(self, uid: str, frame: Frame, product: str, candidates: list[Candidate],
-               resumed: bool = False) -> None:
-        """The part goes to the VLM: decide by the policy if the VLM is not back in time.
-        `resumed`: a part an earlier run took and never told the line about; it left the line
-        long ago (and its capture time is on another run's clock), so it is an overrun now."""
+    def expect(self, uid: str, frame: Frame, product: str, candidates: list[Candidate]) -> None:
+        """The part goes to the VLM: decide by the policy if the VLM is not back in time. (A
+        part resumed from the spool has its capture time moved onto this run's clock, so one an
+        earlier run never told the line about is long past its deadline: an overrun now.)"""
         p = self.products.get(product)
         if p is None or p.decision_deadline_ms is None:
             return
         due = frame.started_mono + (p.decision_deadline_ms - p.decision_guard_ms) / 1000.0
         part = _Part(uid, frame, p, tuple(candidates), due)
-        if resumed or time.monotonic() >= due:
-            self._by_policy(part, "overrun", resumed=resumed)
+        now = time.monotonic()
+        if now >= due:  # inside the guard: decide now; past the deadline itself: an overrun
+            late = now - frame.started_mono > p.decision_deadline_ms / 1000.0
+            self._by_policy(part, "overrun" if late else "deadline")
             return
         with self._cv:
             if uid in self._decided or uid in self._waiting:
@@ -113,6 +126,13 @@ class LineDecider:
             self._waiting[uid] = part
             heapq.heappush(self._heap, (due, uid))
             self._cv.notify()
+
+    def uninspected(self, uid: str, frame: Frame, product: str) -> LineDecision:
+        """The part could not be inspected (the pre-filter failed on its frame): NG, whatever the
+        late policy, since nothing looked at it."""
+        p = self.products.get(product)
+        return self._emit(uid, frame, product, LineAnswer.ng, "error", None, None,
+                          p.decision_deadline_ms if p is not None else None)
 
     def already_decided(self, uid: str) -> None:
         """An earlier run decided this part (a frame resumed from the spool): its verdict, when
@@ -135,6 +155,11 @@ class LineDecider:
                 time.monotonic() - frame.started_mono > deadline / 1000.0:
             # Judged without the VLM, but only after the part had passed the gate.
             return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "overrun", remember=False,
+                                   record=False)
+        if deadline is not None and verdict.why == "vlm_unavailable":
+            # The VLM cannot answer (down, circuit open, queue full): the product's policy for a
+            # part without the VLM's judgement decides, as at the deadline, not the review verdict.
+            return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "deadline", remember=False,
                                    record=False)
         return self._emit(uid, frame, product, answer_for(verdict), "verdict", None, verdict.kind.value,
                           deadline, record=False)
@@ -160,7 +185,7 @@ class LineDecider:
                     log.exception("line decision for %s failed", uid)
 
     def _by_policy(self, part: _Part, basis: str, remember: bool = True,
-                   resumed: bool = False, record: bool = True) -> LineDecision | None:
+                   record: bool = True) -> LineDecision | None:
         p = part.product
         if remember:
             with self._cv:
@@ -169,14 +194,11 @@ class LineDecider:
                 self._decided.add(part.uid)
         answer = policy_answer(p.late_policy, part.candidates, self.judge_cfg)
         return self._emit(part.uid, part.frame, p.name, answer, basis, p.late_policy, None,
-                          p.decision_deadline_ms, resumed, record)
+                          p.decision_deadline_ms, record)
 
     def _emit(self, uid, frame: Frame, product: str, answer: LineAnswer, basis: str, policy, kind,
-              deadline, resumed: bool = False, record: bool = True) -> LineDecision:
-        now = time.monotonic()
-        elapsed = (now - frame.started_mono) * 1000.0
-        if resumed:  # captured by an earlier run: only the wall clock spans the restart
-            elapsed = max(elapsed, (time.time() - frame.captured_wall) * 1000.0)
+              deadline, record: bool = True) -> LineDecision:
+        elapsed = (time.monotonic() - frame.started_mono) * 1000.0
         d = LineDecision(uid=uid, camera_id=frame.camera_id, seq=frame.seq, product=product,
                          answer=answer, basis=basis, policy=policy, verdict_kind=kind,
                          captured_wall=frame.captured_wall, decided_wall=time.time(),
@@ -187,9 +209,9 @@ class LineDecider:
             if not d.on_time:
                 self.counts["late"] += 1
         if basis != "verdict":
-            # A deadline decision is the design working (a slow VLM); an overrun is the box too
-            # slow for the line, which someone must hear about.
-            (log.warning if basis == "overrun" else log.info)("camera %s part %d: %s by late_policy %s (%s after %.0f ms, deadline %s ms)",
+            # A deadline decision is the design working (a slow VLM); an overrun (the box too
+            # slow for the line) or an error is something someone must hear about.
+            (log.info if basis == "deadline" else log.warning)("camera %s part %d: %s by late_policy %s (%s after %.0f ms, deadline %s ms)",
                         frame.camera_id, frame.seq, answer.value.upper(), policy, basis, d.elapsed_ms,
                         deadline)
         self.publish(d)

@@ -182,7 +182,7 @@ class Pipeline:
                 events=[s.status() for s in self.events],
                 done=self.done.is_set(),
                 decisions=DecisionStatus(**{k: self.decider.counts[k] for k in (
-                    "ok", "ng", "verdict", "deadline", "overrun", "late")}, pending=self.decider.pending),
+                    "ok", "ng", "verdict", "deadline", "overrun", "error", "late")}, pending=self.decider.pending),
             )
 
     def stalled_for(self) -> float:
@@ -206,7 +206,7 @@ class Pipeline:
         """A software trigger: the camera's next frame is inspected (as part `part_id`, when
         given). Returns the requests waiting; KeyError for an unknown camera, TriggerFull when
         too many wait already."""
-        return self.triggers[camera_id].request(part_id)
+        return self.triggers[camera_id].request(part_id, self.cameras[camera_id].product)
 
     def change_recipe(self, camera_id: str, which: str | int, by: str) -> tuple[str, str]:
         """Changeover: the camera inspects `which` (a product name or recipe number) from its
@@ -275,7 +275,7 @@ class Pipeline:
         if self.store.decisions.has(job.uid):
             self.decider.already_decided(job.uid)
         else:
-            self.decider.expect(job.uid, job.frame, job.product, job.candidates, resumed=True)
+            self.decider.expect(job.uid, job.frame, job.product, job.candidates)
 
     def _remember_inspected(self, spooled: set[str]) -> None:
         """Folder sources that remember (or move) what they inspected: their memory counts a file
@@ -328,9 +328,11 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         left = lambda reserve=0.0: max(0.0, deadline - reserve - time.monotonic())  # noqa: E731
         self.stop_event.set()
-        self.decider.stop(min(1.0, timeout / 10))
         for t in self._threads:
             t.join(left(reserve=min(2.0, timeout / 4)))  # the rest is the database's
+        # After the stages: what they judged in the meantime was told as usual; the parts still
+        # with the VLM are told by their policy now, before the database's last flush.
+        self.decider.stop(min(1.0, timeout / 10))
         # The database's share ends a little early: what it has not taken by then is parked on
         # disk for the next start (Store.close), which must fit in the deadline too.
         park = min(1.5, timeout / 5)
@@ -379,8 +381,11 @@ class Pipeline:
                     delay = next_due - time.monotonic()
                     if delay > 0 and self.stop_event.wait(delay):
                         break
+                # The part's clock starts here, not after undistortion, the live view and a code
+                # read: its deadline is counted from it.
+                taken_mono, taken_wall = time.monotonic(), time.time()
                 state.frames_in += 1
-                state.last_frame_wall = time.time()
+                state.last_frame_wall = taken_wall
                 if undistort is not None:
                     image = undistort(image)  # in the sensor's geometry, so before turning
                 if orient is not None:
@@ -391,10 +396,11 @@ class Pipeline:
                     continue
                 seq += 1
                 src.taken(self._uid(self.run_id, cam.id, seq))
-                product = state.product  # the recipe in force at the trigger, for good
+                product = trigger.requested_product or state.product  # the recipe at the trigger, for good
                 part_id = trigger.part_id or self._read_part_id(readers, product, image)
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
-                              part_id=part_id, product=product, triggered_mono=trigger.requested_mono)
+                              part_id=part_id, product=product, triggered_mono=trigger.requested_mono,
+                              captured_mono=taken_mono, captured_wall=taken_wall)
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except (camera_calibration.CameraCalibrationError, SourceError) as e:
@@ -443,6 +449,9 @@ class Pipeline:
                 self.stats.processing_errors += 1
                 log.error("camera %s frame %d (%s): pre-filter failed: %s",
                           frame.camera_id, frame.seq, frame.source_name, e)
+                d = self.decider.uninspected(self._uid(self.run_id, frame.camera_id, frame.seq), frame,
+                                             frame.product or products[frame.camera_id])
+                self.store.decisions.add(d)
                 continue
             self.live.inspected(frame.camera_id, frame.seq, frame.image, cands)
             self.cameras[frame.camera_id].frames_inspected += 1

@@ -50,6 +50,8 @@ class StoreStatus(_Status):
     writer_last_refused: str | None = None
     writer_parked: int = 0
     writer_unparked: int = 0
+    decisions_unwritten: int = 0  # line decisions told to the line, not yet in the database
+    decisions_failed: int = 0  # line decisions given up on at stop (the database was away)
     images_paused: bool = False
     images_paused_reason: str | None = None
     images_paused_since: float | None = None
@@ -125,6 +127,7 @@ class DecisionStatus(_Status):
     verdict: int = 0  # the verdict was ready in time
     deadline: int = 0  # the late policy decided: the VLM was not back by the deadline
     overrun: int = 0  # the deadline had passed before the part reached the judge
+    error: int = 0  # NG without an inspection: the pre-filter failed on the part's frame
     late: int = 0  # published after the deadline (overruns, and a box too busy to keep time)
     pending: int = 0  # with the VLM, deadline still ahead
 

@@ -101,7 +101,9 @@ class Spool:
                 fm = meta["frame"]
                 frame = Frame(fm["camera_id"], fm["seq"], image, roi=tuple(fm["roi"]) if fm["roi"] else None,
                               source_name=fm["source_name"], mm_per_px=fm["mm_per_px"],
-                              captured_wall=fm["captured_wall"], part_id=fm.get("part_id"))
+                              captured_wall=fm["captured_wall"], part_id=fm.get("part_id"),
+                              # on this run's monotonic clock: its deadline long passed
+                              captured_mono=time.monotonic() - max(0.0, time.time() - fm["captured_wall"]))
                 cands = tuple(Candidate(tuple(c["box"]), c["score"], c["label"], c["model_id"])
                               for c in meta["candidates"])
                 out.append(SpooledJob(meta["uid"], meta["product"], frame, cands, meta["queued_wall"]))

@@ -35,16 +35,17 @@ class DecisionLog:
         self._q: queue.Queue[LineDecision | None] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._unwritten = 0  # added and not yet written (or given up on)
+        self._closing = False
         self._cv = threading.Condition()
         self.failed = 0
 
     def add(self, d: LineDecision) -> None:
         """Never blocks the caller: a full queue (the database gone for minutes) loses the row,
         not the line's time, and says so."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="line-decision-log", daemon=True)
-            self._thread.start()
         with self._cv:
+            if self._thread is None:  # under the lock: the timer and the stages both add
+                self._thread = threading.Thread(target=self._run, name="line-decision-log", daemon=True)
+                self._thread.start()
             self._unwritten += 1
         try:
             self._q.put_nowait(d)
@@ -52,6 +53,10 @@ class DecisionLog:
             self._written(1)
             self.failed += 1
             log.error("line decision for %s not stored: the decision log is %d behind", d.uid, self._q.qsize())
+
+    @property
+    def unwritten(self) -> int:
+        return self._unwritten
 
     def flush(self, timeout: float = 10.0) -> bool:
         if self._thread is None:
@@ -67,9 +72,14 @@ class DecisionLog:
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is None:
             return
+        end = time.monotonic() + timeout
         self.flush(timeout)
-        self._q.put(None)
-        self._thread.join(timeout)
+        self._closing = True  # a write still failing now gives up instead of retrying
+        try:
+            self._q.put_nowait(None)
+        except queue.Full:
+            pass  # the thread is a daemon; what it could not write is counted in `failed`
+        self._thread.join(max(0.0, end - time.monotonic()))
 
     def _run(self) -> None:
         while True:
@@ -95,7 +105,10 @@ class DecisionLog:
             self._written(len(batch))
 
     def _write_batch(self, batch: list[LineDecision]) -> None:
-        for attempt in range(3):
+        """Retried while the line runs (a database away for a while), as the verdicts are;
+        given up only when closing, and counted."""
+        wait = 0.2
+        while True:
             try:
                 with self._lock, self.engine.begin() as conn:
                     conn.execute(insert(LineDecisionRow), [_row(d) for d in batch])
@@ -104,11 +117,13 @@ class DecisionLog:
                 self._write_each(batch)
                 return
             except Exception as e:
-                if attempt == 2:
+                if self._closing:
                     self.failed += len(batch)
                     log.error("could not store %d line decision(s): %s", len(batch), e)
                     return
-                time.sleep(0.5 * (attempt + 1))
+                log.warning("line decisions not stored yet (%s); retrying in %.1f s", e, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 10.0)
 
     def _write_each(self, batch: list[LineDecision]) -> None:
         for d in batch:
@@ -173,7 +188,7 @@ def agreement(engine, since: datetime | None = None, until: datetime | None = No
         q = q.where(d.camera_id == camera)
     if product:
         q = q.where(d.product == product)
-    out = {"decisions": 0, "ok": 0, "ng": 0, "verdict": 0, "deadline": 0, "overrun": 0, "late": 0,
+    out = {"decisions": 0, "ok": 0, "ng": 0, "verdict": 0, "deadline": 0, "overrun": 0, "error": 0, "late": 0,
            "escapes": 0, "false_rejects": 0, "agreed": 0, "open": 0}
     with engine.connect() as c:
         for answer, basis, on_time, fin, n in c.execute(q):

@@ -192,7 +192,8 @@ class Store:
         return True
 
     def status(self) -> dict:
-        return {**self.writer.status(), **self.images.status(), **self.retention.status()}
+        return {**self.writer.status(), **self.images.status(), **self.retention.status(),
+                "decisions_unwritten": self.decisions.unwritten, "decisions_failed": self.decisions.failed}
 
     def health(self) -> dict:
         """The database and the data disk, for the health page: reachable, schema, size, space."""
@@ -246,13 +247,15 @@ class Store:
             q = q.where(Inspection.part_id == part_id)
         with Session(self.engine) as s:
             rows = [_summary(i) for i in s.scalars(q)]
-            # A part seen before (an earlier inspection with its id) is a re-inspection.
+            # A part the same camera saw before is a re-inspection (another station looking at
+            # it, a top and a bottom camera, is not).
             ids = {r["part_id"] for r in rows if r["part_id"]}
-            first = dict(s.execute(select(Inspection.part_id, func.min(Inspection.id))
-                                   .where(Inspection.part_id.in_(ids)).group_by(Inspection.part_id)).all()) \
+            first = {(c, p): i for c, p, i in s.execute(
+                select(Inspection.camera_id, Inspection.part_id, func.min(Inspection.id))
+                .where(Inspection.part_id.in_(ids)).group_by(Inspection.camera_id, Inspection.part_id))} \
                 if ids else {}
         for r in rows:
-            r["reinspection"] = bool(r["part_id"]) and first.get(r["part_id"], r["id"]) < r["id"]
+            r["reinspection"] = bool(r["part_id"]) and first.get((r["camera_id"], r["part_id"]), r["id"]) < r["id"]
         told = self.decisions.answers([r["uid"] for r in rows])
         for r in rows:  # what the line was told, beside the verdict (they differ after a deadline)
             r["line"], r["line_basis"] = told.get(r["uid"], (None, None))

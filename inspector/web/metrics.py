@@ -64,14 +64,17 @@ class LineCollector:
             g.add_metric([], float(getattr(st, key)))
             yield g
         dec = st.decisions
-        told = CounterMetricFamily("inspector_line_decisions", "OK/NG decisions told to the line, by "
-                                   "answer and basis (verdict, deadline: late policy, overrun)",
-                                   labels=["answer", "basis"])
-        told.add_metric(["ok", "all"], float(dec.ok))
-        told.add_metric(["ng", "all"], float(dec.ng))
-        for basis in ("verdict", "deadline", "overrun"):
-            told.add_metric(["all", basis], float(getattr(dec, basis)))
+        told = CounterMetricFamily("inspector_line_decisions", "OK/NG decisions told to the line",
+                                   labels=["answer"])
+        for answer in ("ok", "ng"):
+            told.add_metric([answer], float(getattr(dec, answer)))
         yield told
+        basis = CounterMetricFamily("inspector_line_decision_basis", "line decisions by what decided them "
+                                    "(verdict; deadline: the late policy; overrun; error: not inspected)",
+                                    labels=["basis"])
+        for b in ("verdict", "deadline", "overrun", "error"):
+            basis.add_metric([b], float(getattr(dec, b)))
+        yield basis
         late = CounterMetricFamily("inspector_line_decisions_late", "line decisions published after the "
                                                                     "product's deadline")
         late.add_metric([], float(dec.late))
