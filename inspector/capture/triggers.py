@@ -21,12 +21,14 @@ from collections import deque
 import cv2
 import numpy as np
 
+from inspector.errors import InspectorError
+
 
 MAX_WAITING = 1000  # software requests not yet served: a flood must not grow without bound
 
 
-class TriggerFull(Exception):
-    pass
+class TriggerFull(InspectorError):
+    """Too many software requests wait for frames already (the API answers 429)."""
 
 
 class Trigger:
