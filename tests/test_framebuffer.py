@@ -125,3 +125,54 @@ def test_the_line_reports_drops_and_latency_per_camera(tmp_path, demo_line):
     assert replay.dropped == 0 and replay.frames_inspected == 12  # block: every frame judged
     for c in (live, replay):
         assert 0 < c.latency_p50_ms <= c.latency_p95_ms  # speed itself: inspector bench
+
+
+def test_dropped_frames_are_handed_on():
+    buf = FrameBuffer()
+    lost = []
+    buf.on_drop = lambda cam, frames: lost.extend(frames)
+    buf.add_camera("c", "drop_oldest", 3)
+    for i in range(10):
+        buf.put("c", ("c", i))
+    assert [i for _, i in lost] == list(range(7))
+
+
+def test_a_dropped_part_is_still_decided(tmp_path, demo_line):
+    """Parts (a trigger per frame, not a continuous stream) that a `latest` buffer drops because
+    the pre-filter fell behind are told to the line as NG, not inspected: every part once."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from inspector.config import parse_config
+    from inspector.line.pipeline import Pipeline
+    from inspector.store.models import LineDecisionRow
+
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+        "cameras": [{"id": "live", "buffer": {"policy": "latest"}, "trigger": {"mode": "every_n", "n": 1},
+                     "source": {"type": "folder", "path": str(demo_line.frames_dir), "loop": True}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        assert wait_until(lambda: pipe.status().cameras[0].dropped > 10, 30)
+    finally:
+        pipe.stop()
+    st = pipe.status()
+    cam = st.cameras[0]
+    assert cam.dropped <= st.decisions.error <= cam.dropped + 1  # each dropped part: NG, not inspected
+    # every part taken: inspected, dropped, or still waiting at the stop (then NG, not inspected)
+    assert cam.frames_inspected + cam.dropped <= st.decisions.ok + st.decisions.ng <= \
+        cam.frames_inspected + cam.dropped + 1
+    with Session(pipe.store.engine) as s:
+        rows = s.execute(select(LineDecisionRow.basis, func.count()).group_by(LineDecisionRow.basis)).all()
+        uids = s.scalars(select(LineDecisionRow.uid)).all()
+    assert dict(rows)["error"] == st.decisions.error and len(uids) == len(set(uids))
+
+
+def wait_until(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False

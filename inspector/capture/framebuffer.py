@@ -27,6 +27,8 @@ class FrameBuffer:
         self._order: list[str] = []
         self._next = 0
         self.dropped: dict[str, int] = {}
+        # Called with (camera, frames) for frames a `latest` or `drop_oldest` buffer let go.
+        self.on_drop = None
 
     def add_camera(self, camera: str, policy: str, size: int) -> None:
         if policy not in POLICIES:
@@ -42,6 +44,7 @@ class FrameBuffer:
 
     def put(self, camera: str, frame, stop: threading.Event | None = None) -> bool:
         """Queue a frame; False only when `block` was interrupted by `stop`."""
+        lost = []
         with self._cond:
             q, size, policy = self._queues[camera], self._sizes[camera], self._policies[camera]
             if policy == "block":
@@ -51,13 +54,24 @@ class FrameBuffer:
                     self._cond.wait(0.2)
             elif policy == "latest" and q:
                 self.dropped[camera] += len(q)
+                lost = list(q)
                 q.clear()
             elif len(q) >= size:
-                q.popleft()
+                lost = [q.popleft()]
                 self.dropped[camera] += 1
             q.append(frame)
             self._cond.notify_all()
-            return True
+        if lost and self.on_drop is not None:  # outside the lock: the listener may take its time
+            self.on_drop(camera, lost)
+        return True
+
+    def drain(self) -> list:
+        """Every frame still waiting, taken out (the line is stopping)."""
+        with self._cond:
+            left = [f for q in self._queues.values() for f in q]
+            for q in self._queues.values():
+                q.clear()
+            return left
 
     def close(self, camera: str) -> None:
         """The camera will send no more frames (exhausted or failed)."""

@@ -121,6 +121,7 @@ class Pipeline:
         self.stats = Stats()
         self.live = LiveView([cam.id for cam in cfg.cameras])
         self.frames = FrameBuffer()
+        self.frames.on_drop = self._dropped
         for cam in cfg.cameras:
             policy = cam.buffer.policy
             replay = self.sources[cam.id].replay
@@ -285,6 +286,17 @@ class Pipeline:
                                           lambda uid: uid in spooled or self.store.has_uid(uid),
                                           fsync=self.cfg.store.synchronous == "full")
 
+    def _dropped(self, camera_id: str, frames: list[Frame]) -> None:
+        """A part-triggered frame the buffer let go (the pre-filter fell behind) is a part the
+        line must still hear about: NG, not inspected. A continuous camera's frames are not
+        parts, and dropping them is what its `latest` buffer is for."""
+        if self.triggers[camera_id].mode == "continuous":
+            return
+        for frame in frames:
+            product = frame.product or self.cameras[camera_id].product
+            self.store.decisions.add(self.decider.uninspected(
+                self._uid(self.run_id, camera_id, frame.seq), frame, product))
+
     def _publish_decision(self, d: LineDecision) -> None:
         """To the line (its listeners); the decider then has it stored."""
         for listener in self.on_decision:
@@ -333,6 +345,9 @@ class Pipeline:
         # After the stages: what they judged in the meantime was told as usual; the parts still
         # with the VLM are told by their policy now, before the database's last flush.
         self.decider.stop(min(1.0, timeout / 10))
+        # Parts taken but not yet inspected: told as not inspected, as a dropped one is.
+        for frame in self.frames.drain():
+            self._dropped(frame.camera_id, [frame])
         # The database's share ends a little early: what it has not taken by then is parked on
         # disk for the next start (Store.close), which must fit in the deadline too.
         park = min(1.5, timeout / 5)
