@@ -13,6 +13,7 @@ from inspector.config.detector import AnyDetectorConfig, DetectorConfig
 from inspector.config.events import EventsConfig
 from inspector.config.judge import JudgeConfig
 from inspector.config.limits import LimitsConfig
+from inspector.config.plc import PlcConfig
 from inspector.config.products import ProductConfig
 from inspector.config.reasoner import NoReasonerConfig, ReasonerConfig
 from inspector.config.store import StoreConfig
@@ -44,6 +45,7 @@ class Config(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    plc: PlcConfig = Field(default_factory=PlcConfig)
     frame_queue: int = Field(8, ge=1, description="frames buffered per camera between capture and "
                                                   "pre-filter (cameras[].buffer.size overrides)")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -60,6 +62,9 @@ class Config(_Model):
         if len(set(recipes)) != len(recipes):
             raise ValueError(f"products[].recipe numbers must be unique, got {sorted(recipes)}")
         names = set(names)
+        plc_cam = self.plc.modbus.camera
+        if self.plc.modbus.enabled and plc_cam is not None and plc_cam not in ids:
+            raise ValueError(f"plc.modbus.camera {plc_cam!r} is not among cameras {ids}")
         for cam in self.cameras:
             if cam.product not in names:
                 raise ValueError(f"camera {cam.id!r} uses product {cam.product!r}, "

@@ -52,6 +52,13 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
 
     freeze_startup_heap()
     pipe.start()
+    from inspector.plc import PlcError, start_plc
+
+    try:
+        plc = start_plc(cfg, pipe)  # after the stages: a PLC trigger must find a running line
+    except PlcError as e:
+        pipe.stop(STOP_WITHIN_S)
+        raise StartError(f"cannot start: {e}") from None
     # Ready means running: sources opened, models loaded, database migrated and reachable (all in
     # Pipeline()), the dashboard listening, the stages started.
     notifier = ServiceNotifier()
@@ -67,6 +74,8 @@ def run_line(cfg, exit_when_done: bool = False, verdicts_out: str | None = None)
     st = pipe.status()
     notifier.stopping(f"stopping: {st.vlm_queue} crop job(s) in flight stay in the spool for the next start")
     stopping.set()
+    for p in plc:  # first: the PLC sees Ready drop before the line stops taking triggers
+        p.stop(1.0)
     pipe.stop(STOP_WITHIN_S)
     for srv in (server, line_socket):
         if srv:

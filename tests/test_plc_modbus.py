@@ -1,0 +1,199 @@
+"""Modbus TCP for the PLC (issue 26, first part): a real pymodbus client against the inspector's
+real pymodbus server on loopback, driving a real line; the handshake's rules on their own."""
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from inspector.config import parse_config
+from inspector.demo.line import ROI
+from inspector.line.pipeline import Pipeline
+from inspector.messages import LineAnswer, LineDecision
+from inspector.plc import start_plc
+from inspector.plc.modbus import (ERR_BUSY, ERR_OVERFLOW, ERR_RECIPE, REGISTERS, VisionHandshake, addr,
+                                  register_table)
+from inspector.reasoner.local_server import free_port
+from tests.conftest import wait_for
+
+
+def reg(c, name):
+    a, n, _, _ = REGISTERS[name]
+    r = c.read_holding_registers(a, count=n)
+    assert not r.isError(), r
+    return (r.registers[0] << 16 | r.registers[1]) if n == 2 else r.registers[0]
+
+
+@pytest.fixture
+def plc_line(tmp_path, demo_line):
+    port = free_port()
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+        "products": [{"name": "demo-tile", "recipe": 1}, {"name": "other", "recipe": 2}],
+        "cameras": [{"id": "cam1", "trigger": {"mode": "software"}, "roi": list(ROI),
+                     "source": {"type": "folder", "path": str(demo_line.frames_dir), "loop": True, "fps": 20}}],
+        "plc": {"modbus": {"enabled": True, "port": port, "heartbeat_ms": 100}}})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    servers = start_plc(cfg, pipe)
+    client = ModbusTcpClient("127.0.0.1", port=port)
+    assert client.connect()
+    yield pipe, client, port
+    client.close()
+    for s in servers:
+        s.stop()
+    pipe.stop()
+
+
+def one_part(c, part: int, k: int) -> int:
+    """The PLC's side of one part: PartId, Trigger edge, wait ResultReady, read, acknowledge."""
+    a = addr("PartId")
+    assert not c.write_registers(a, [part >> 16, part & 0xFFFF]).isError()
+    assert not c.write_register(addr("Trigger"), 1).isError()
+    assert not c.write_register(addr("Trigger"), 0).isError()
+    assert wait_for(lambda: reg(c, "ResultReady") == 1 and reg(c, "JobCounter") == k, 20), part
+    assert reg(c, "ResultPartId") == part and reg(c, "Busy") == 0
+    result = reg(c, "Result")
+    assert not c.write_register(addr("ResultAck"), 1).isError()
+    assert reg(c, "ResultReady") == 0
+    assert not c.write_register(addr("ResultAck"), 0).isError()
+    return result
+
+
+def test_the_plc_triggers_parts_and_reads_their_decisions(plc_line):
+    pipe, c, port = plc_line
+    assert reg(c, "Ready") == 1 and reg(c, "ActiveRecipe") == 1
+    beat = reg(c, "Heartbeat")
+    assert wait_for(lambda: reg(c, "Heartbeat") > beat, 5)
+    parts = [70001, 70002, 2**32 - 1, 5]
+    results = [one_part(c, p, k) for k, p in enumerate(parts, 1)]
+    assert set(results) <= {1, 2}
+    rows = {r["part_id"]: r for r in pipe.store.feed(limit=20)}
+    assert set(rows) == {str(p) for p in parts}
+    for p, res in zip(parts, results):  # what the PLC read is what the line decided for that part
+        assert rows[str(p)]["line"] == ("ok" if res == 1 else "ng")
+    assert reg(c, "Overruns") == 0 and reg(c, "ErrorCode") == 0
+    assert wait_for(lambda: reg(c, "FinalCounter") == len(parts), 10)  # the verdicts, as a separate block
+
+    # A PLC that drops the connection and comes back finds the same registers.
+    c.close()
+    c2 = ModbusTcpClient("127.0.0.1", port=port)
+    assert c2.connect()
+    assert reg(c2, "JobCounter") == len(parts)
+    assert one_part(c2, 42, len(parts) + 1) in (1, 2)
+
+    # Bad input: read-only registers refuse writes, an unknown recipe is an error code; the line
+    # keeps going.
+    r = c2.write_register(addr("Result"), 1)
+    assert r.isError() and r.exception_code == 2
+    assert c2.read_holding_registers(38, count=5).isError()  # past the map
+    assert not c2.write_register(addr("RecipeIndex"), 9).isError()
+    assert reg(c2, "ErrorCode") == ERR_RECIPE and reg(c2, "ActiveRecipe") == 1
+    assert pipe.status().cameras[0].product == "demo-tile"
+    assert not c2.write_register(addr("RecipeIndex"), 2).isError()
+    assert reg(c2, "ActiveRecipe") == 2 and pipe.status().cameras[0].product == "other"
+    assert pipe.store.recipe_changes()[0]["by"] == "plc:modbus"
+    assert one_part(c2, 43, len(parts) + 2) in (1, 2)
+    c2.close()
+
+
+def _decision(part: int, answer=LineAnswer.ng) -> LineDecision:
+    return LineDecision(uid=f"u{part}", camera_id="cam", seq=part, product="p", answer=answer, basis="verdict",
+                        policy=None, verdict_kind="fail", captured_wall=0.0, decided_wall=0.0, elapsed_ms=1.0,
+                        deadline_ms=None, part_id=str(part))
+
+
+def test_the_handshake_rules():
+    triggered = []
+    hs = VisionHandshake("cam", lambda cam, p: triggered.append(p), lambda *a: None, lambda: None, queue_size=2)
+    hs.write(addr("PartId"), [0, 7])
+    hs.write(addr("Trigger"), [1])
+    assert triggered == ["7"] and hs.read(addr("Busy"), 1) == [1]
+    # A trigger while busy: refused, counted, an error code; no second part.
+    hs.write(addr("Trigger"), [0])
+    hs.write(addr("Trigger"), [1])
+    assert triggered == ["7"] and hs.read(addr("Overruns"), 1) == [1] and hs.read(addr("ErrorCode"), 1) == [ERR_BUSY]
+    hs.decision(_decision(7))
+    assert hs.read(addr("Busy"), 1) == [0] and hs.read(addr("Result"), 1) == [2]
+    # Results the PLC has not acknowledged wait (2 here); one more is an error, never silent.
+    for p in (8, 9, 10):
+        hs.decision(_decision(p, LineAnswer.ok))
+    assert hs.read(addr("QueuedResults"), 1) == [2] and hs.read(addr("ErrorCode"), 1) == [ERR_OVERFLOW]
+    hs.write(addr("ResultAck"), [1])
+    assert hs.read(addr("ResultPartId") + 1, 1) == [8] and hs.read(addr("ResultReady"), 1) == [1]
+    # Holding the acknowledge high acknowledges once: the edge counts.
+    hs.write(addr("ResultAck"), [1])
+    assert hs.read(addr("ResultPartId") + 1, 1) == [8]
+    assert hs.write(addr("Ready"), [1]) == 2 and hs.write(addr("Trigger"), [1, 0, 0, 0, 0, 1]) == 2
+    assert hs.read(39, 2) == 2
+    # Decisions of another camera are not this PLC's.
+    other = LineDecision(**{**_decision(11).__dict__, "camera_id": "cam2"})
+    hs.decision(other)
+    assert hs.read(addr("QueuedResults"), 1) == [1]
+
+
+def test_toggle_mode_flips_result_ready():
+    hs = VisionHandshake("cam", lambda *a: None, lambda *a: None, lambda: 4, toggle=True)
+    assert hs.read(addr("ActiveRecipe"), 1) == [4]
+    hs.decision(_decision(1))
+    assert hs.read(addr("ResultReady"), 1) == [1]
+    hs.write(addr("ResultAck"), [1])
+    hs.write(addr("ResultAck"), [0])
+    hs.decision(_decision(2))
+    assert hs.read(addr("ResultReady"), 1) == [0] and hs.read(addr("JobCounter"), 1) == [2]
+
+
+def test_the_register_map_is_documented():
+    table = register_table()
+    for name in REGISTERS:
+        assert f"| {name} |" in table
+    # no two registers overlap
+    used = [a + i for a, n, _, _ in REGISTERS.values() for i in range(n)]
+    assert len(used) == len(set(used))
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    from inspector.plc.modbus import ModbusServer, PlcError
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        hs = VisionHandshake("cam", lambda *a: None, lambda *a: None, lambda: None)
+        with pytest.raises(PlcError, match=f"cannot listen on 127.0.0.1:{port}"):
+            ModbusServer(hs, "127.0.0.1", port, 500).start()
+    finally:
+        s.close()
+
+
+
+def test_inspector_run_says_in_one_line_when_the_modbus_port_is_taken(tmp_path):
+    import socket
+
+    import yaml
+
+    from tests.conftest import run_cli
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+                                   "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 2}}],
+                                   "plc": {"modbus": {"enabled": True, "port": port}}}))
+    try:
+        p = run_cli("run", "--config", str(cfg), timeout=120)
+    finally:
+        s.close()
+    assert p.returncode == 2, p.stderr
+    assert f"cannot start: Modbus TCP server cannot listen on 127.0.0.1:{port}" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_the_readme_shows_the_register_map_the_code_serves():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert register_table() in readme
