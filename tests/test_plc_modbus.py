@@ -92,6 +92,25 @@ def test_the_plc_triggers_parts_and_reads_their_decisions(plc_line):
     assert reg(c2, "ActiveRecipe") == 2 and pipe.status().cameras[0].product == "other"
     assert pipe.store.recipe_changes()[0]["by"] == "plc:modbus"
     assert one_part(c2, 43, len(parts) + 2) in (1, 2)
+    # The link's state, as the status, health, metrics and STATUS= show it.
+    from fastapi.testclient import TestClient
+
+    from inspector.service.notify import status_line
+    from inspector.web import create_app
+    from tests.conftest import authorize
+
+    link = pipe.status().plc[0]
+    assert (link.kind, link.camera, link.ready, link.clients, link.triggers) == ("modbus", "cam1", True, 1,
+                                                                                len(parts) + 2)
+    assert link.error_code == ERR_RECIPE and link.errors == 1
+    assert "PLC modbus 1 client(s)" in status_line(pipe.status())
+    with TestClient(create_app(pipe.store, pipe.status)) as web:
+        authorize(web, pipe.store)
+        h = web.get("/api/health").json()
+        assert h["plc"][0]["triggers"] == len(parts) + 2
+        assert any("PLC modbus" in p and "error code 2" in p for p in h["problems"])
+        assert 'id="plc"' in web.get("/health").text
+        assert 'inspector_plc_triggers_total{camera="cam1",link="modbus"} 6.0' in web.get("/metrics").text
     c2.close()
 
 

@@ -112,6 +112,7 @@ class Pipeline:
         self.on_verdict.append(self._source_judged)
         # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
         self.on_decision: list = []
+        self.plc_links: list = []  # PLC interfaces serving this line (plc/), for the status
         self.decider = LineDecider(cfg.products, cfg.judge, self._publish_decision,
                                    record=lambda d: self.store.decisions.add(d))
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
@@ -184,6 +185,7 @@ class Pipeline:
                 done=self.done.is_set(),
                 decisions=DecisionStatus(**{k: self.decider.counts[k] for k in (
                     "ok", "ng", "verdict", "deadline", "overrun", "error", "late")}, pending=self.decider.pending),
+                plc=[link.status() for link in self.plc_links],
             )
 
     def stalled_for(self) -> float:

@@ -132,6 +132,21 @@ class DecisionStatus(_Status):
     pending: int = 0  # with the VLM, deadline still ahead
 
 
+class PlcLinkStatus(_Status):
+    """One PLC interface (plc/): where it listens, who is connected, what the PLC asked."""
+
+    kind: str  # modbus
+    listen: str
+    camera: str
+    ready: bool = False
+    clients: int = 0
+    triggers: int = 0
+    overruns: int = 0  # triggers refused while busy
+    errors: int = 0  # error codes set (overruns, unknown recipes, result queue overflow, refused triggers)
+    error_code: int = 0  # the last one
+    queued_results: int = 0
+
+
 class LineStatus(_Status):
     reasoner_mode: ReasonerMode = "none"
     reasoner_model: str | None = None
@@ -156,6 +171,7 @@ class LineStatus(_Status):
     done: bool = False
     line: LineUp = LineUp()
     decisions: DecisionStatus = DecisionStatus()
+    plc: list[PlcLinkStatus] = []
 
     def verdict_count(self, kind: str) -> int:
         return self.verdicts.get(kind, 0)

@@ -23,6 +23,7 @@ def start_plc(cfg, pipe) -> list:
     pipe.on_verdict.append(hs.final)
     server = ModbusServer(hs, mb.host, mb.port, mb.heartbeat_ms)
     server.start()
+    pipe.plc_links.append(server)  # its state in the line's status, health, metrics and STATUS=
     return [server]
 
 

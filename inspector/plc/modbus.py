@@ -276,9 +276,15 @@ class ModbusServer:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    @property
-    def port_bound(self) -> int:
-        return self.port
+    def status(self):
+        from inspector.line.status import PlcLinkStatus
+
+        hs = self.hs
+        with hs.lock:
+            return PlcLinkStatus(kind="modbus", listen=f"{self.host}:{self.port}", camera=hs.camera,
+                                 ready=bool(hs._get("Ready")), clients=max(0, self.clients),
+                                 triggers=hs.triggers, overruns=hs.overruns, errors=hs.errors,
+                                 error_code=hs._get("ErrorCode"), queued_results=len(hs.queue))
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()

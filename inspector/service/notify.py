@@ -29,7 +29,9 @@ def status_line(st: LineStatus) -> str:
                      + ("" if c.state == "running" else f" ({c.state})") for c in st.cameras)
     return (f"{cams}; frame queue {st.frame_queue}, VLM queue {st.vlm_queue}, "
             f"backlog {st.vlm_backlog}, spool {st.vlm_spool}; {st.verdict_count('pass')} pass, "
-            f"{st.verdict_count('fail')} fail, {st.verdict_count('review')} review")
+            f"{st.verdict_count('fail')} fail, {st.verdict_count('review')} review"
+            + "".join(f"; PLC {p.kind} {p.clients} client(s), {p.triggers} trigger(s)"
+                      + (f", {p.overruns} overrun(s)" if p.overruns else "") for p in st.plc))
 
 
 class ServiceNotifier:

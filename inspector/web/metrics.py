@@ -79,6 +79,15 @@ class LineCollector:
                                                                     "product's deadline")
         late.add_metric([], float(dec.late))
         yield late
+        plc_fams = [("clients", GaugeMetricFamily, "inspector_plc_clients", "PLC connections now"),
+                    ("triggers", CounterMetricFamily, "inspector_plc_triggers", "triggers from the PLC"),
+                    ("overruns", CounterMetricFamily, "inspector_plc_overruns", "PLC triggers refused while busy"),
+                    ("errors", CounterMetricFamily, "inspector_plc_errors", "error codes set for the PLC")]
+        for key, kind, name, doc in plc_fams:
+            m = kind(name, doc, labels=["link", "camera"])
+            for p in st.plc:
+                m.add_metric([p.kind, p.camera], float(getattr(p, key)))
+            yield m
         cands = CounterMetricFamily("inspector_candidates", "detector candidates (regions flagged)")
         cands.add_metric([], float(st.candidates))
         yield cands

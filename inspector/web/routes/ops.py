@@ -37,6 +37,12 @@ def health(ctx: WebContext) -> dict:
         if e.last_error:
             problems.append(f"events to {e.name} failing for {e.failing_for_s or 0:.0f} s "
                             f"({e.pending} waiting): {e.last_error}")
+    for p in st.plc:
+        if not p.ready:
+            problems.append(f"PLC {p.kind} on {p.listen}: not ready for triggers")
+        elif p.error_code:
+            problems.append(f"PLC {p.kind} on {p.listen}: error code {p.error_code} "
+                            f"({p.overruns} overrun(s), {p.errors} error(s))")
     queues = {"frames": st.frame_queue, "vlm_queue": st.vlm_queue, "vlm_spool": st.vlm_spool,
               "vlm_backlog": st.vlm_backlog, "writer_queue": s.writer_queue if s is not None else None}
     # The health's shape predates the typed status: breaker and store went in as plain dicts.
@@ -44,7 +50,7 @@ def health(ctx: WebContext) -> dict:
             "reasoner": {"mode": st.reasoner_mode, "model": st.reasoner_model,
                          **(st.reasoner.breaker.model_dump() if st.reasoner is not None else {})},
             "queues": queues, "store": s.model_dump() if s is not None else {}, "database": db,
-            "events": [e.model_dump() for e in st.events]}
+            "events": [e.model_dump() for e in st.events], "plc": [p.model_dump() for p in st.plc]}
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
