@@ -67,6 +67,10 @@ def cmd_bench(args) -> int:
         from inspector.bench import loop as bench_loop
 
         return bench_loop.main(frames=args.calls or 200, as_json=args.json)
+    if args.what == "plc":
+        from inspector.bench import plc as bench_plc
+
+        return bench_plc.main(parts=args.calls or 50, as_json=args.json)
     if args.what == "line":
         from inspector.bench import line as bench_line
 

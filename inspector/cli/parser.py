@@ -124,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")
-    p.add_argument("what", choices=["reasoner", "prefilter", "loop", "store", "web", "stop", "line"])
+    p.add_argument("what", choices=["reasoner", "prefilter", "loop", "store", "web", "stop", "line", "plc"])
     p.add_argument("--inspections", type=int, default=1_000_000, help="store, web: database size for the reads")
     p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
     p.add_argument("--product", help="prefilter: also time this product's pre-filter (its own model from "
                                      "`inspector train`, its statistics) against the bundled one")
     p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200; "
-                                                          "stop: rounds, 3; line: parts, 60)")
+                                                          "stop: rounds, 3; line: parts, 60; plc: parts, 50)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
     p.set_defaults(func=cmd_bench)
