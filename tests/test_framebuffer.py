@@ -146,6 +146,7 @@ def test_a_dropped_part_is_still_decided(tmp_path, demo_line):
     from inspector.config import parse_config
     from inspector.line.pipeline import Pipeline
     from inspector.store.models import LineDecisionRow
+    from tests.conftest import wait_for
 
     cfg = parse_config({
         "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
@@ -154,7 +155,7 @@ def test_a_dropped_part_is_still_decided(tmp_path, demo_line):
     pipe = Pipeline(cfg)
     pipe.start()
     try:
-        assert wait_until(lambda: pipe.status().cameras[0].dropped > 10, 30)
+        assert wait_for(lambda: pipe.status().cameras[0].dropped > 10, 30)
     finally:
         pipe.stop()
     st = pipe.status()
@@ -167,12 +168,3 @@ def test_a_dropped_part_is_still_decided(tmp_path, demo_line):
         rows = s.execute(select(LineDecisionRow.basis, func.count()).group_by(LineDecisionRow.basis)).all()
         uids = s.scalars(select(LineDecisionRow.uid)).all()
     assert dict(rows)["error"] == st.decisions.error and len(uids) == len(set(uids))
-
-
-def wait_until(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False

@@ -129,7 +129,8 @@ class LineDecider:
 
     def uninspected(self, uid: str, frame: Frame, product: str) -> LineDecision:
         """The part could not be inspected (the pre-filter failed on its frame, or the frame
-        buffer dropped it): NG, whatever the late policy, since nothing looked at it."""
+        buffer dropped it): NG, whatever the late policy, since nothing looked at it. Recorded
+        like every decision made without a verdict."""
         p = self.products.get(product)
         return self._emit(uid, frame, product, LineAnswer.ng, "error", None, None,
                           p.decision_deadline_ms if p is not None else None)

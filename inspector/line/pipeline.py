@@ -296,8 +296,7 @@ class Pipeline:
             return
         for frame in frames:
             product = frame.product or self.cameras[camera_id].product
-            self.store.decisions.add(self.decider.uninspected(
-                self._uid(self.run_id, camera_id, frame.seq), frame, product))
+            self.decider.uninspected(self._uid(self.run_id, camera_id, frame.seq), frame, product)
 
     def _publish_decision(self, d: LineDecision) -> None:
         """To the line (its listeners); the decider then has it stored."""
@@ -455,8 +454,8 @@ class Pipeline:
                 else:
                     self._finish()
                 return
+            product = frame.product or products[frame.camera_id]
             try:
-                product = frame.product or products[frame.camera_id]
                 tune = self.tuning.get(product)
                 cands = ((tune.detector or self.detector).detect(frame.image, frame.roi, tune.threshold, tune.normal)
                          if tune else self.detector.detect(frame.image, frame.roi))
@@ -466,9 +465,7 @@ class Pipeline:
                 self.stats.processing_errors += 1
                 log.error("camera %s frame %d (%s): pre-filter failed: %s",
                           frame.camera_id, frame.seq, frame.source_name, e)
-                d = self.decider.uninspected(self._uid(self.run_id, frame.camera_id, frame.seq), frame,
-                                             frame.product or products[frame.camera_id])
-                self.store.decisions.add(d)
+                self.decider.uninspected(self._uid(self.run_id, frame.camera_id, frame.seq), frame, product)
                 continue
             self.live.inspected(frame.camera_id, frame.seq, frame.image, cands)
             self.cameras[frame.camera_id].frames_inspected += 1

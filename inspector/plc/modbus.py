@@ -51,7 +51,7 @@ REGISTERS: dict[str, tuple[int, int, bool, str]] = {
 }
 SIZE = 40
 WRITABLE = {a for a, n, w, _ in REGISTERS.values() if w for a in range(a, a + n)}
-ERR_NONE, ERR_BUSY, ERR_RECIPE, ERR_OVERFLOW, ERR_REFUSED = 0, 1, 2, 3, 4
+ERR_BUSY, ERR_RECIPE, ERR_OVERFLOW, ERR_REFUSED = 1, 2, 3, 4
 # Modbus exception codes
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS = 1, 2
 

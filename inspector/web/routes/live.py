@@ -38,6 +38,11 @@ class TriggerBody(BaseModel):
                                             "(printable ASCII, no spaces, at most 64 characters)")
 
 
+def _no_camera(ctx: WebContext, camera_id: str) -> HTTPException:
+    known = [c.id for c in ctx.status().cameras]
+    return HTTPException(404, f"no camera {camera_id!r} (cameras: {known})")
+
+
 @router.post("/api/cameras/{camera_id}/trigger", status_code=202)
 def camera_trigger(ctx: Ctx, camera_id: str, body: TriggerBody | None = None, who: Principal = operator):
     """Inspect this camera's next frame (for PLCs and scripts), as part `part_id` when given."""
@@ -47,8 +52,7 @@ def camera_trigger(ctx: Ctx, camera_id: str, body: TriggerBody | None = None, wh
     try:
         pending = ctx.trigger(camera_id, part_id)
     except KeyError:
-        known = [c.id for c in ctx.status().cameras]
-        raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
+        raise _no_camera(ctx, camera_id) from None
     except TriggerFull as e:
         raise HTTPException(429, str(e)) from None
     return {"camera": camera_id, "pending": pending, "part_id": part_id}
@@ -73,8 +77,7 @@ def camera_recipe(ctx: Ctx, camera_id: str, body: RecipeBody, who: Principal = o
         before, after = ctx.recipe(camera_id, body.product if body.product is not None else body.recipe,
                                    f"{who.via}:{who.name}")
     except KeyError:
-        known = [c.id for c in ctx.status().cameras]
-        raise HTTPException(404, f"no camera {camera_id!r} (cameras: {known})") from None
+        raise _no_camera(ctx, camera_id) from None
     except RecipeError as e:
         raise HTTPException(422, str(e)) from None
     return {"camera": camera_id, "from": before, "to": after}
