@@ -9,8 +9,10 @@ from inspector.demo.line import ROI
 from inspector.line.pipeline import Pipeline
 from inspector.messages import LineAnswer, LineDecision
 from inspector.plc import start_plc
-from inspector.plc.modbus import (ERR_BUSY, ERR_OVERFLOW, ERR_RECIPE, REGISTERS, VisionHandshake, addr,
-                                  register_table)
+from inspector.plc.jobs import JobDesk
+from inspector.plc.modbus import (ERR_BUSY, ERR_NO_IMAGE, ERR_OVERFLOW, ERR_RECIPE, ERR_REFUSED, REGISTERS,
+                                  VisionHandshake, addr, register_table)
+from inspector.plc.vision_state import VisionState
 from inspector.reasoner.local_server import free_port
 from tests.conftest import wait_for
 
@@ -60,7 +62,7 @@ def one_part(c, part: int, k: int) -> int:
 
 def test_the_plc_triggers_parts_and_reads_their_decisions(plc_line):
     pipe, c, port = plc_line
-    assert reg(c, "Ready") == 1 and reg(c, "ActiveRecipe") == 1
+    assert reg(c, "Ready") == 1 and reg(c, "ActiveRecipe") == 1 and reg(c, "State") == 3
     beat = reg(c, "Heartbeat")
     assert wait_for(lambda: reg(c, "Heartbeat") > beat, 5)
     parts = [70001, 70002, 2**32 - 1, 5]
@@ -120,37 +122,85 @@ def _decision(part: int, answer=LineAnswer.ng) -> LineDecision:
                         deadline_ms=None, part_id=str(part))
 
 
+def _handshake(triggered=None, recipe=None, cancel=lambda cam, job: True, timeout_s=2.0, **kw):
+    triggered = [] if triggered is None else triggered
+    desk = JobDesk("modbus", "cam", lambda cam, p, job, product: triggered.append((p, job)), cancel, timeout_s)
+    state = VisionState("Operational", "Ready", "")
+    return VisionHandshake(desk, lambda *a: None, lambda: recipe, lambda acquiring: state, **kw)
+
+
 def test_the_handshake_rules():
     triggered = []
-    hs = VisionHandshake("cam", lambda cam, p: triggered.append(p), lambda *a: None, lambda: None, queue_size=2)
+    hs = _handshake(triggered, queue_size=2)
+    hs.tick()
     hs.write(addr("PartId"), [0, 7])
     hs.write(addr("Trigger"), [1])
-    assert triggered == ["7"] and hs.read(addr("Busy"), 1) == [1]
-    # A trigger while busy: refused, counted, an error code; no second part.
+    assert [p for p, _ in triggered] == ["7"] and hs.read(addr("Busy"), 1) == [1]
+    # A trigger before the image is taken: refused, counted, an error code; no second part.
     hs.write(addr("Trigger"), [0])
     hs.write(addr("Trigger"), [1])
-    assert triggered == ["7"] and hs.read(addr("Overruns"), 1) == [1] and hs.read(addr("ErrorCode"), 1) == [ERR_BUSY]
+    assert len(triggered) == 1 and hs.read(addr("Overruns"), 1) == [1] and hs.read(addr("ErrorCode"), 1) == [ERR_BUSY]
+    # The image is taken: Busy drops, the next trigger is welcome while part 7 is still judged.
+    hs.captured("cam", "u7", "7", triggered[0][1])
+    assert hs.read(addr("Busy"), 1) == [0]
+    hs.write(addr("Trigger"), [0])
+    hs.write(addr("PartId"), [0, 8])
+    hs.write(addr("Trigger"), [1])
+    assert [p for p, _ in triggered] == ["7", "8"] and hs.read(addr("Busy"), 1) == [1]
+    hs.captured("cam", "u8", "8", triggered[1][1])
     hs.decision(_decision(7))
     assert hs.read(addr("Busy"), 1) == [0] and hs.read(addr("Result"), 1) == [2]
+    hs.write(addr("ResultAck"), [1])
+    hs.write(addr("ResultAck"), [0])
     # Results the PLC has not acknowledged wait (2 here); one more is an error, never silent.
-    for p in (8, 9, 10):
+    for p in (8, 9, 10, 11):
         hs.decision(_decision(p, LineAnswer.ok))
     assert hs.read(addr("QueuedResults"), 1) == [2] and hs.read(addr("ErrorCode"), 1) == [ERR_OVERFLOW]
     hs.write(addr("ResultAck"), [1])
-    assert hs.read(addr("ResultPartId") + 1, 1) == [8] and hs.read(addr("ResultReady"), 1) == [1]
+    assert hs.read(addr("ResultPartId") + 1, 1) == [9] and hs.read(addr("ResultReady"), 1) == [1]
     # Holding the acknowledge high acknowledges once: the edge counts.
     hs.write(addr("ResultAck"), [1])
-    assert hs.read(addr("ResultPartId") + 1, 1) == [8]
+    assert hs.read(addr("ResultPartId") + 1, 1) == [9]
     assert hs.write(addr("Ready"), [1]) == 2 and hs.write(addr("Trigger"), [1, 0, 0, 0, 0, 1]) == 2
     assert hs.read(39, 2) == 2
     # Decisions of another camera are not this PLC's.
-    other = LineDecision(**{**_decision(11).__dict__, "camera_id": "cam2"})
+    other = LineDecision(**{**_decision(12).__dict__, "camera_id": "cam2"})
     hs.decision(other)
     assert hs.read(addr("QueuedResults"), 1) == [1]
 
 
+def test_a_trigger_whose_image_never_comes_is_answered_ng_once():
+    triggered = []
+    hs = _handshake(triggered, timeout_s=0.05)
+    hs.tick()
+    hs.write(addr("PartId"), [0, 31])
+    hs.write(addr("Trigger"), [1])
+    import time
+
+    time.sleep(0.06)
+    hs.tick()  # the camera is gone: the request is withdrawn and the part answered NG
+    assert hs.read(addr("Busy"), 1) == [0] and hs.read(addr("ErrorCode"), 1) == [ERR_NO_IMAGE]
+    assert hs.read(addr("Result"), 1) == [2] and hs.read(addr("ResultPartId") + 1, 1) == [31]
+    assert hs.read(addr("JobCounter"), 1) == [1] and hs.desk.timeouts == 1
+    # Should a frame still come for it, it is not this PLC's job any more.
+    assert hs.desk.captured("cam", "late", "31", triggered[0][1]) is None
+    hs.tick()
+    assert hs.read(addr("JobCounter"), 1) == [1]
+
+
+def test_a_trigger_outside_ready_is_refused_with_an_error_code():
+    triggered = []
+    desk = JobDesk("modbus", "cam", lambda cam, p, job, product: triggered.append(p), lambda *a: True)
+    hs = VisionHandshake(desk, lambda *a: None, lambda: None,
+                         lambda acquiring: VisionState("Error", None, "camera cam failed"))
+    hs.tick()
+    hs.write(addr("Trigger"), [1])
+    assert triggered == [] and hs.read(addr("ErrorCode"), 1) == [ERR_REFUSED]
+    assert hs.read(addr("Ready"), 1) == [0] and hs.read(addr("State"), 1) == [2]
+
+
 def test_toggle_mode_flips_result_ready():
-    hs = VisionHandshake("cam", lambda *a: None, lambda *a: None, lambda: 4, toggle=True)
+    hs = _handshake(recipe=4, toggle=True)
     assert hs.read(addr("ActiveRecipe"), 1) == [4]
     hs.decision(_decision(1))
     assert hs.read(addr("ResultReady"), 1) == [1]
@@ -179,7 +229,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
     s.listen()
     port = s.getsockname()[1]
     try:
-        hs = VisionHandshake("cam", lambda *a: None, lambda *a: None, lambda: None)
+        hs = _handshake()
         with pytest.raises(PlcError, match=f"cannot listen on 127.0.0.1:{port}"):
             ModbusServer(hs, "127.0.0.1", port, 500).start()
     finally:

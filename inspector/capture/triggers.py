@@ -36,13 +36,15 @@ class Trigger:
         self.cfg = cfg
         self.mode = cfg.mode
         self._n = 0
-        # One per request: the part id it gave (if any), when it came (monotonic) and the recipe in
-        # force then (a changeover after the request is for the next part, not this one).
-        self._requests: deque[tuple[str | None, float, str | None]] = deque()
+        # One per request: the part id it gave (if any), when it came (monotonic), the recipe in
+        # force then (a changeover after the request is for the next part, not this one) and the
+        # job it belongs to (a PLC link's name for it, to know its image was taken).
+        self._requests: deque[tuple[str | None, float, str | None, str | None]] = deque()
         self._lock = threading.Lock()
         self.part_id: str | None = None  # the part id of the request the last fired frame took
         self.requested_mono: float | None = None  # and when that request came: a deadline starts there
         self.requested_product: str | None = None  # and the recipe in force when it came
+        self.job: str | None = None  # and the job it named
         # part_presence
         self._bg: np.ndarray | None = None
         self._present = False
@@ -51,18 +53,27 @@ class Trigger:
         self.presence = 0.0  # share of the ROI that differs from the empty belt, last frame
         self.parts = 0
 
-    def request(self, part_id: str | None = None, product: str | None = None) -> int:
+    def request(self, part_id: str | None = None, product: str | None = None, job: str | None = None) -> int:
         """A software trigger, perhaps naming the part; returns how many are waiting."""
         with self._lock:
             if len(self._requests) >= MAX_WAITING:
                 raise TriggerFull(f"{MAX_WAITING} trigger requests are already waiting for frames")
-            self._requests.append((part_id, time.monotonic(), product))
+            self._requests.append((part_id, time.monotonic(), product, job))
             return len(self._requests)
+
+    def cancel(self, job: str) -> bool:
+        """Withdraws the request of `job` if no frame has taken it yet (a PLC link gave up on it)."""
+        with self._lock:
+            for r in self._requests:
+                if r[3] == job:
+                    self._requests.remove(r)
+                    return True
+            return False
 
     def _take_request(self) -> bool:
         with self._lock:
             if self._requests:
-                self.part_id, self.requested_mono, self.requested_product = self._requests.popleft()
+                self.part_id, self.requested_mono, self.requested_product, self.job = self._requests.popleft()
                 return True
             return False
 
@@ -70,7 +81,7 @@ class Trigger:
         """Whether this frame is inspected. Called once per captured frame, in order; after a
         frame that fires, `part_id` is the id its software request gave (else None)."""
         self._n += 1
-        self.part_id = self.requested_mono = self.requested_product = None
+        self.part_id = self.requested_mono = self.requested_product = self.job = None
         asked = self._take_request()
         if self.mode == "continuous":
             return True

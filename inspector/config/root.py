@@ -62,9 +62,12 @@ class Config(_Model):
         if len(set(recipes)) != len(recipes):
             raise ValueError(f"products[].recipe numbers must be unique, got {sorted(recipes)}")
         names = set(names)
-        plc_cam = self.plc.modbus.camera
-        if self.plc.modbus.enabled and plc_cam is not None and plc_cam not in ids:
-            raise ValueError(f"plc.modbus.camera {plc_cam!r} is not among cameras {ids}")
+        for key, section in (("modbus", self.plc.modbus), ("reject_output", self.plc.reject_output)):
+            if section.enabled and section.camera is not None and section.camera not in ids:
+                raise ValueError(f"plc.{key}.camera {section.camera!r} is not among cameras {ids}")
+        for cam_id in self.plc.opcua.cameras or []:
+            if self.plc.opcua.enabled and cam_id not in ids:
+                raise ValueError(f"plc.opcua.cameras: {cam_id!r} is not among cameras {ids}")
         for cam in self.cameras:
             if cam.product not in names:
                 raise ValueError(f"camera {cam.id!r} uses product {cam.product!r}, "

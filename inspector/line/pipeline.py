@@ -113,6 +113,9 @@ class Pipeline:
         # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
         self.on_decision: list = []
         self.plc_links: list = []  # PLC interfaces serving this line (plc/), for the status
+        # Called with (camera_id, uid, part_id, job) once a frame to inspect is taken: the image is
+        # acquired, so the camera may be triggered for the next part.
+        self.on_capture: list = []
         self.decider = LineDecider(cfg.products, cfg.judge, self._publish_decision,
                                    record=lambda d: self.store.decisions.add(d))
         # (undistorter, mm per pixel) per camera; a broken calibration file stops the start.
@@ -205,11 +208,13 @@ class Pipeline:
                 out["vlm"] = self.store.register_model("vlm", self.reasoner.model_id)
         return out
 
-    def trigger(self, camera_id: str, part_id: str | None = None) -> int:
+    def trigger(self, camera_id: str, part_id: str | None = None, job: str | None = None,
+                product: str | None = None) -> int:
         """A software trigger: the camera's next frame is inspected (as part `part_id`, when
-        given). Returns the requests waiting; KeyError for an unknown camera, TriggerFull when
-        too many wait already."""
-        return self.triggers[camera_id].request(part_id, self.cameras[camera_id].product)
+        given; with `product`'s recipe, when given, else the camera's; `job` comes back to the
+        `on_capture` listeners with its frame). Returns the requests waiting; KeyError for an
+        unknown camera, TriggerFull when too many wait already."""
+        return self.triggers[camera_id].request(part_id, product or self.cameras[camera_id].product, job)
 
     def change_recipe(self, camera_id: str, which: str | int, by: str) -> tuple[str, str]:
         """Changeover: the camera inspects `which` (a product name or recipe number) from its
@@ -411,12 +416,18 @@ class Pipeline:
                     state.untriggered += 1
                     continue
                 seq += 1
-                src.taken(self._uid(self.run_id, cam.id, seq))
+                uid = self._uid(self.run_id, cam.id, seq)
+                src.taken(uid)
                 product = trigger.requested_product or state.product  # the recipe at the trigger, for good
                 part_id = trigger.part_id or self._read_part_id(readers, product, image)
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
                               part_id=part_id, product=product, triggered_mono=trigger.requested_mono,
                               captured_mono=taken_mono, captured_wall=taken_wall)
+                for listener in self.on_capture:
+                    try:
+                        listener(cam.id, uid, part_id, trigger.job)
+                    except Exception:  # a PLC link's fault must not stop the camera
+                        log.exception("capture listener failed")
                 if not self.frames.put(cam.id, frame, self.stop_event):
                     break
         except (camera_calibration.CameraCalibrationError, SourceError) as e:

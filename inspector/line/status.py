@@ -135,16 +135,20 @@ class DecisionStatus(_Status):
 class PlcLinkStatus(_Status):
     """One PLC interface (plc/): where it listens, who is connected, what the PLC asked."""
 
-    kind: str  # modbus
-    listen: str
+    kind: str  # modbus / opcua / reject (the reject gate's coil, a Modbus client)
+    listen: str  # where it listens (the remote I/O module, for reject)
     camera: str
     ready: bool = False
-    clients: int = 0
-    triggers: int = 0
-    overruns: int = 0  # triggers refused while busy
+    clients: int = 0  # connected PLCs (reject: 1 while connected to the I/O module)
+    triggers: int = 0  # (reject: NG parts pulsed)
+    overruns: int = 0  # triggers refused while busy (reject: pulses too late for the gate, not fired)
     errors: int = 0  # error codes set (overruns, unknown recipes, result queue overflow, refused triggers)
     error_code: int = 0  # the last one
     queued_results: int = 0
+    state: str | None = None  # OPC 40100-1's: Ready, SingleExecution, Error, ...
+    message: str = ""  # the diagnostic message (what is wrong)
+    last_trigger_wall: float | None = None
+    no_image: int = 0  # triggers whose image never came (answered NG)
 
 
 class LineStatus(_Status):

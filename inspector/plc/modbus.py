@@ -16,22 +16,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
-from inspector.errors import InspectorError
 from inspector.messages import LineAnswer, LineDecision, Verdict, VerdictKind
+from inspector.plc.jobs import JobBusy, JobDesk, JobRefused, PlcError, defect_code, result_code
+from inspector.plc.vision_state import READY, VisionState
 
 log = logging.getLogger(__name__)
 
 # name: (address, words, PLC may write, meaning)
 REGISTERS: dict[str, tuple[int, int, bool, str]] = {
     "Trigger": (0, 1, True, "rising edge 0 -> 1: inspect the next part"),
-    "PartId": (1, 2, True, "the next part's id, 32-bit, high word first (written before Trigger)"),
+    "PartId": (1, 2, True, "the next part's id, 32-bit, high word first, written before Trigger "
+                           "(0: none; the part's printed code is read if the product has one)"),
     "RecipeIndex": (3, 1, True, "write a products[].recipe number to change over; 0 leaves the recipe"),
     "ResultAck": (4, 1, True, "rising edge 0 -> 1: the shown result is taken; the next one is shown"),
-    "Ready": (10, 1, False, "1 while the line runs and takes triggers"),
-    "Busy": (11, 1, False, "1 from a trigger until its part's line decision"),
+    "Ready": (10, 1, False, "1 while the line runs and takes triggers (State 3 or 4)"),
+    "Busy": (11, 1, False, "1 from a trigger until its image is taken; a trigger now is an overrun"),
     "ResultReady": (12, 1, False, "level: 1 while a result waits for ResultAck; toggle: flips per result"),
     "Result": (13, 1, False, "the line decision shown: 0 none, 1 OK, 2 NG"),
     "DefectCode": (14, 1, False, "reserved for the line result: 0 (the defect is in the final block)"),
@@ -39,10 +42,13 @@ REGISTERS: dict[str, tuple[int, int, bool, str]] = {
     "JobCounter": (17, 1, False, "line decisions shown so far, modulo 65536"),
     "Heartbeat": (18, 1, False, "increments every plc.modbus.heartbeat_ms while the inspector runs"),
     "ErrorCode": (19, 1, False, "the last error: 0 none, 1 trigger while busy, 2 unknown recipe, "
-                                "3 result queue overflow, 4 trigger refused by the line"),
+                                "3 result queue overflow, 4 trigger refused by the line, "
+                                "5 no image in time (the part is answered NG)"),
     "Overruns": (20, 1, False, "triggers refused because the inspector was busy, modulo 65536"),
     "ActiveRecipe": (21, 1, False, "the recipe number in force (65535: the product has none)"),
     "QueuedResults": (22, 1, False, "results waiting behind the shown one"),
+    "State": (23, 1, False, "OPC 40100-1's state: 0 Preoperational, 2 Error, 3 Ready, "
+                            "4 SingleExecution (acquiring), 5 ContinuousExecution"),
     "FinalPartId": (30, 2, False, "final result block: the part, 32-bit (the VLM's later verdict)"),
     "FinalResult": (32, 1, False, "1 pass, 2 fail, 3 review"),
     "FinalDefectCode": (33, 1, False, "the first finding's type: its 1-based place in the product's "
@@ -50,18 +56,16 @@ REGISTERS: dict[str, tuple[int, int, bool, str]] = {
     "FinalCounter": (34, 1, False, "final results published, modulo 65536"),
 }
 SIZE = 40
+STOP_LINGER_S = 0.3
+TICK_S = 0.05  # how often the state and a trigger's image timeout are looked at
 WRITABLE = {a for a, n, w, _ in REGISTERS.values() if w for a in range(a, a + n)}
-ERR_BUSY, ERR_RECIPE, ERR_OVERFLOW, ERR_REFUSED = 1, 2, 3, 4
+ERR_BUSY, ERR_RECIPE, ERR_OVERFLOW, ERR_REFUSED, ERR_NO_IMAGE = 1, 2, 3, 4, 5
 # Modbus exception codes
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS = 1, 2
 
 
 def addr(name: str) -> int:
     return REGISTERS[name][0]
-
-
-class PlcError(InspectorError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,13 @@ class _Result:
 class VisionHandshake:
     """The register state and its rules, without any I/O (the server and the line call it)."""
 
-    def __init__(self, camera: str, trigger, change_recipe, recipe_of, *, queue_size: int = 8,
+    def __init__(self, desk: JobDesk, change_recipe, recipe_of, state_of, *, queue_size: int = 8,
                  toggle: bool = False, defects: dict[str, list[str]] | None = None):
-        self.camera = camera
-        self._trigger = trigger  # (camera, part_id) -> waiting
+        self.desk = desk
+        self.camera = desk.camera
         self._change_recipe = change_recipe  # (camera, number, by) -> (from, to)
         self._recipe_of = recipe_of  # () -> recipe number in force, or None
+        self._state_of = state_of  # (acquiring) -> VisionState
         self.toggle = toggle
         self.defects = defects or {}
         self.regs = [0] * SIZE
@@ -86,11 +91,17 @@ class VisionHandshake:
         self.queue: deque[_Result] = deque()
         self.queue_size = queue_size
         self.showing = False
-        self.pending_part: int | None = None
-        self.triggers = 0
-        self.overruns = 0
         self.errors = 0
+        self.state: VisionState | None = None
         self._set("ActiveRecipe", self._recipe_number())
+
+    @property
+    def triggers(self) -> int:
+        return self.desk.jobs
+
+    @property
+    def overruns(self) -> int:
+        return self.desk.overruns
 
     # --- registers ------------------------------------------------------------------------------
 
@@ -130,40 +141,37 @@ class VisionHandshake:
             for i, v in enumerate(values):
                 self.regs[address + i] = int(v) & 0xFFFF
             if before[addr("Trigger")] == 0 and self.regs[addr("Trigger")] == 1:
-                actions.append(self._on_trigger())
+                actions.append(("trigger", self._get("PartId")))
             if before[addr("ResultAck")] == 0 and self.regs[addr("ResultAck")] == 1:
                 self._on_ack()
             if self.regs[addr("RecipeIndex")] != before[addr("RecipeIndex")] and self.regs[addr("RecipeIndex")]:
                 actions.append(("recipe", self.regs[addr("RecipeIndex")]))
-        for act in actions:  # outside the lock: the line's calls may take a moment
-            if act is not None:
-                self._act(*act)
+        for act in actions:  # outside the lock: the camera may take the frame at once
+            self._act(*act)
         return None
 
     # --- the PLC's edges ------------------------------------------------------------------------
 
-    def _on_trigger(self):
-        if self._get("Busy"):
-            self.overruns += 1
-            self._set("Overruns", self.overruns)
-            self._error(ERR_BUSY)
-            return None
-        self.triggers += 1
-        part = self._get("PartId")
-        self.pending_part = part
-        self._set("Busy", 1)
-        return ("trigger", part)
-
     def _act(self, kind: str, value: int) -> None:
         if kind == "trigger":
+            if self.state is not None and self.state.name not in (READY, "SingleExecution"):
+                with self.lock:
+                    self._error(ERR_REFUSED)
+                log.error("PLC trigger for part %d refused: the vision system is %s (%s)", value,
+                          self.state.name, self.state.message)
+                return
             try:
-                self._trigger(self.camera, str(value))
-            except Exception as e:  # the line refused (too many waiting, line down)
+                self.desk.start(str(value) if value else None)
+            except JobBusy:
+                with self.lock:
+                    self._set("Overruns", self.desk.overruns)
+                    self._error(ERR_BUSY)
+            except JobRefused as e:  # too many waiting, line down
                 log.error("PLC trigger for part %d refused: %s", value, e)
                 with self.lock:
-                    self._set("Busy", 0)
-                    self.pending_part = None
                     self._error(ERR_REFUSED)
+            with self.lock:
+                self._set("Busy", 1 if self.desk.acquiring is not None else 0)
         elif kind == "recipe":
             try:
                 self._change_recipe(self.camera, value, "plc:modbus")
@@ -193,50 +201,67 @@ class VisionHandshake:
         self._set("ResultReady", (self._get("ResultReady") ^ 1) if self.toggle else 1)
         self.showing = True
 
+    def _publish(self, part: int, code: int) -> None:
+        r = _Result(part, code)
+        if not self.showing:
+            self._show(r)
+        elif len(self.queue) < self.queue_size:
+            self.queue.append(r)
+        else:
+            self._error(ERR_OVERFLOW)
+            log.error("PLC result queue full (%d): the result for part %d is not shown", self.queue_size, part)
+        self._set("QueuedResults", len(self.queue))
+
     # --- the line's side ------------------------------------------------------------------------
+
+    def captured(self, camera: str, uid: str, part_id, job_id) -> None:
+        if self.desk.captured(camera, uid, part_id, job_id) is not None:
+            with self.lock:
+                self._set("Busy", 1 if self.desk.acquiring is not None else 0)
 
     def decision(self, d: LineDecision) -> None:
         if d.camera_id != self.camera:
             return
-        part = _part_number(d.part_id)
-        code = 1 if d.answer is LineAnswer.ok else 2
+        self.desk.decided(d)
         with self.lock:
-            if self.pending_part is not None and part == self.pending_part:
-                self.pending_part = None
-                self._set("Busy", 0)
-            r = _Result(part, code)
-            if not self.showing:
-                self._show(r)
-            elif len(self.queue) < self.queue_size:
-                self.queue.append(r)
-            else:
-                self._error(ERR_OVERFLOW)
-                log.error("PLC result queue full (%d): the result for part %d is not shown", self.queue_size, part)
-            self._set("QueuedResults", len(self.queue))
+            self._publish(_part_number(d.part_id), result_code(d.answer))
 
     def final(self, _inspection_id, _uid, verdict: Verdict) -> None:
         f = verdict.frame
         if f.camera_id != self.camera:
             return
         code = {VerdictKind.passed: 1, VerdictKind.fail: 2, VerdictKind.review: 3}[verdict.kind]
-        defect = 0
-        if verdict.findings:
-            known = self.defects.get(f.product, [])
-            t = verdict.findings[0].defect_type
-            defect = known.index(t) + 1 if t in known else 255
+        defect = defect_code(self.defects.get(f.product, []),
+                             verdict.findings[0].defect_type if verdict.findings else None)
         with self.lock:
             self._set("FinalPartId", _part_number(f.part_id))
             self._set("FinalResult", code)
             self._set("FinalDefectCode", defect)
             self._set("FinalCounter", self._get("FinalCounter") + 1)
 
+    def tick(self) -> None:
+        """Every few tens of ms: the state, and a trigger whose image never came."""
+        late = self.desk.expire()
+        state = self._state_of(self.desk.acquiring is not None)
+        with self.lock:
+            self.state = state
+            self._set("State", state.number)
+            self._set("Ready", 1 if state.main == "Operational" else 0)
+            if late is not None:
+                self._set("Busy", 0)
+                self._error(ERR_NO_IMAGE)
+                log.error("PLC part %s: no image within %.1f s; answered NG", late.part_id,
+                          self.desk.acquire_timeout_s)
+                self._publish(_part_number(late.part_id), result_code(LineAnswer.ng))
+
     def beat(self) -> None:
         with self.lock:
             self._set("Heartbeat", self._get("Heartbeat") + 1)
 
-    def set_ready(self, ready: bool) -> None:
+    def stopping(self) -> None:
         with self.lock:
-            self._set("Ready", 1 if ready else 0)
+            self._set("Ready", 0)
+            self._set("State", 2)
 
 
 def _part_number(part_id: str | None) -> int:
@@ -267,10 +292,11 @@ class ModbusServer:
             raise PlcError(f"Modbus TCP server on {self.host}:{self.port} did not start within {timeout:.0f} s")
         if self._error:
             raise PlcError(self._error)
-        self.hs.set_ready(True)
+        self.hs.tick()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self.hs.set_ready(False)
+        self.hs.stopping()
+        time.sleep(STOP_LINGER_S)  # a PLC polling every 100 ms reads State 2 before the socket closes
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
@@ -284,7 +310,10 @@ class ModbusServer:
             return PlcLinkStatus(kind="modbus", listen=f"{self.host}:{self.port}", camera=hs.camera,
                                  ready=bool(hs._get("Ready")), clients=max(0, self.clients),
                                  triggers=hs.triggers, overruns=hs.overruns, errors=hs.errors,
-                                 error_code=hs._get("ErrorCode"), queued_results=len(hs.queue))
+                                 error_code=hs._get("ErrorCode"), queued_results=len(hs.queue),
+                                 state=hs.state.name if hs.state else None,
+                                 message=hs.state.message if hs.state else "",
+                                 last_trigger_wall=hs.desk.last_trigger_wall, no_image=hs.desk.timeouts)
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -312,11 +341,16 @@ class ModbusServer:
         if sock is not None:
             self.port = sock.getsockname()[1]
         self._started.set()
+        next_beat = 0.0
         try:
             while not self._stop.is_set():
-                self.hs.beat()
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.hs.beat()
+                    next_beat = now + self.heartbeat_s
+                self.hs.tick()
                 try:
-                    await asyncio.wait_for(self._stop.wait(), self.heartbeat_s)
+                    await asyncio.wait_for(self._stop.wait(), TICK_S)
                 except asyncio.TimeoutError:
                     pass
         finally:

@@ -199,6 +199,24 @@ class Accounts:
 
     # --- logging in -----------------------------------------------------------------------------
 
+    def check_password(self, username: str, password: str, client: str) -> str:
+        """The user's role for a correct password, without a browser session (OPC UA logins).
+        Raises RateLimited or AccountError, as login does; a user who must still choose a new
+        password is refused until they have, on the dashboard."""
+        key = (client, username.lower()[:64])
+        self.limiter.check(key)
+        with Session(self.engine) as s:
+            u = s.scalar(select(User).where(User.username == username)) if NAME.match(username) else None
+            ok = verify_password(password, u.password_hash if u is not None else _DUMMY) and u is not None
+            if not ok:
+                self.limiter.failed(key)
+                raise AccountError("wrong user name or password")
+            if u.must_change_password:
+                raise AccountError("the password must first be changed on the dashboard")
+            role = u.role
+        self.limiter.succeeded(key)
+        return role
+
     def login(self, username: str, password: str, client: str) -> tuple[str, Principal]:
         """A new session for a correct password: (cookie value, principal). Raises RateLimited or
         AccountError (one message for a wrong name and a wrong password alike)."""
