@@ -157,10 +157,14 @@ def test_the_handshake_rules():
         hs.decision(_decision(p, LineAnswer.ok))
     assert hs.read(addr("QueuedResults"), 1) == [2] and hs.read(addr("ErrorCode"), 1) == [ERR_OVERFLOW]
     hs.write(addr("ResultAck"), [1])
+    # The acknowledge takes the result away; the next is shown only once it drops again, so that
+    # a level ResultReady always goes 0 between two results.
+    assert hs.read(addr("ResultReady"), 1) == [0] and hs.read(addr("ResultPartId") + 1, 1) == [8]
+    hs.write(addr("ResultAck"), [1])  # holding it high acknowledges once: the edge counts
+    hs.decision(_decision(13, LineAnswer.ok))  # while ResultAck is high: it queues behind
+    assert hs.read(addr("ResultReady"), 1) == [0]
+    hs.write(addr("ResultAck"), [0])
     assert hs.read(addr("ResultPartId") + 1, 1) == [9] and hs.read(addr("ResultReady"), 1) == [1]
-    # Holding the acknowledge high acknowledges once: the edge counts.
-    hs.write(addr("ResultAck"), [1])
-    assert hs.read(addr("ResultPartId") + 1, 1) == [9]
     assert hs.write(addr("Ready"), [1]) == 2 and hs.write(addr("Trigger"), [1, 0, 0, 0, 0, 1]) == 2
     assert hs.read(39, 2) == 2
     # Decisions of another camera are not this PLC's.

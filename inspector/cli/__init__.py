@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, handlers=[journal.JournalHandler(path)])
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "gguf", "alembic.runtime.plugins"):  # a line per request, file, plugin
+    # a line per request, file, plugin, node added (asyncua builds its address space at INFO), connection
+    for noisy in ("httpx", "httpcore", "gguf", "alembic.runtime.plugins", "asyncua", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from inspector.errors import InspectorError
 

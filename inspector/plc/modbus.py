@@ -32,7 +32,8 @@ REGISTERS: dict[str, tuple[int, int, bool, str]] = {
     "PartId": (1, 2, True, "the next part's id, 32-bit, high word first, written before Trigger "
                            "(0: none; the part's printed code is read if the product has one)"),
     "RecipeIndex": (3, 1, True, "write a products[].recipe number to change over; 0 leaves the recipe"),
-    "ResultAck": (4, 1, True, "rising edge 0 -> 1: the shown result is taken; the next one is shown"),
+    "ResultAck": (4, 1, True, "rising edge 0 -> 1: the shown result is taken (ResultReady drops); "
+                              "back to 0: the next waiting result is shown"),
     "Ready": (10, 1, False, "1 while the line runs and takes triggers (State 3 or 4)"),
     "Busy": (11, 1, False, "1 from a trigger until its image is taken; a trigger now is an overrun"),
     "ResultReady": (12, 1, False, "level: 1 while a result waits for ResultAck; toggle: flips per result"),
@@ -91,6 +92,7 @@ class VisionHandshake:
         self.queue: deque[_Result] = deque()
         self.queue_size = queue_size
         self.showing = False
+        self.ack_high = False  # ResultAck is 1: the next result waits for it to drop
         self.errors = 0
         self.state: VisionState | None = None
         self._set("ActiveRecipe", self._recipe_number())
@@ -144,6 +146,8 @@ class VisionHandshake:
                 actions.append(("trigger", self._get("PartId")))
             if before[addr("ResultAck")] == 0 and self.regs[addr("ResultAck")] == 1:
                 self._on_ack()
+            elif before[addr("ResultAck")] == 1 and self.regs[addr("ResultAck")] == 0:
+                self._on_ack_low()
             if self.regs[addr("RecipeIndex")] != before[addr("RecipeIndex")] and self.regs[addr("RecipeIndex")]:
                 actions.append(("recipe", self.regs[addr("RecipeIndex")]))
         for act in actions:  # outside the lock: the camera may take the frame at once
@@ -187,9 +191,15 @@ class VisionHandshake:
         if not self.showing:
             return
         self.showing = False
+        self.ack_high = True
         if not self.toggle:
             self._set("ResultReady", 0)
-        if self.queue:
+
+    def _on_ack_low(self) -> None:
+        # The next result only once ResultAck is back to 0: with a level ResultReady, the PLC
+        # could not tell a new result from the one it just acknowledged otherwise.
+        self.ack_high = False
+        if self.queue and not self.showing:
             self._show(self.queue.popleft())
         self._set("QueuedResults", len(self.queue))
 
@@ -203,7 +213,7 @@ class VisionHandshake:
 
     def _publish(self, part: int, code: int) -> None:
         r = _Result(part, code)
-        if not self.showing:
+        if not self.showing and not self.ack_high and not self.queue:
             self._show(r)
         elif len(self.queue) < self.queue_size:
             self.queue.append(r)
