@@ -121,3 +121,23 @@ def test_the_disk_check_says_whether_writes_survive_a_power_cut(tmp_path, synchr
                         "reasoner": {"type": "llama_cpp", "test_model": True}})
     c = check_disk(cfg)
     assert c.ok and says in c.detail
+
+
+def test_doctor_says_whether_a_plc_can_reach_the_opcua_server(tmp_path):
+    from inspector.config import parse_config
+    from inspector.plc import pki
+    from inspector.service.doctor import check_opcua
+
+    cfg = parse_config({"data_dir": str(tmp_path / "data"), "plc": {"opcua": {"enabled": True}}})
+    first = check_opcua(cfg)
+    assert first.ok and "the first start makes one" in first.detail
+    pki_dir = tmp_path / "data" / "opcua"
+    pki.ensure_server_certificate(pki_dir, "urn:box:inspector")
+    lonely = check_opcua(cfg)
+    assert not lonely.ok and "no PLC can connect" in lonely.detail and str(pki_dir / "trusted") in lonely.detail
+    pki.make_client_certificate(pki_dir / "trusted" / "plc.der", tmp_path / "plc.pem", "urn:plc")
+    ready = check_opcua(cfg)
+    assert ready.ok and "1 trusted client certificate(s)" in ready.detail and "valid 18" in ready.detail
+    (pki_dir / "own" / "cert.der").write_bytes(b"not a certificate")
+    broken = check_opcua(cfg)
+    assert not broken.ok and "unreadable" in broken.detail

@@ -53,6 +53,12 @@ def test_install_writes_config_and_units_that_systemd_accepts_and_keeps_edits(tm
                  "EnvironmentFile=-/etc/inspector/inspector.env", "LoadCredential=", "StandardError=journal",
                  "TimeoutStopSec=10"):
         assert must in line, must
+    # The only capability: the PLC's Modbus port 502.
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n" in line and "AmbientCapabilities=CAP_NET_BIND_SERVICE\n" in line
+    # The OPC UA server's certificate is made at install, its key readable by nobody else.
+    own = tmp_path / "var/lib/inspector/opcua/own"
+    cert = (own / "cert.der").read_bytes()
+    assert (own / "key.pem").stat().st_mode & 0o077 == 0 and (tmp_path / "var/lib/inspector/opcua/trusted").is_dir()
     assert "inspector run --no-web --config /etc/inspector/inspector.yaml" in line  # the dashboard is its own unit
     web = (units / "inspector-web.service").read_text()
     for must in ("inspector web --config /etc/inspector/inspector.yaml", "Type=notify", "WatchdogSec=",
@@ -70,6 +76,7 @@ def test_install_writes_config_and_units_that_systemd_accepts_and_keeps_edits(tm
     p = run_cli("install", "--root", str(tmp_path))
     assert p.returncode == 0, p.stderr
     assert (etc / "inspector.yaml").read_text() == "# edited by the plant\n" and "exists, kept" in p.stdout
+    assert (own / "cert.der").read_bytes() == cert and "OPC UA server certificate exists, kept" in p.stdout
     assert (units / "inspector.service").read_text().startswith("# The line on the edge box")
 
 

@@ -146,6 +146,24 @@ def test_the_plc_runs_jobs_and_gets_the_line_decisions(ua_line):
         assert rows[e["PartId"]]["line"] == e["LineDecision"].lower()
     link = next(p for p in pipe.status().plc if p.kind == "opcua")
     assert (link.camera, link.state, link.triggers, link.overruns) == ("cam1", "Ready", 4, 0)
+    assert link.last_trigger_wall is not None and link.ready
+    # The link's state where people and monitoring look: health, its page, metrics, STATUS=.
+    from fastapi.testclient import TestClient
+
+    from inspector.service.notify import status_line
+    from inspector.web import create_app
+    from tests.conftest import authorize
+
+    assert "PLC opcua 0 client(s), 4 trigger(s)" in status_line(pipe.status())
+    with TestClient(create_app(pipe.store, pipe.status)) as web:
+        authorize(web, pipe.store)
+        h = web.get("/api/health").json()
+        assert [(p["kind"], p["state"], p["triggers"]) for p in h["plc"]] == [("opcua", "Ready", 4)]
+        page = web.get("/health").text
+        assert 'id="plc"' in page and "opcua opc.tcp://" in page and "Ready" in page
+        metrics = web.get("/metrics").text
+        assert 'inspector_plc_ready{camera="cam1",link="opcua"} 1.0' in metrics
+        assert 'inspector_plc_triggers_total{camera="cam1",link="opcua"} 4.0' in metrics
 
 
 def test_overruns_recipes_and_malformed_calls_get_status_codes_and_the_line_goes_on(ua_line):

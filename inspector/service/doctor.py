@@ -161,8 +161,32 @@ def check_vlm(cfg) -> Check:
         reasoner.close()
 
 
+def check_opcua(cfg) -> Check:
+    """The OPC UA server's certificate: there (or made at first start), not about to expire, and
+    which PLC certificates are trusted."""
+    from inspector.plc import PlcError, pki
+
+    pki_dir = cfg.plc.opcua.pki_dir or cfg.data_dir / "opcua"
+    try:
+        s = pki.certificate_summary(pki_dir)
+    except PlcError as e:
+        return Check("OPC UA", False, str(e))
+    if not s["present"]:
+        return Check("OPC UA", True, f"no server certificate in {pki_dir}/own yet: the first start makes one "
+                                     "(or `inspector install`)")
+    trusted = f"{len(s['trusted'])} trusted client certificate(s)" if s["trusted"] else \
+        f"no trusted client certificate: no PLC can connect until one is copied to {pki_dir}/trusted"
+    if s["expires_in_days"] < 30:
+        return Check("OPC UA", False, f"server certificate {s['thumbprint'][:16]} expires in {s['expires_in_days']} "
+                                      f"day(s): PLCs will refuse it; {trusted}")
+    return Check("OPC UA", bool(s["trusted"]), f"server certificate {s['thumbprint'][:16]}, valid "
+                                               f"{s['expires_in_days']} more days; {trusted}")
+
+
 def run(cfg) -> list[Check]:
     checks = [check_database(cfg), check_disk(cfg)]
+    if cfg.plc.opcua.enabled:
+        checks.append(check_opcua(cfg))
     det_check, detector, tuning = check_detector(cfg)
     checks.append(det_check)
     checks += [check_camera(cfg, cam, detector, tuning) for cam in cfg.cameras]

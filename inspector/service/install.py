@@ -87,6 +87,22 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
                 shutil.chown(dest, "root", group)
         steps.append(Step(f"write {dest} (mode {mode:o})", do))
 
+    def opcua_certificate(pki_dir: Path) -> None:
+        from inspector.plc import pki
+
+        if (pki_dir / "own" / "cert.der").exists():
+            steps.append(Step(f"{pki_dir}/own: the OPC UA server certificate exists, kept (PLCs trust it)",
+                              lambda: None))
+            return
+
+        def do():
+            pki.ensure_server_certificate(pki_dir, pki.default_application_uri())
+            if live:
+                for p in [pki_dir, *pki_dir.rglob("*")]:
+                    shutil.chown(p, "inspector", "inspector")
+        steps.append(Step(f"make the OPC UA server certificate and key in {pki_dir}/own (Basic256Sha256, "
+                          f"{pki.CERT_DAYS // 365} years); PLC certificates go to {pki_dir}/trusted", do))
+
     def unit(name: str) -> None:
         text = (UNITS_SRC / name).read_text().replace(PREFIX_IN_UNITS, str(venv)).replace(
             "file:///opt/inspector/docs/deployment.md", (bundled("docs") / "deployment.md").as_uri())
@@ -106,6 +122,7 @@ def plan(root: Path, reasoner: bool, venv: Path = Path(sys.prefix)) -> list[Step
     file(etc / "inspector.yaml", (UNITS_SRC / "inspector.yaml").read_text(), 0o640, keep=True, group="inspector")
     file(etc / "inspector.env", "# secrets for inspector.service, KEY=value (INSPECTOR_VLM_KEY=...)\n", 0o640,
          keep=True, group="inspector")
+    opcua_certificate(state / "opcua")
     unit("inspector.service")
     unit("inspector-web.service")
     if reasoner:

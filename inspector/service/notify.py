@@ -31,7 +31,8 @@ def status_line(st: LineStatus) -> str:
             f"backlog {st.vlm_backlog}, spool {st.vlm_spool}; {st.verdict_count('pass')} pass, "
             f"{st.verdict_count('fail')} fail, {st.verdict_count('review')} review"
             + "".join(f"; PLC {p.kind} {p.clients} client(s), {p.triggers} trigger(s)"
-                      + (f", {p.overruns} overrun(s)" if p.overruns else "") for p in st.plc))
+                      + (f", {p.overruns} overrun(s)" if p.overruns else "")
+                      + ("" if p.ready else f", {p.state or 'NOT READY'}") for p in st.plc))
 
 
 class ServiceNotifier:

@@ -82,7 +82,11 @@ class LineCollector:
         plc_fams = [("clients", GaugeMetricFamily, "inspector_plc_clients", "PLC connections now"),
                     ("triggers", CounterMetricFamily, "inspector_plc_triggers", "triggers from the PLC"),
                     ("overruns", CounterMetricFamily, "inspector_plc_overruns", "PLC triggers refused while busy"),
-                    ("errors", CounterMetricFamily, "inspector_plc_errors", "error codes set for the PLC")]
+                    ("errors", CounterMetricFamily, "inspector_plc_errors", "error codes set for the PLC"),
+                    ("no_image", CounterMetricFamily, "inspector_plc_no_image",
+                     "PLC triggers whose image never came (answered NG)"),
+                    ("ready", GaugeMetricFamily, "inspector_plc_ready",
+                     "1 while the link takes triggers (reject: the I/O module is reachable)")]
         for key, kind, name, doc in plc_fams:
             m = kind(name, doc, labels=["link", "camera"])
             for p in st.plc:

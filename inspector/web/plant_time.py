@@ -11,11 +11,12 @@ from datetime import datetime, timezone, tzinfo
 class PlantClock:
     tz: tzinfo
 
-    def plant_time(self, iso: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        """A stored time (ISO, UTC) as the plant's clock shows it: what the people at the line read."""
+    def plant_time(self, iso: str | float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """A stored time (ISO, UTC; or seconds since the epoch, as the live status has them) as the
+        plant's clock shows it: what the people at the line read."""
         if not iso:
             return ""
-        t = datetime.fromisoformat(iso)
+        t = datetime.fromtimestamp(iso, timezone.utc) if isinstance(iso, (int, float)) else datetime.fromisoformat(iso)
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(self.tz).strftime(fmt)
 
     def plant_local(self, t: datetime | None) -> datetime | None:

@@ -39,7 +39,8 @@ def health(ctx: WebContext) -> dict:
                             f"({e.pending} waiting): {e.last_error}")
     for p in st.plc:
         if not p.ready:
-            problems.append(f"PLC {p.kind} on {p.listen}: not ready for triggers")
+            what = "reject gate unreachable" if p.kind == "reject" else f"not ready for triggers ({p.state or 'down'})"
+            problems.append(f"PLC {p.kind} on {p.listen} ({p.camera}): {what}" + (f": {p.message}" if p.message else ""))
         elif p.error_code:
             problems.append(f"PLC {p.kind} on {p.listen}: error code {p.error_code} "
                             f"({p.overruns} overrun(s), {p.errors} error(s))")
