@@ -80,8 +80,9 @@ class ModbusPlc:
             raise ConnectionError(f"Modbus write at {address} failed: {r}")
 
     def run(self, parts: list[int], period_s: float | None, double_every: int = 0,
-            disconnect_at: int | None = None, settle_s: float = 10.0) -> Run:
-        """`period_s` None: the next part as soon as the last one's result is in (the bench)."""
+            disconnect_at: int | None = None, settle_s: float = 10.0, scan_s: float = 0.002) -> Run:
+        """`period_s` None: the next part as soon as the last one's result is in (the bench);
+        `scan_s`: the PLC's scan cycle (0: as fast as the stack answers)."""
         run = Run()
         by_part: dict[int, Part] = {}
         acked = trigger_high = False
@@ -136,7 +137,8 @@ class ModbusPlc:
             if i >= len(parts) and not r["QueuedResults"] and not acked and \
                     (all(p.results for p in run.parts) or time.monotonic() - last_result > settle_s):
                 break
-            time.sleep(0.002)
+            if scan_s:
+                time.sleep(scan_s)
         run.overruns = self.regs()["Overruns"]
         return run
 
@@ -153,11 +155,12 @@ class ModbusPlc:
 
 class OpcUaPlc:
     def __init__(self, url: str, camera: str, cert, key, user: str, password: str,
-                 application_uri: str = "urn:test:plc", sign_only: bool = False):
+                 application_uri: str = "urn:test:plc", sign_only: bool = False, publishing_ms: float = 5):
         self.url, self.camera = url, camera
         self.cert, self.key, self.user, self.password = cert, key, user, password
         self.application_uri = application_uri
         self.sign_only = sign_only
+        self.publishing_ms = publishing_ms
         self.client = None
         self.idx = None
         self.events: list[tuple[float, dict]] = []
@@ -179,7 +182,7 @@ class OpcUaPlc:
         self.idx = await c.get_namespace_index(NAMESPACE)
         etype = await c.nodes.root.get_child(["0:Types", "0:EventTypes", "0:BaseEventType",
                                               f"{self.idx}:ResultReadyEventType"])
-        sub = await c.create_subscription(5, self)
+        sub = await c.create_subscription(self.publishing_ms, self)
         await sub.subscribe_events(self.node(""), etype)
 
     def node(self, path: str):

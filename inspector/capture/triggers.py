@@ -40,7 +40,7 @@ class Trigger:
         # force then (a changeover after the request is for the next part, not this one) and the
         # job it belongs to (a PLC link's name for it, to know its image was taken).
         self._requests: deque[tuple[str | None, float, str | None, str | None]] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.part_id: str | None = None  # the part id of the request the last fired frame took
         self.requested_mono: float | None = None  # and when that request came: a deadline starts there
         self.requested_product: str | None = None  # and the recipe in force when it came
@@ -59,7 +59,13 @@ class Trigger:
             if len(self._requests) >= MAX_WAITING:
                 raise TriggerFull(f"{MAX_WAITING} trigger requests are already waiting for frames")
             self._requests.append((part_id, time.monotonic(), product, job))
+            self._lock.notify_all()
             return len(self._requests)
+
+    def wait_request(self, timeout: float) -> bool:
+        """Whether a request waits (a camera that acquires on trigger takes its image then)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: bool(self._requests), timeout)
 
     def cancel(self, job: str) -> bool:
         """Withdraws the request of `job` if no frame has taken it yet (a PLC link gave up on it)."""

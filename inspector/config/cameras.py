@@ -31,11 +31,17 @@ class TriggerConfig(_Model):
     background_rate: float = Field(0.02, gt=0, le=1, description="part_presence: how fast the empty "
                                    "belt's picture follows slow light changes")
     analysis_width: int = Field(160, ge=16, description="part_presence: ROI width analysed, px")
+    acquisition: Literal["free_running", "triggered"] = Field(
+        "free_running", description="software mode only: triggered takes an image only when a trigger "
+                                    "asks (a triggered camera's exposure; a replay reads its next file), "
+                                    "instead of picking the next frame of a camera that runs on its own")
 
     @model_validator(mode="after")
     def _hysteresis(self):
         if self.leave_fraction > self.enter_fraction:
             raise ValueError("leave_fraction must not exceed enter_fraction")
+        if self.acquisition == "triggered" and self.mode != "software":
+            raise ValueError("acquisition: triggered needs mode: software (only a trigger takes an image)")
         return self
 
 

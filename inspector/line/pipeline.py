@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from inspector.capture import camera_calibration
 from inspector.config import Config
+from inspector.config.base import ConfigError
 from inspector.cropper import make_crops
 from inspector.events import build_senders
 from inspector.capture.framebuffer import FrameBuffer
@@ -109,6 +110,10 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels, self.stop_event)
                         for cam in cfg.cameras}
+        for cam in cfg.cameras:
+            if cam.trigger.acquisition == "triggered" and not self.sources[cam.id].replay:
+                raise ConfigError(f"camera {cam.id}: trigger.acquisition: triggered needs a camera that takes "
+                                  f"an image on a trigger; a {cam.source.type} source streams (use free_running)")
         self.on_verdict.append(self._source_judged)
         # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
         self.on_decision: list = []
@@ -384,8 +389,13 @@ class Pipeline:
         undistort, mm_per_px = self.geometry[cam.id]
         trigger = self.triggers[cam.id]
         readers: dict[str, PartCodeReader] = {}  # per product: a changeover may bring another code
+        # A camera that acquires on trigger takes an image only when asked (no frame to wait for,
+        # none decoded for nothing); fps is then its fastest rate.
+        on_trigger = cam.trigger.acquisition == "triggered"
         try:
             while not self.stop_event.is_set():
+                if on_trigger and not trigger.wait_request(0.2):
+                    continue
                 item = src.read()
                 state.read_errors = src.errors
                 if item is None:
