@@ -198,6 +198,7 @@ class LineDecision:
     elapsed_ms: float  # trigger (else capture) to decision, on the monotonic clock
     deadline_ms: int | None
     part_id: str | None = None  # what the PLC matches the answer to the part by
+    defects: tuple[str, ...] = ()  # the findings' defect types, for basis verdict (the PLC's codes)
 
     @property
     def on_time(self) -> bool:

@@ -270,3 +270,14 @@ def test_the_readme_shows_the_register_map_the_code_serves():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert register_table() in readme
+
+
+def test_a_verdict_that_decided_shows_its_defect_code_with_the_result():
+    hs = _handshake(defects={"p": ["scratch", "stain", "dent"]})
+    d = _decision(5)
+    hs.decision(LineDecision(**{**d.__dict__, "defects": ("stain", "scratch")}))
+    assert hs.read(addr("Result"), 1) == [2] and hs.read(addr("DefectCode"), 1) == [2]
+    hs.write(addr("ResultAck"), [1])
+    hs.write(addr("ResultAck"), [0])
+    hs.decision(LineDecision(**{**_decision(6).__dict__, "defects": ("crack",)}))  # not the product's
+    assert hs.read(addr("DefectCode"), 1) == [255]

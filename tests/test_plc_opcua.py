@@ -353,3 +353,69 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert p.returncode == 2, p.stderr
     assert f"cannot start: OPC UA server cannot listen on 127.0.0.1:{port}" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and t0
+
+
+def test_the_readme_documents_the_address_space_the_server_serves(ua_line):
+    """The README's tables are the PLC programmer's reference: every node and event field they name
+    is served, and every one served is named."""
+    import re
+    from pathlib import Path
+
+    from inspector.plc.opcua import EVENT_FIELDS
+
+    pipe, plc, url, server = ua_line
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### OPC UA server (OPC 40100-1)"):readme.index("### Modbus TCP server")]
+    documented = set()
+    for row in section.splitlines():
+        if row.startswith("| `<camera>"):
+            for path in re.findall(r"`(<camera>[^`]*)`", row.split("|")[1]):
+                if path.endswith(".<field>"):
+                    documented |= {path.replace("<field>", f) for f, _, _ in EVENT_FIELDS} | {
+                        path.replace("<field>", "Counter")}
+                else:
+                    documented.add(path)
+    fields = set()
+    for row in section[section.index("**ResultReadyEventType**"):].splitlines():
+        if row.startswith("| ") and not row.startswith(("| field", "| ---")):
+            fields |= {f.strip() for f in row.split("|")[1].split(",")}
+    assert fields == {f for f, _, _ in EVENT_FIELDS}
+
+    async def served():
+        async with await plc.client(url) as c:
+            obj, idx = await _node(c, "cam1")
+            out, todo = {"<camera>"}, [obj]
+            while todo:
+                for child in await todo.pop().get_children():
+                    if child.nodeid.NamespaceIndex == idx and isinstance(child.nodeid.Identifier, str):
+                        out.add("<camera>" + child.nodeid.Identifier[len("cam1"):])
+                        todo.append(child)
+            return out
+
+    assert run(served()) == documented
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(ua_line):
+    import socket
+
+    from inspector.plc.opcua import MAX_CLIENTS
+
+    pipe, plc, url, server = ua_line
+    port = int(url.rsplit(":", 1)[1])
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CLIENTS)]
+    try:
+        assert wait_for(lambda: server.sessions() == MAX_CLIENTS, 10)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            assert extra.recv(16) == b""  # closed by the server, not left to park
+        except ConnectionResetError:
+            pass
+        finally:
+            extra.close()
+        socks[0].settimeout(0.3)
+        with pytest.raises(socket.timeout):  # those within the cap stay open (until their 10 s to log in)
+            socks[0].recv(16)
+    finally:
+        for s in socks:
+            s.close()
+    assert wait_for(lambda: server.sessions() == 0, 10)

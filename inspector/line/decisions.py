@@ -163,7 +163,7 @@ class LineDecider:
             return self._by_policy(_Part(uid, frame, p, verdict.candidates, 0.0), "deadline", remember=False,
                                    record=False)
         return self._emit(uid, frame, product, answer_for(verdict), "verdict", None, verdict.kind.value,
-                          deadline, record=False)
+                          deadline, record=False, defects=tuple(f.defect_type for f in verdict.findings))
 
     # --- deciding -----------------------------------------------------------------------------
 
@@ -198,12 +198,12 @@ class LineDecider:
                           p.decision_deadline_ms, record)
 
     def _emit(self, uid, frame: Frame, product: str, answer: LineAnswer, basis: str, policy, kind,
-              deadline, record: bool = True) -> LineDecision:
+              deadline, record: bool = True, defects: tuple[str, ...] = ()) -> LineDecision:
         elapsed = (time.monotonic() - frame.started_mono) * 1000.0
         d = LineDecision(uid=uid, camera_id=frame.camera_id, seq=frame.seq, product=product,
                          answer=answer, basis=basis, policy=policy, verdict_kind=kind,
                          captured_wall=frame.captured_wall, decided_wall=time.time(),
-                         elapsed_ms=elapsed, deadline_ms=deadline, part_id=frame.part_id)
+                         elapsed_ms=elapsed, deadline_ms=deadline, part_id=frame.part_id, defects=defects)
         with self._cv:
             self.counts[answer.value] += 1
             self.counts[basis] += 1

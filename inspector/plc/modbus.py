@@ -38,7 +38,8 @@ REGISTERS: dict[str, tuple[int, int, bool, str]] = {
     "Busy": (11, 1, False, "1 from a trigger until its image is taken; a trigger now is an overrun"),
     "ResultReady": (12, 1, False, "level: 1 while a result waits for ResultAck; toggle: flips per result"),
     "Result": (13, 1, False, "the line decision shown: 0 none, 1 OK, 2 NG"),
-    "DefectCode": (14, 1, False, "reserved for the line result: 0 (the defect is in the final block)"),
+    "DefectCode": (14, 1, False, "the first finding's type when the verdict decided (1-based place in the "
+                                 "product's defects, 255 other), else 0; later verdicts: the final block"),
     "ResultPartId": (15, 2, False, "the part the shown result is for, 32-bit, high word first"),
     "JobCounter": (17, 1, False, "line decisions shown so far, modulo 65536"),
     "Heartbeat": (18, 1, False, "increments every plc.modbus.heartbeat_ms while the inspector runs"),
@@ -73,6 +74,7 @@ def addr(name: str) -> int:
 class _Result:
     part: int
     code: int
+    defect: int = 0
 
 
 class VisionHandshake:
@@ -205,14 +207,14 @@ class VisionHandshake:
 
     def _show(self, r: _Result) -> None:
         self._set("Result", r.code)
-        self._set("DefectCode", 0)
+        self._set("DefectCode", r.defect)
         self._set("ResultPartId", r.part)
         self._set("JobCounter", self._get("JobCounter") + 1)
         self._set("ResultReady", (self._get("ResultReady") ^ 1) if self.toggle else 1)
         self.showing = True
 
-    def _publish(self, part: int, code: int) -> None:
-        r = _Result(part, code)
+    def _publish(self, part: int, code: int, defect: int = 0) -> None:
+        r = _Result(part, code, defect)
         if not self.showing and not self.ack_high and not self.queue:
             self._show(r)
         elif len(self.queue) < self.queue_size:
@@ -233,8 +235,9 @@ class VisionHandshake:
         if d.camera_id != self.camera:
             return
         self.desk.decided(d)
+        defect = defect_code(self.defects.get(d.product, []), d.defects[0]) if d.defects else 0
         with self.lock:
-            self._publish(_part_number(d.part_id), result_code(d.answer))
+            self._publish(_part_number(d.part_id), result_code(d.answer), defect)
 
     def final(self, _inspection_id, _uid, verdict: Verdict) -> None:
         f = verdict.frame

@@ -50,6 +50,8 @@ NAMESPACE = "urn:inspector:machine-vision"
 TICK_S = 0.05
 KEEP_RESULTS = 4096  # results GetResultById can still find
 MAX_ID = 64  # MeasId, JobId, RecipeId, ProductId: characters
+MAX_CLIENTS = 16  # TCP connections at once: a line has a PLC or two, a commissioning laptop, SCADA
+MAX_MESSAGE = 4 * 1024 * 1024  # bytes; asyncua's default is 100 MB
 # ResultState (OPC 40100-1 ResultStateDataType): 1 Completed, 2 Processing, 4 Failed
 COMPLETED, PROCESSING, FAILED = 1, 2, 4
 # Error outputs: 0 OK; < 0 ours, as the spec asks of application-specific errors
@@ -238,6 +240,13 @@ class OpcUaServer:
         users = _Users(self.accounts, self.cfg.anonymous)
         server = Server(user_manager=users)
         await server.init()
+        # Bounded for a network that is not ours to trust: a PLC's calls and events are small.
+        from asyncua.common.connection import TransportLimits
+
+        server.limits = TransportLimits(max_recv_buffer=65535, max_send_buffer=65535, max_chunk_count=64,
+                                        max_message_size=MAX_MESSAGE)
+        server.iserver.max_connections = MAX_CLIENTS
+        server.iserver.max_pending_activation_seconds = 10.0
         server.set_endpoint(f"opc.tcp://{self.cfg.host}:{self.cfg.port}")
         server.set_server_name("inspector")
         await server.set_application_uri(self.application_uri)
@@ -530,7 +539,8 @@ class OpcUaServer:
                     JobId=job.job_id if job else (vs.continuous or ""),
                     CreationTime=datetime.fromtimestamp(d.decided_wall, timezone.utc),
                     LineDecision="OK" if d.answer is LineAnswer.ok else "NG", ResultCode=result_code(d.answer),
-                    Basis=d.basis, OnTime=bool(d.on_time), ElapsedMs=float(d.elapsed_ms), DefectCodes=[],
+                    Basis=d.basis, OnTime=bool(d.on_time), ElapsedMs=float(d.elapsed_ms),
+                    DefectCodes=sorted({defect_code(self.products.get(d.product, vs.defects), t) for t in d.defects}),
                     FinalVerdict=verdict if final else "")
         await self._publish(vs, r)
 
