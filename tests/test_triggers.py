@@ -107,3 +107,49 @@ def test_software_trigger_over_the_api(tmp_path, demo_line):
             assert r.status_code == 404 and "plc-cam" in r.json()["detail"]
     finally:
         pipe.stop()
+
+
+def test_a_camera_that_acquires_on_the_trigger_takes_only_the_images_asked_for(tmp_path, demo_line):
+    import time
+
+    import pytest
+
+    from inspector.config.base import ConfigError
+    from inspector.line.pipeline import Pipeline
+    from tests.conftest import wait_for
+
+    with pytest.raises(ConfigError, match="acquisition: triggered needs mode: software"):
+        parse_config({"cameras": [{"id": "c", "trigger": {"mode": "continuous", "acquisition": "triggered"}}]})
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+        "cameras": [{"id": "cam", "trigger": {"mode": "software", "acquisition": "triggered"},
+                     "source": {"type": "folder", "path": str(demo_line.frames_dir), "loop": True, "fps": 50}}]})
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        time.sleep(0.5)  # a free-running camera would have taken some 25 frames by now
+        cam = pipe.status().cameras[0]
+        assert (cam.frames_in, cam.untriggered) == (0, 0)
+        for k in range(3):
+            pipe.trigger("cam", f"P{k}")
+        assert wait_for(lambda: pipe.status().cameras[0].frames_inspected == 3, 20)
+        time.sleep(0.3)
+        cam = pipe.status().cameras[0]
+        assert (cam.frames_in, cam.untriggered, cam.frames_inspected) == (3, 0, 3)
+        # The parts are the replay's first three files, in order: nothing was skipped between them.
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from inspector.store.models import Inspection
+
+        with Session(pipe.store.engine) as s:
+            names = sorted(s.scalars(select(Inspection.source_name)))
+        assert names == sorted(p.name for p in sorted(demo_line.frames_dir.glob("*.png"))[:3])
+    finally:
+        pipe.stop()
+    # A camera that streams cannot wait for a trigger to expose: refused at start, in one line.
+    streaming = parse_config({"data_dir": str(tmp_path / "d2"), "web": {"enabled": False},
+                              "cameras": [{"id": "ip", "trigger": {"mode": "software", "acquisition": "triggered"},
+                                           "source": {"type": "rtsp", "url": "rtsp://127.0.0.1:1/x"}}]})
+    with pytest.raises(ConfigError, match="a rtsp source streams"):
+        Pipeline(streaming)

@@ -119,6 +119,7 @@ class OpcUaServer:
         self._stopping = False
         self._server = None
         self._queue: asyncio.Queue | None = None
+        self._tasks: set = set()
 
     # --- the line's side (other threads) --------------------------------------------------------
 
@@ -422,7 +423,8 @@ class OpcUaServer:
             raise _Refused(ua.StatusCodes.BadInvalidState, f"overrun: {e}") from None
         except JobRefused as e:
             raise _Refused(ua.StatusCodes.BadResourceUnavailable, str(e)) from None
-        await self._tick(vs)
+        # The state variables follow once the answer is out: the PLC waits for the JobId, not them.
+        self._later(self._tick(vs))
         return [(job.job_id, ua.VariantType.String), (E_OK, ua.VariantType.Int32)]
 
     async def _start_continuous(self, vs: VisionSystem, meas: str, part: str, recipe: str, product: str):
@@ -485,6 +487,11 @@ class OpcUaServer:
                 (r["FinalVerdict"], S), (r["CreationTime"], ua.VariantType.DateTime), (code, I32)]
 
     # --- state and results (on the server's loop) -----------------------------------------------
+
+    def _later(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
 
     async def _tick(self, vs: VisionSystem) -> None:
         late = vs.desk.expire()
@@ -581,7 +588,9 @@ class _DropOpenError(logging.Filter):
         return not record.getMessage().endswith("error starting server")
 
 
-class _Refused(Exception):
+class _Refused(PlcError):
+    """A method call refused with an OPC UA status code (never leaves the server)."""
+
     def __init__(self, code, why: str):
         super().__init__(why)
         self.code, self.why = code, why
