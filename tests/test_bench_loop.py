@@ -66,3 +66,19 @@ def test_bench_web_times_every_page_against_its_bare_query():
         assert c["ratio_p50"] == pytest.approx(c["server"]["p50_ms"] / c["bare_store"]["p50_ms"], abs=0.01)
     # the frozen start-up heap is what keeps the collector's full passes out of the p95
     assert r["gc_full_pass_ms"]["frozen"] < r["gc_full_pass_ms"]["startup_heap"]
+
+
+def test_bench_plc_measures_both_links_against_their_own_round_trip():
+    p = run_cli("bench", "plc", "--calls", "6", "--json", timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "target < 2" in p.stdout and "Traceback" not in p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["bench"] == "plc" and r["parts"] == 6 and r["acquisition"] == "triggered"
+    assert [x["link"] for x in r["links"]] == ["opcua", "modbus"]
+    for x in r["links"]:
+        # Each part's time at the PLC holds its time inside the line, so their medians keep the order;
+        # no result comes back sooner than one bare round trip of its own stack.
+        assert x["trigger_to_result_p50_ms"] >= x["line_trigger_to_decision_p50_ms"] > 0
+        assert x["trigger_to_result_p99_ms"] >= x["trigger_to_result_p50_ms"] >= x["round_trip_median_ms"] > 0
+        assert x["ratio"] == pytest.approx(x["trigger_to_result_p50_ms"]
+                                           / (x["round_trip_median_ms"] + r["prefilter_median_ms"]), abs=0.02)
