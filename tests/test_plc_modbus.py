@@ -203,6 +203,16 @@ def test_a_trigger_outside_ready_is_refused_with_an_error_code():
     assert hs.read(addr("Ready"), 1) == [0] and hs.read(addr("State"), 1) == [2]
 
 
+def test_a_stopping_inspector_stays_error_for_the_plc_whatever_the_line_says():
+    hs = _handshake()
+    hs.tick()
+    assert hs.read(addr("State"), 1) == [3] and hs.read(addr("Ready"), 1) == [1]
+    hs.stopping()
+    hs.tick()  # the server's own loop goes on ticking during the linger
+    assert hs.read(addr("State"), 1) == [2] and hs.read(addr("Ready"), 1) == [0]
+    assert hs.state.message == "the inspector is stopping"
+
+
 def test_toggle_mode_flips_result_ready():
     hs = _handshake(recipe=4, toggle=True)
     assert hs.read(addr("ActiveRecipe"), 1) == [4]

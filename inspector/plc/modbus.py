@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from inspector.messages import LineAnswer, LineDecision, Verdict, VerdictKind
 from inspector.plc.jobs import JobBusy, JobDesk, JobRefused, PlcError, defect_code, result_code
-from inspector.plc.vision_state import READY, VisionState
+from inspector.plc.vision_state import ERROR, READY, VisionState
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class VisionHandshake:
         self.ack_high = False  # ResultAck is 1: the next result waits for it to drop
         self.errors = 0
         self.state: VisionState | None = None
+        self.stopped = False
         self._set("ActiveRecipe", self._recipe_number())
 
     @property
@@ -255,7 +256,8 @@ class VisionHandshake:
     def tick(self) -> None:
         """Every few tens of ms: the state, and a trigger whose image never came."""
         late = self.desk.expire()
-        state = self._state_of(self.desk.acquiring is not None)
+        state = VisionState(ERROR, None, "the inspector is stopping") if self.stopped else \
+            self._state_of(self.desk.acquiring is not None)
         with self.lock:
             self.state = state
             self._set("State", state.number)
@@ -272,9 +274,9 @@ class VisionHandshake:
             self._set("Heartbeat", self._get("Heartbeat") + 1)
 
     def stopping(self) -> None:
-        with self.lock:
-            self._set("Ready", 0)
-            self._set("State", 2)
+        """Error from now on: the server goes on answering a moment so that the PLC reads it."""
+        self.stopped = True
+        self.tick()
 
 
 def _part_number(part_id: str | None) -> int:
