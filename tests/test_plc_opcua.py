@@ -419,3 +419,25 @@ def test_connections_beyond_the_cap_are_closed_at_once(ua_line):
         for s in socks:
             s.close()
     assert wait_for(lambda: server.sessions() == 0, 10)
+
+
+def test_a_certificate_folder_it_cannot_write_is_one_line(tmp_path, demo_line):
+    import os
+
+    from inspector.plc import PlcError
+
+    if os.geteuid() == 0:
+        # root writes anywhere: a file where the folder should be stands for a read-only one
+        (tmp_path / "pki").write_text("not a folder")
+    else:
+        (tmp_path / "pki").mkdir(mode=0o500)
+    cfg = parse_config({
+        "data_dir": str(tmp_path / "data"), "web": {"enabled": False},
+        "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
+        "plc": {"opcua": {"enabled": True, "port": free_port(), "pki_dir": str(tmp_path / "pki")}}})
+    pipe = Pipeline(cfg)
+    try:
+        with pytest.raises(PlcError, match=f"OPC UA certificates in {tmp_path / 'pki'}"):
+            start_plc(cfg, pipe)
+    finally:
+        pipe.stop()

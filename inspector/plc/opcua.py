@@ -234,7 +234,10 @@ class OpcUaServer:
         from asyncua.crypto.truststore import TrustStore
         from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-        pki.ensure_server_certificate(self.pki_dir, self.application_uri)
+        try:
+            pki.ensure_server_certificate(self.pki_dir, self.application_uri)
+        except OSError as e:  # not the port's fault: say where
+            raise PlcError(f"OPC UA certificates in {self.pki_dir}: {e.strerror or e}") from None
         # A certificate made earlier (at install) names the URI clients already trust.
         self.application_uri = pki.certificate_uri(self.pki_dir) or self.application_uri
         paths = pki.layout(self.pki_dir)
