@@ -251,30 +251,6 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
 
 
 
-def test_inspector_run_says_in_one_line_when_the_modbus_port_is_taken(tmp_path):
-    import socket
-
-    import yaml
-
-    from tests.conftest import run_cli
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    port = s.getsockname()[1]
-    cfg = tmp_path / "line.yaml"
-    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
-                                   "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 2}}],
-                                   "plc": {"modbus": {"enabled": True, "port": port}}}))
-    try:
-        p = run_cli("run", "--config", str(cfg), timeout=120)
-    finally:
-        s.close()
-    assert p.returncode == 2, p.stderr
-    assert f"cannot start: Modbus TCP server cannot listen on 127.0.0.1:{port}" in p.stderr
-    assert "Traceback" not in p.stderr
-
-
 def test_the_readme_shows_the_register_map_the_code_serves():
     from pathlib import Path
 

@@ -3,7 +3,6 @@ on loopback, over Basic256Sha256, driving a real line."""
 
 import asyncio
 import threading
-import time
 
 import pytest
 from asyncua import Client, ua
@@ -330,7 +329,9 @@ def test_a_camera_that_is_gone_is_error_and_refuses_jobs(tmp_path, demo_line):
         pipe.stop()
 
 
-def test_a_port_in_use_is_one_line(tmp_path):
+@pytest.mark.parametrize("link, says", [("opcua", "OPC UA server cannot listen"),
+                                         ("modbus", "Modbus TCP server cannot listen")])
+def test_inspector_run_says_in_one_line_when_a_plc_port_is_taken(tmp_path, link, says):
     import socket
 
     import yaml
@@ -344,15 +345,28 @@ def test_a_port_in_use_is_one_line(tmp_path):
     cfg = tmp_path / "line.yaml"
     cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "web": {"enabled": False},
                                    "cameras": [{"id": "cam1", "source": {"type": "demo", "parts": 2}}],
-                                   "plc": {"opcua": {"enabled": True, "port": port}}}))
+                                   "plc": {link: {"enabled": True, "port": port}}}))
     try:
-        t0 = time.monotonic()
         p = run_cli("run", "--config", str(cfg), timeout=120)
     finally:
         s.close()
     assert p.returncode == 2, p.stderr
-    assert f"cannot start: OPC UA server cannot listen on 127.0.0.1:{port}" in p.stderr, p.stderr
-    assert "Traceback" not in p.stderr and t0
+    assert f"cannot start: {says} on 127.0.0.1:{port}" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_a_user_who_must_change_the_password_cannot_log_in_over_opcua_yet(tmp_path):
+    from inspector.store import Store
+    from inspector.web.accounts import AccountError
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}", tmp_path)
+    accounts = Accounts(store.engine)
+    accounts.add_user("plc2", PASSWORD, "operator", must_change=True)
+    with pytest.raises(AccountError, match="first be changed on the dashboard"):
+        accounts.check_password("plc2", PASSWORD, "opcua")
+    with pytest.raises(AccountError, match="wrong user name or password"):
+        accounts.check_password("plc2", "not-the-password", "opcua")
+    store.close()
 
 
 def test_the_readme_documents_the_address_space_the_server_serves(ua_line):

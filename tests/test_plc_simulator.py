@@ -172,6 +172,13 @@ def test_an_inspector_restart_is_error_then_ready_for_the_plc(tmp_path, demo_lin
             def datachange_notification(self, node, val, data):
                 seen.append(val.Text)
 
+        async def ready():
+            for _ in range(300):
+                if await plc.state() == "Ready":
+                    return
+                await asyncio.sleep(0.05)
+            assert await plc.state() == "Ready"
+
         async def connect_and_watch():
             for _ in range(600):
                 try:
@@ -183,11 +190,7 @@ def test_an_inspector_restart_is_error_then_ready_for_the_plc(tmp_path, demo_lin
             await sub.subscribe_data_change(plc.node("VisionStateMachine.CurrentState"))
 
         await connect_and_watch()
-        for _ in range(300):
-            if await plc.state() == "Ready":
-                break
-            await asyncio.sleep(0.05)
-        assert await plc.state() == "Ready"
+        await ready()
         job, refused = await plc.start_job("R-1")
         assert job and not refused
         proc_box[0].send_signal(signal.SIGTERM)  # the inspector stops; the PLC is still connected
@@ -200,11 +203,7 @@ def test_an_inspector_restart_is_error_then_ready_for_the_plc(tmp_path, demo_lin
         await plc.close()
         proc_box[0] = start()
         await connect_and_watch()
-        for _ in range(300):
-            if await plc.state() == "Ready":
-                break
-            await asyncio.sleep(0.05)
-        assert await plc.state() == "Ready"
+        await ready()
         job2, _ = await plc.start_job("R-2")
         assert job2 and job2 != job  # job ids stay unique across restarts
         await plc.close()

@@ -199,27 +199,9 @@ class Accounts:
 
     # --- logging in -----------------------------------------------------------------------------
 
-    def check_password(self, username: str, password: str, client: str) -> str:
-        """The user's role for a correct password, without a browser session (OPC UA logins).
-        Raises RateLimited or AccountError, as login does; a user who must still choose a new
-        password is refused until they have, on the dashboard."""
-        key = (client, username.lower()[:64])
-        self.limiter.check(key)
-        with Session(self.engine) as s:
-            u = s.scalar(select(User).where(User.username == username)) if NAME.match(username) else None
-            ok = verify_password(password, u.password_hash if u is not None else _DUMMY) and u is not None
-            if not ok:
-                self.limiter.failed(key)
-                raise AccountError("wrong user name or password")
-            if u.must_change_password:
-                raise AccountError("the password must first be changed on the dashboard")
-            role = u.role
-        self.limiter.succeeded(key)
-        return role
-
-    def login(self, username: str, password: str, client: str) -> tuple[str, Principal]:
-        """A new session for a correct password: (cookie value, principal). Raises RateLimited or
-        AccountError (one message for a wrong name and a wrong password alike)."""
+    def _verified(self, username: str, password: str, client: str) -> tuple[str, int, bool]:
+        """(role, user id, must change password) for a correct password; RateLimited or
+        AccountError (one message for a wrong name and a wrong password alike) otherwise."""
         key = (client, username.lower()[:64])
         self.limiter.check(key)
         with Session(self.engine) as s:
@@ -229,8 +211,22 @@ class Accounts:
             if not ok:
                 self.limiter.failed(key)
                 raise AccountError("wrong user name or password")
-            role, uid, must_change = u.role, u.id, u.must_change_password
+            found = u.role, u.id, u.must_change_password
         self.limiter.succeeded(key)
+        return found
+
+    def check_password(self, username: str, password: str, client: str) -> str:
+        """The user's role for a correct password, without a browser session (OPC UA logins). A
+        user who must still choose a new password is refused until they have, on the dashboard."""
+        role, _, must_change = self._verified(username, password, client)
+        if must_change:
+            raise AccountError("the password must first be changed on the dashboard")
+        return role
+
+    def login(self, username: str, password: str, client: str) -> tuple[str, Principal]:
+        """A new session for a correct password: (cookie value, principal). Raises RateLimited or
+        AccountError (one message for a wrong name and a wrong password alike)."""
+        role, uid, must_change = self._verified(username, password, client)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             s.execute(delete(WebSession).where(WebSession.expires_at < _now()))  # tidy as we go
