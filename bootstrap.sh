@@ -35,6 +35,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+sh patches/build_llama_cpp_python.sh .venv  # our llama.cpp patches, when there are any (patches/README.md)
 if [ "$want_test" = "test" ]; then
   .venv/bin/python -m pip install -q -e '.[test,build-models,train]'
 else
