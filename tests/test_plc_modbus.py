@@ -236,7 +236,8 @@ def test_the_register_map_is_documented():
 def test_a_port_in_use_is_a_clear_error(tmp_path):
     import socket
 
-    from inspector.plc.modbus import ModbusServer, PlcError
+    from inspector.plc import PlcError
+    from inspector.plc.modbus import ModbusServer
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

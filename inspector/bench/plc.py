@@ -123,7 +123,8 @@ def main(parts: int = 50, as_json: bool = False, acquisition: str = "triggered")
         rows.append({"link": link, "round_trip_median_ms": round(bare, 3), "trigger_to_result_p50_ms": round(p50, 2),
                      "trigger_to_result_p99_ms": round(p99, 2),
                      "line_trigger_to_decision_p50_ms": round(float(np.percentile(inside[cam], 50)), 2),
-                     "ratio": round(p50 / (bare + pre), 2)})
+                     "ratio": round(p50 / (bare + pre), 2),
+                     "results_heard": len(took), "line_decisions_stored": len(inside[cam])})
     print(f"PLC bench (inspector run and the PLC in two processes, loopback, real clients, detector only, "
           f"camera acquisition {acquisition}, {parts} parts per link, one at a time)")
     print(f"  bare pre-filter (detect)                       median {pre:7.2f} ms")

@@ -21,7 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from inspector.messages import LineAnswer, LineDecision, Verdict, VerdictKind
-from inspector.plc.jobs import JobBusy, JobDesk, JobRefused, PlcError, defect_code, result_code
+from inspector.plc.jobs import JobBusy, JobDesk, JobRefused, defect_code, result_code
+from inspector.plc.loop_thread import LoopThread
 from inspector.plc.vision_state import ERROR, READY, VisionState
 
 log = logging.getLogger(__name__)
@@ -286,36 +287,29 @@ def _part_number(part_id: str | None) -> int:
     return 0
 
 
-class ModbusServer:
+class ModbusServer(LoopThread):
     """pymodbus' TCP server on an asyncio loop of its own thread, serving a VisionHandshake."""
+
+    thread_name = "plc-modbus"
 
     def __init__(self, handshake: VisionHandshake, host: str, port: int, heartbeat_ms: int):
         self.hs = handshake
         self.host, self.port = host, port
         self.heartbeat_s = heartbeat_ms / 1000.0
         self.clients = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: str | None = None
-        self._stop: asyncio.Event | None = None
+        super().__init__()
+
+    def describe(self) -> str:
+        return f"Modbus TCP server on {self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
-        self._thread = threading.Thread(target=self._run, name="plc-modbus", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout):
-            raise PlcError(f"Modbus TCP server on {self.host}:{self.port} did not start within {timeout:.0f} s")
-        if self._error:
-            raise PlcError(self._error)
+        self._start_thread(timeout)
         self.hs.tick()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.hs.stopping()
         time.sleep(STOP_LINGER_S)  # a PLC polling every 100 ms reads State 2 before the socket closes
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._stop_thread(timeout)
 
     def status(self):
         from inspector.line.status import PlcLinkStatus
@@ -330,17 +324,8 @@ class ModbusServer:
                                  message=hs.state.message if hs.state else "",
                                  last_trigger_wall=hs.desk.last_trigger_wall, no_image=hs.desk.timeouts)
 
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
     async def _serve(self) -> None:
         from pymodbus.server import ModbusTcpServer
-
-        self._stop = asyncio.Event()
 
         def connected(up: bool) -> None:
             self.clients += 1 if up else -1
@@ -349,13 +334,12 @@ class ModbusServer:
             server = ModbusTcpServer(_Context(self.hs), address=(self.host, self.port), trace_connect=connected)
             await server.serve_forever(background=True)
         except (OSError, RuntimeError) as e:
-            self._error = f"Modbus TCP server cannot listen on {self.host}:{self.port}: {e}"
-            self._started.set()
+            self._refused(f"Modbus TCP server cannot listen on {self.host}:{self.port}: {e}")
             return
         sock = server.transport.sockets[0] if getattr(server.transport, "sockets", None) else None
         if sock is not None:
             self.port = sock.getsockname()[1]
-        self._started.set()
+        self._serving()
         next_beat = 0.0
         try:
             while not self._stop.is_set():

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -42,6 +41,7 @@ from inspector.capture.part_codes import PART_ID
 from inspector.messages import LineAnswer, LineDecision, Verdict, VerdictKind
 from inspector.plc import pki
 from inspector.plc.jobs import JobBusy, JobDesk, JobRefused, PlcError, defect_code, result_code
+from inspector.plc.loop_thread import LoopThread
 from inspector.plc.vision_state import E10, ERROR, OPERATIONAL, READY, VisionState, line_state
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ class VisionSystem:
                              last_trigger_wall=self.desk.last_trigger_wall, no_image=self.desk.timeouts)
 
 
-class OpcUaServer:
+class OpcUaServer(LoopThread):
+    thread_name = "plc-opcua"
+
     def __init__(self, cfg, pipe, accounts, pki_dir: Path, products: dict[str, list[str]]):
         self.cfg = cfg  # OpcUaConfig
         self.pipe = pipe
@@ -111,11 +113,7 @@ class OpcUaServer:
             product = pipe.cameras[cam].product
             self.systems[cam] = VisionSystem(self, cam, desk, products.get(product, []))
         self.products = products
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: str | None = None
-        self._stop: asyncio.Event | None = None
+        super().__init__()
         self._stopping = False
         self._server = None
         self._queue: asyncio.Queue | None = None
@@ -152,24 +150,16 @@ class OpcUaServer:
 
     # --- life -----------------------------------------------------------------------------------
 
+    def describe(self) -> str:
+        return f"OPC UA server on {self.endpoint}"
+
     def start(self, timeout: float = 30.0) -> None:
-        self._thread = threading.Thread(target=self._run, name="plc-opcua", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout):
-            raise PlcError(f"OPC UA server on {self.endpoint} did not start within {timeout:.0f} s")
-        if self._error:
-            raise PlcError(self._error)
+        self._start_thread(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Error first (subscribed PLCs see the inspector leave), then the server closes."""
         self._stopping = True
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._stop_thread(timeout)
 
     def links(self) -> list[VisionSystem]:
         return list(self.systems.values())
@@ -180,21 +170,7 @@ class OpcUaServer:
         bserver = getattr(srv, "bserver", None)
         return len(bserver.clients) if bserver is not None else 0
 
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._loop.run_until_complete(self._serve())
-        except Exception as e:  # never a traceback for a server that could not start
-            if not self._started.is_set():
-                self._error = f"OPC UA server on {self.endpoint}: {e}"
-                self._started.set()
-            else:
-                log.exception("OPC UA server failed")
-        finally:
-            self._loop.close()
-
     async def _serve(self) -> None:
-        self._stop = asyncio.Event()
         self._queue = asyncio.Queue()
         quiet = _DropOpenError()
         logging.getLogger("asyncua.server.server").addFilter(quiet)  # we say it in one line below
@@ -202,8 +178,7 @@ class OpcUaServer:
             server = await self._build()
             await server.start()
         except OSError as e:
-            self._error = f"OPC UA server cannot listen on {self.cfg.host}:{self.cfg.port}: {e}"
-            self._started.set()
+            self._refused(f"OPC UA server cannot listen on {self.cfg.host}:{self.cfg.port}: {e}")
             return
         finally:
             logging.getLogger("asyncua.server.server").removeFilter(quiet)
@@ -212,7 +187,7 @@ class OpcUaServer:
             self.endpoint = f"opc.tcp://{self.cfg.host}:{server.bserver.port}"
         for vs in self.systems.values():
             await self._tick(vs)
-        self._started.set()
+        self._serving()
         consumer = asyncio.create_task(self._consume())
         try:
             while not self._stop.is_set():
