@@ -221,6 +221,10 @@ class Pipeline:
         unknown camera, TriggerFull when too many wait already."""
         return self.triggers[camera_id].request(part_id, product or self.cameras[camera_id].product, job)
 
+    def cancel_trigger(self, camera_id: str, job: str) -> bool:
+        """Withdraws `job`'s software trigger if no frame has taken it yet."""
+        return self.triggers[camera_id].cancel(job)
+
     def change_recipe(self, camera_id: str, which: str | int, by: str) -> tuple[str, str]:
         """Changeover: the camera inspects `which` (a product name or recipe number) from its
         next trigger on; parts already taken finish with the recipe they were taken under.

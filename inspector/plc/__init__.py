@@ -39,11 +39,7 @@ def _start_modbus(cfg, pipe):
     def recipe_of():
         return cfg.product(pipe.cameras[camera].product).recipe
 
-    def trigger(cam, part_id, job_id, product):
-        pipe.trigger(cam, part_id, job_id, product=product)
-
-    desk = JobDesk("modbus", camera, trigger, lambda cam, job: pipe.triggers[cam].cancel(job),
-                   mb.acquire_timeout_ms / 1000)
+    desk = JobDesk("modbus", camera, pipe.trigger, pipe.cancel_trigger, mb.acquire_timeout_ms / 1000)
     hs = VisionHandshake(desk, pipe.change_recipe, recipe_of,
                          lambda acquiring: line_state(pipe, camera, acquiring=acquiring, continuous=False),
                          queue_size=mb.result_queue, toggle=mb.result_ready == "toggle", defects=_defects(cfg))

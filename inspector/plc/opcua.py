@@ -109,7 +109,7 @@ class OpcUaServer(LoopThread):
         cams = cfg.cameras or [c.id for c in pipe.cfg.cameras]
         self.systems: dict[str, VisionSystem] = {}
         for cam in cams:
-            desk = JobDesk("opcua", cam, self._trigger, self._cancel, cfg.acquire_timeout_ms / 1000)
+            desk = JobDesk("opcua", cam, pipe.trigger, pipe.cancel_trigger, cfg.acquire_timeout_ms / 1000)
             product = pipe.cameras[cam].product
             self.systems[cam] = VisionSystem(self, cam, desk, products.get(product, []))
         self.products = products
@@ -120,12 +120,6 @@ class OpcUaServer(LoopThread):
         self._tasks: set = set()
 
     # --- the line's side (other threads) --------------------------------------------------------
-
-    def _trigger(self, camera: str, part_id, job_id: str, product: str | None) -> None:
-        self.pipe.trigger(camera, part_id, job_id, product=product)
-
-    def _cancel(self, camera: str, job_id: str) -> bool:
-        return self.pipe.triggers[camera].cancel(job_id)
 
     def captured(self, camera: str, uid: str, part_id, job_id) -> None:
         vs = self.systems.get(camera)
