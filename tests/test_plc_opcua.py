@@ -145,6 +145,21 @@ def test_the_plc_runs_jobs_and_gets_the_line_decisions(ua_line):
         assert rows[e["PartId"]]["line"] == e["LineDecision"].lower()
     link = next(p for p in pipe.status().plc if p.kind == "opcua")
     assert (link.camera, link.state, link.triggers, link.overruns) == ("cam1", "Ready", 4, 0)
+
+    # A changeover made elsewhere (the dashboard, the API, Modbus) shows in PreparedRecipe too.
+    pipe.change_recipe("cam1", 2, "test")
+
+    async def prepared():
+        async with await plc.client(url) as c:
+            node, _ = await _node(c, "cam1.RecipeManagement.PreparedRecipe")
+            for _ in range(100):
+                if await node.read_value() == "other":
+                    break
+                await asyncio.sleep(0.02)
+            return await node.read_value()
+
+    assert run(prepared()) == "other"
+    pipe.change_recipe("cam1", 1, "test")
     assert link.last_trigger_wall is not None and link.ready
     # The link's state where people and monitoring look: health, its page, metrics, STATUS=.
     from fastapi.testclient import TestClient

@@ -257,8 +257,7 @@ class VisionHandshake:
     def tick(self) -> None:
         """Every few tens of ms: the state, and a trigger whose image never came."""
         late = self.desk.expire()
-        state = VisionState(ERROR, None, "the inspector is stopping") if self.stopped else \
-            self._state_of(self.desk.acquiring is not None)
+        state = self.current_state()
         with self.lock:
             self.state = state
             self._set("State", state.number)
@@ -269,6 +268,11 @@ class VisionHandshake:
                 log.error("PLC part %s: no image within %.1f s; answered NG", late.part_id,
                           self.desk.acquire_timeout_s)
                 self._publish(_part_number(late.part_id), result_code(LineAnswer.ng))
+
+    def current_state(self) -> VisionState:
+        if self.stopped:
+            return VisionState(ERROR, None, "the inspector is stopping")
+        return self._state_of(self.desk.acquiring is not None)
 
     def beat(self) -> None:
         with self.lock:
@@ -315,13 +319,13 @@ class ModbusServer(LoopThread):
         from inspector.line.status import PlcLinkStatus
 
         hs = self.hs
+        state = hs.current_state()  # now, not as of the registers' last tick
         with hs.lock:
             return PlcLinkStatus(kind="modbus", listen=f"{self.host}:{self.port}", camera=hs.camera,
-                                 ready=bool(hs._get("Ready")), clients=max(0, self.clients),
+                                 ready=state.main == "Operational", clients=max(0, self.clients),
                                  triggers=hs.triggers, overruns=hs.overruns, errors=hs.errors,
                                  error_code=hs._get("ErrorCode"), queued_results=len(hs.queue),
-                                 state=hs.state.name if hs.state else None,
-                                 message=hs.state.message if hs.state else "",
+                                 state=state.name, message=state.message,
                                  last_trigger_wall=hs.desk.last_trigger_wall, no_image=hs.desk.timeouts)
 
     async def _serve(self) -> None:

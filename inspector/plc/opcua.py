@@ -87,7 +87,7 @@ class VisionSystem:
     def status(self):
         from inspector.line.status import PlcLinkStatus
 
-        st = self.state
+        st = self.server.state_of(self)  # now, not as of the last tick of the address space
         return PlcLinkStatus(kind="opcua", listen=self.server.endpoint, camera=self.camera,
                              ready=st is not None and st.main == OPERATIONAL, clients=self.server.sessions(),
                              triggers=self.desk.jobs, overruns=self.desk.overruns, errors=self.errors,
@@ -460,6 +460,10 @@ class OpcUaServer(LoopThread):
 
     # --- state and results (on the server's loop) -----------------------------------------------
 
+    def state_of(self, vs: VisionSystem) -> VisionState:
+        return line_state(self.pipe, vs.camera, acquiring=vs.desk.acquiring is not None,
+                          continuous=vs.continuous is not None, stopping=self._stopping)
+
     def _later(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)  # held until done: the loop keeps only weak references
@@ -478,18 +482,17 @@ class OpcUaServer(LoopThread):
                 CreationTime=datetime.now(timezone.utc), LineDecision="NG", ResultCode=result_code(LineAnswer.ng),
                 Basis="no_image", OnTime=False, ElapsedMs=(time.monotonic() - late.started_mono) * 1000,
                 DefectCodes=[], FinalVerdict=""))
-        st = line_state(self.pipe, vs.camera, acquiring=vs.desk.acquiring is not None,
-                        continuous=vs.continuous is not None, stopping=self._stopping)
+        st = self.state_of(vs)
         if st != vs.state:
             vs.state = st
             await vs.nodes["state"].write_value(_text(st.main))
             await vs.nodes["auto"].write_value(_text(st.automatic or ""))
             await vs.nodes["SystemState"].write_value(E10[st.name])
             await vs.nodes["DiagnosticMessage"].write_value(st.message)
-            product = self.pipe.cameras[vs.camera].product
-            await vs.nodes["recipe"].write_value(product)
             if st.main == ERROR and not self._stopping:
                 log.warning("OPC UA vision system %s: Error: %s", vs.camera, st.message)
+        # A changeover by Modbus, the dashboard or the API shows here too, not only PrepareRecipe's.
+        await _write_if_changed(vs.nodes["recipe"], self.pipe.cameras[vs.camera].product, "String")
         await _write_if_changed(vs.nodes["Overruns"], vs.desk.overruns, "UInt32")
         await _write_if_changed(vs.nodes["Jobs"], vs.desk.jobs, "UInt32")
 
