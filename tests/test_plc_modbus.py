@@ -101,6 +101,7 @@ def test_the_plc_triggers_parts_and_reads_their_decisions(plc_line):
     from inspector.web import create_app
     from tests.conftest import authorize
 
+    assert wait_for(lambda: pipe.status().plc[0].clients == 1, 10)  # the first connection's close is seen
     link = pipe.status().plc[0]
     assert (link.kind, link.camera, link.ready, link.clients, link.triggers) == ("modbus", "cam1", True, 1,
                                                                                 len(parts) + 2)

@@ -168,6 +168,7 @@ def test_the_plc_runs_jobs_and_gets_the_line_decisions(ua_line):
     from inspector.web import create_app
     from tests.conftest import authorize
 
+    assert wait_for(lambda: pipe.status().plc[0].clients == 0, 10)  # the PLC's close is seen by the server
     assert "PLC opcua 0 client(s), 4 trigger(s)" in status_line(pipe.status())
     with TestClient(create_app(pipe.store, pipe.status)) as web:
         authorize(web, pipe.store)
