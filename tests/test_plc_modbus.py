@@ -68,8 +68,9 @@ def test_the_plc_triggers_parts_and_reads_their_decisions(plc_line):
     parts = [70001, 70002, 2**32 - 1, 5]
     results = [one_part(c, p, k) for k, p in enumerate(parts, 1)]
     assert set(results) <= {1, 2}
+    # The line is told before the verdict is stored: wait for the last one's write.
+    assert wait_for(lambda: {r["part_id"] for r in pipe.store.feed(limit=20)} == {str(p) for p in parts}, 20)
     rows = {r["part_id"]: r for r in pipe.store.feed(limit=20)}
-    assert set(rows) == {str(p) for p in parts}
     for p, res in zip(parts, results):  # what the PLC read is what the line decided for that part
         assert rows[str(p)]["line"] == ("ok" if res == 1 else "ng")
     assert reg(c, "Overruns") == 0 and reg(c, "ErrorCode") == 0
