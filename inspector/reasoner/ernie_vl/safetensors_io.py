@@ -38,21 +38,36 @@ def read_header(path: Path) -> tuple[dict, int]:
     return header, 8 + n
 
 
-def load(path: Path) -> dict[str, np.ndarray]:
-    """Every tensor as a float32 (BF16 and F16 widened) or integer array, memory-mapped."""
+def open_lazy(path: Path) -> dict[str, "LazyTensor"]:
+    """Every tensor of the file, read only when asked for (a 28B checkpoint does not fit in memory)."""
     header, start = read_header(path)
     mm = np.memmap(path, dtype=np.uint8, mode="r")
     out = {}
     for name, e in header.items():
-        dtype = DTYPES.get(e.get("dtype"))
-        if dtype is None:
+        if DTYPES.get(e.get("dtype")) is None:
             raise SafetensorsError(f"{path}: tensor {name} has dtype {e.get('dtype')!r}, not one of {sorted(DTYPES)}")
         a, b = e["data_offsets"]
-        arr = mm[start + a:start + b].view(dtype).reshape(e["shape"])
-        if e["dtype"] == "BF16":  # the top half of a float32
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr
+        out[name] = LazyTensor(mm, start + a, start + b, e["dtype"], tuple(e["shape"]))
     return out
+
+
+class LazyTensor:
+    def __init__(self, mm: np.memmap, a: int, b: int, dtype: str, shape: tuple[int, ...]):
+        self._mm, self._a, self._b, self.dtype, self.shape = mm, a, b, dtype, shape
+
+    def load(self) -> np.ndarray:
+        """A float32 array for BF16 (the top half of a float32) and F16, else the stored type."""
+        arr = self._mm[self._a:self._b].view(DTYPES[self.dtype]).reshape(self.shape)
+        if self.dtype == "BF16":
+            return (arr.astype(np.uint32) << 16).view(np.float32)
+        if self.dtype == "F16":
+            return arr.astype(np.float32)
+        return arr
+
+
+def load(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor as a float32 (BF16 and F16 widened) or integer array."""
+    return {name: t.load() for name, t in open_lazy(path).items()}
 
 
 def save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:

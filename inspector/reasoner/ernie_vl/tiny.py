@@ -7,7 +7,11 @@ Every structural feature of the 28B-A3B model is kept, scaled down: a dense firs
 layers with both expert sets and a shared expert, 3-D rope sections, a two-block ViT with the
 spatial and temporal resampler. Sizes are multiples of 256 where llama.cpp's K-quants need them.
 The same seed always gives the same bytes, so the tests can make it where they run and compare
-against logits computed once with transformers (that script is still to come).
+against logits computed once with transformers (models/ernie_vl/make_reference.py).
+
+The tokenizer is a small SentencePiece model trained here on a few sentences (byte fallback, so any
+text encodes) with ERNIE's special tokens added at the ids config.json names, and ERNIE's chat
+layout ("User: ...\nAssistant: ") as its template.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ VISION = {"depth": 2, "hidden_size": 64, "num_heads": 2, "intermediate_size": 12
           "spatial_merge_size": 2, "temporal_merge_size": 2, "in_channels": 3, "hidden_act": "quick_gelu",
           "rms_norm_eps": 1e-06, "model_type": "ernie4_5_vl_moe_vision",
           "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0}}
+# ERNIE's added tokens: the sentence markers, then the image/video ones at the ids below
+ADDED = {496: "<|begin_of_sentence|>", 497: "<|end_of_sentence|>", 498: "<think>", 499: "</think>",
+         500: "<|IMAGE_START|>", 501: "<|IMAGE_END|>", 502: "<|IMAGE_PLACEHOLDER|>",
+         503: "<|VIDEO_START|>", 504: "<|VIDEO_END|>", 505: "<|VIDEO_PLACEHOLDER|>"}
+# ERNIE-4.5's conversation layout; images come as mtmd's media marker, which mtmd wraps in
+# <|IMAGE_START|> ... <|IMAGE_END|> itself
+CHAT_TEMPLATE = (
+    "{{- '<|begin_of_sentence|>' -}}"
+    "{%- for m in messages -%}"
+    "{%- if m['content'] is string -%}{%- set text = m['content'] -%}"
+    "{%- else -%}{%- set text = namespace(v='') -%}"
+    "{%- for part in m['content'] -%}{%- if part['type'] == 'text' -%}{%- set text.v = text.v + part['text'] -%}"
+    "{%- endif -%}{%- endfor -%}{%- set text = text.v -%}{%- endif -%}"
+    "{%- if m['role'] == 'system' -%}{{- text + '\n' -}}"
+    "{%- elif m['role'] == 'user' -%}{{- 'User: ' + text + '\n' -}}"
+    "{%- else -%}{{- 'Assistant: ' + text + '<|end_of_sentence|>' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- 'Assistant: ' -}}{%- endif -%}")
+CORPUS = ("the part is good", "a scratch on the surface", "a dent near the edge", "no defect found",
+          "verdict defect box label reason confidence", "crack chip stain burr missing", "0 1 2 3 4 5 6 7 8 9",
+          "look at the image and answer in json", "User: Assistant: Picture")
 TOKENS = {"image_start_token_id": 500, "image_end_token_id": 501, "image_token_id": 502,
           "video_start_token_id": 503, "video_end_token_id": 504, "video_token_id": 505}
 
@@ -98,10 +123,34 @@ def weights(seed: int = 0) -> dict[str, np.ndarray]:
     return w
 
 
-def make_tiny(out: Path, seed: int = 0) -> Path:
-    """Writes config.json and model.safetensors into `out`; returns `out`."""
+def tokenizer_files(out: Path) -> None:
+    """tokenizer.model, tokenizer_config.json and preprocessor_config.json, as a checkpoint has them."""
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 20), model_writer=model, vocab_size=300, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False, unk_id=0, bos_id=1, eos_id=2,
+        pad_id=-1, num_threads=1, minloglevel=2)
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    decoder = {str(i): {"content": text, "special": True} for i, text in ADDED.items()}
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": False,
+        "added_tokens_decoder": decoder, "chat_template": CHAT_TEMPLATE}, indent=2))
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Ernie4_5_VLMoeImageProcessor", "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 64,
+        "patch_size": 14, "merge_size": 2, "temporal_patch_size": 1,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}))
+
+
+def make_tiny(out: Path, seed: int = 0, tokenizer: bool = True) -> Path:
+    """Writes config.json and model.safetensors (and the tokenizer's files) into `out`; returns `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config(), indent=2))
     safetensors_io.save(out / "model.safetensors", weights(seed))
+    if tokenizer:
+        tokenizer_files(out)
     return out
