@@ -24,6 +24,26 @@ def tiny_vlm(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_ernie(tmp_path_factory):
+    """The tiny random-weight ERNIE-4.5-VL (seed 0), converted by our converter to F32 GGUFs for the
+    patched llama.cpp. Fails (skips outside CI) on a llama-cpp-python without patches/llama.cpp."""
+    import os
+
+    from inspector.reasoner import ernie_vl
+    from inspector.reasoner.ernie_vl.convert import convert
+    from inspector.reasoner.ernie_vl.tiny import make_tiny
+
+    if not ernie_vl.build_has_patches():
+        why = f"llama-cpp-python {ernie_vl.llama_build()} lacks patches/llama.cpp (./bootstrap.sh builds it)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    d = tmp_path_factory.mktemp("ernie")
+    ckpt = make_tiny(d / "ckpt", seed=0)
+    return convert(ckpt, d / "gguf", outtype="f32")
+
+
+@pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

@@ -92,9 +92,9 @@ def test_the_verifier_does_refuse_a_broken_unit(tmp_path):
     assert "Failed to parse sec value, ignoring: thirty" in r.stderr
 
 
-def test_the_reasoner_unit_settings_serve_a_model_our_client_can_use(tiny_vlm, demo_crops, tmp_path):
-    """systemd/reasoner.json, with the tiny model's paths, started the way the unit starts it:
-    the line's openai backend gets a structurally valid answer from it."""
+def test_the_reasoner_unit_settings_serve_a_model_our_client_can_use(tiny_ernie, demo_crops, tmp_path):
+    """systemd/reasoner.json (ERNIE-4.5-VL), with the tiny ERNIE's paths, started the way the unit
+    starts it: the line's openai backend gets a structurally valid answer from it."""
     import time
 
     import httpx
@@ -108,7 +108,7 @@ def test_the_reasoner_unit_settings_serve_a_model_our_client_can_use(tiny_vlm, d
     settings = json.loads((Path(__file__).parent.parent / "systemd/reasoner.json").read_text())
     port = free_port()
     settings.update(host="127.0.0.1", port=port)
-    settings["models"][0].update(model=str(tiny_vlm.model), clip_model_path=str(tiny_vlm.mmproj), n_ctx=4096,
+    settings["models"][0].update(model=str(tiny_ernie.model), clip_model_path=str(tiny_ernie.mmproj), n_ctx=4096,
                                  n_gpu_layers=0)
     cfg = tmp_path / "reasoner.json"
     cfg.write_text(json.dumps(settings))
@@ -126,7 +126,8 @@ def test_the_reasoner_unit_settings_serve_a_model_our_client_can_use(tiny_vlm, d
         assert [m["id"] for m in models["data"]] == [settings["models"][0]["model_alias"]]
         line = parse_config({"cameras": [{"id": "cam1", "source": {"type": "demo"}}],
                              "reasoner": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
-                                          "server": "llama_cpp_python", "model": "qwen3-vl", "max_tokens": 64}})
+                                          "server": "llama_cpp_python", "model": "ernie-4.5-vl",
+                                          "profile": "ernie-4.5-vl", "max_tokens": 64}})
         r = build_reasoner(line.reasoner, tmp_path)
         try:
             assert r.probe() is None  # the endpoint answers as the line expects

@@ -62,12 +62,43 @@ def test_malformed_answer_gets_one_repair_then_invalid(reasoner, crops):
     assert rep.raw.count("I think it is fine") == 2
 
 
-def test_ernie_in_process_is_refused_with_the_route(tiny_vlm):
-    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj,
+def test_ernie_answers_demo_crops_in_process(tiny_ernie, crops):
+    """The tiny ERNIE-4.5-VL through the patched llama.cpp in process: the chat template from its GGUF,
+    the image through mtmd, our grammar, validation, and 0-1000 boxes mapped to crop pixels."""
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_ernie.model, mmproj=tiny_ernie.mmproj,
+                                 profile="ernie-4.5-vl", seed=3, temperature=1.0, max_tokens=160)
+    r = build_reasoner(cfg, tiny_ernie.model.parent)
+    product = ProductConfig()
+    try:
+        assert r.model_id == tiny_ernie.model.name and not r.is_test_model
+        seen, boxes = set(), 0
+        for shape, crop in crops[:6]:
+            rep = r.analyze(crop, product)
+            assert rep.answer is not CropAnswer.unavailable, rep.error
+            assert rep.raw
+            seen.add(rep.answer)
+            for f in rep.findings:
+                x1, y1, x2, y2 = f.box
+                assert 0 <= x1 < x2 <= shape[1] and 0 <= y1 < y2 <= shape[0], f.box
+                boxes += 1
+            assert not any("outside" in why for why in rep.rejected), rep.rejected
+        # random weights: the words mean nothing, but the grammar held every answer to the schema
+        assert seen <= {CropAnswer.defect, CropAnswer.ok, CropAnswer.uncertain, CropAnswer.invalid}
+    finally:
+        r.close()
+
+
+def test_ernie_on_a_build_without_the_patches_is_refused_with_the_fix(tiny_ernie, monkeypatch):
+    """A plain llama-cpp-python would fail with "unknown model architecture"; the reasoner says what
+    to run instead. (The unpatched build cannot be had here: bootstrap installs the patched one.)"""
+    from inspector.reasoner import ernie_vl
+
+    monkeypatch.setattr(ernie_vl, "llama_build", lambda: "0.3.36")
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_ernie.model, mmproj=tiny_ernie.mmproj,
                                  profile="ernie-4.5-vl")
-    with pytest.raises(ReasonerConfigError) as e:
-        build_reasoner(cfg, tiny_vlm.model.parent)
-    assert "projector" in str(e.value) and "OpenAI-compatible" in str(e.value)
+    with pytest.raises(ReasonerConfigError, match="needs llama-cpp-python built with patches/llama.cpp; "
+                                                  "this one is 0.3.36: run ./bootstrap.sh"):
+        build_reasoner(cfg, tiny_ernie.model.parent)
 
 
 def test_missing_model_file_is_named(tmp_path):

@@ -10,6 +10,7 @@ from inspector.cli.admin import cmd_bench, cmd_config, cmd_doctor, cmd_install
 from inspector.cli.calibrate import cmd_calibrate, cmd_calibrate_camera, cmd_eval, cmd_train
 from inspector.cli.data import cmd_db, cmd_export
 from inspector.cli.images import cmd_detect, cmd_reason
+from inspector.cli.models import cmd_convert_ernie_vl
 from inspector.cli.run import cmd_run, cmd_web
 
 
@@ -147,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "current"])
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("models", help="make the model files the reasoner runs (ERNIE-4.5-VL to GGUF)")
+    msub = p.add_subparsers(dest="what", required=True)
+    p = msub.add_parser(
+        "convert-ernie-vl", help="an ERNIE-4.5-VL checkpoint (transformers format) to GGUF for llama.cpp",
+        description="Writes the language model (architecture ernie4_5_vl_moe) and the vision projector "
+                    "(mmproj, ernie4_5_vl) as GGUF files for the llama.cpp this project patches "
+                    "(patches/llama.cpp), and optionally quantized copies of the language model made by "
+                    "llama.cpp's own quantizer. Reads the safetensors tensor by tensor: the 28B-A3B model "
+                    "needs about one expert stack of memory (~1 GB), and disk for the F16 file (~56 GB) "
+                    "plus each quantization.")
+    p.add_argument("hf_dir", type=Path, help="the checkpoint folder: config.json, *.safetensors, tokenizer.model")
+    p.add_argument("out_dir", type=Path, help="where the .gguf files go (created if missing)")
+    p.add_argument("--quant", metavar="Q4_K_M,Q2_K",
+                   help="comma-separated quantizations of the language model: Q8_0, Q6_K, Q5_K_M, Q4_K_M, "
+                        "Q4_K_S, Q3_K_M, Q2_K (the mmproj stays F16)")
+    p.add_argument("--outtype", choices=("f16", "bf16", "f32"), default="f16",
+                   help="the unquantized language model's type (default f16; f32 to compare with the reference)")
+    p.set_defaults(func=cmd_convert_ernie_vl)
 
     p = sub.add_parser("doctor", help="check cameras, models, the VLM, the database and disk; non-zero if anything is wrong")
     p.add_argument("--config", type=Path)

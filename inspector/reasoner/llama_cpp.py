@@ -41,6 +41,7 @@ class LlamaCppReasoner(Reasoner):
             model, mmproj = Path(cfg.model), Path(cfg.mmproj)
             for key, p in (("reasoner.model", model), ("reasoner.mmproj", mmproj)):
                 check_gguf(key, p)
+            check_build_knows(model)
             self.model_id = model.name
         self.model_files = {"vlm": model, "mmproj": mmproj}  # recorded by content in the store
         from llama_cpp import Llama
@@ -133,6 +134,18 @@ def check_gguf(key: str, path: Path) -> None:
     if magic != b"GGUF":
         raise ReasonerConfigError(f"{key}: {path} is not a GGUF file (it starts with {magic!r}, "
                                   f"a GGUF file with b'GGUF')")
+
+
+def check_build_knows(model: Path) -> None:
+    """ERNIE-4.5-VL needs this project's llama.cpp patches; a plain llama-cpp-python would fail with
+    "unknown model architecture", which says nothing about the fix."""
+    from inspector.reasoner import ernie_vl
+
+    if ernie_vl.gguf_architecture(model) == ernie_vl.ARCH and not ernie_vl.build_has_patches():
+        raise ReasonerConfigError(
+            f"reasoner.model: {model} is ERNIE-4.5-VL ({ernie_vl.ARCH}), which needs llama-cpp-python built "
+            f"with patches/llama.cpp; this one is {ernie_vl.llama_build()}: run ./bootstrap.sh (or "
+            "`sh patches/build_llama_cpp_python.sh <venv>`)")
 
 
 def _quiet_native_logs(verbose: bool) -> None:

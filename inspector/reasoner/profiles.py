@@ -132,12 +132,10 @@ def register_profile(profile: Profile) -> Profile:
 register_profile(Profile("generic"))
 register_profile(Profile("qwen3-vl", "rel1000"))
 register_profile(Profile("qwen2.5-vl", "abs_resized", max_pixels=1280 * 28 * 28))
+# In process it needs this project's llama.cpp patches (patches/llama.cpp, built by bootstrap.sh)
+# and GGUFs from `inspector models convert-ernie-vl`; behind FastDeploy or vLLM it needs neither.
 register_profile(Profile(
     "ernie-4.5-vl", "rel1000",
-    in_process_refusal=(
-        "llama.cpp's multimodal library (mtmd) has no projector for ERNIE-4.5-VL yet, so it cannot "
-        "run in process. Serve it with an OpenAI-compatible server (FastDeploy or vLLM, with its "
-        "ERNIE reasoning parser) and set `reasoner.type: openai` with `base_url` pointing at it."),
     # FastDeploy's switch for the Thinking variant; servers that do not know it ignore it.
     request_extras={"chat_template_kwargs": {"options": {"thinking_mode": "open"}}},
 ))

@@ -23,8 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from inspector.errors import InspectorError
-from inspector.reasoner.ernie_vl import safetensors_io, vocab
+from inspector.reasoner.ernie_vl import ConvertError, safetensors_io, vocab
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,6 @@ QUANTS = {"Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q4_K_S": 14, "Q3_K
 OUTTYPES = ("f16", "f32", "bf16")
 # the after-norm RMS epsilon mtmd applies (tools/mtmd/models/ernie4_5_vl.cpp)
 PROJECTOR_RMS_EPS = 1e-5
-
-
-class ConvertError(InspectorError):
-    pass
 
 
 @dataclass

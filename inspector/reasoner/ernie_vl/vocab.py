@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inspector.errors import InspectorError
+from inspector.reasoner.ernie_vl import ConvertError
 
 IMAGE_START, IMAGE_END = "<|IMAGE_START|>", "<|IMAGE_END|>"
 
 
-class VocabError(InspectorError):
+class VocabError(ConvertError):
     pass
 
 
