@@ -38,6 +38,18 @@ def test_a_ready_box_passes_every_check(tmp_path, demo_line):
     assert not (tmp_path / "data" / "inspector.db").exists()  # doctor changes nothing
 
 
+def test_doctor_asks_ernie_in_process_and_names_the_llama_build(tmp_path, demo_line, tiny_ernie):
+    r, checks = _doctor({"data_dir": str(tmp_path / "data"),
+                         "cameras": [{"id": "cam1", "source": {"type": "folder", "path": str(demo_line.frames_dir)}}],
+                         "reasoner": {"type": "llama_cpp", "model": str(tiny_ernie.model),
+                                      "mmproj": str(tiny_ernie.mmproj), "profile": "ernie-4.5-vl",
+                                      "max_tokens": 160}}, tmp_path)
+    vlm = checks["VLM"]
+    assert vlm["ok"], vlm
+    assert vlm["detail"].startswith(f"{tiny_ernie.model.name}: answered")
+    assert "llama-cpp-python 0.3.36+inspector." in vlm["detail"] and "(with patches/llama.cpp" in vlm["detail"]
+
+
 def test_a_broken_box_gets_every_fault_named(tmp_path):
     # A model whose manifest no longer matches the file (a half-copied upgrade).
     (tmp_path / "models").mkdir()

@@ -153,8 +153,14 @@ def check_vlm(cfg) -> Check:
         rep = reasoner.analyze(crop, product)
         if rep.answer is CropAnswer.unavailable:
             return Check("VLM", False, f"{reasoner.model_id}: asked one question, no usable answer: {rep.error}")
+        build = ""
+        if reasoner.backend == "llama_cpp":  # which llama.cpp: ERNIE-4.5-VL needs the patched one
+            from inspector.reasoner import ernie_vl
+
+            build = f"; llama-cpp-python {ernie_vl.llama_build()}" + (
+                " (with patches/llama.cpp: ERNIE-4.5-VL)" if ernie_vl.build_has_patches() else "")
         return Check("VLM", True, f"{reasoner.model_id}: answered '{rep.answer.value}' in {rep.latency_ms:.0f} ms"
-                                  + (" (TEST model: random weights)" if reasoner.is_test_model else ""))
+                                  + (" (TEST model: random weights)" if reasoner.is_test_model else "") + build)
     except Exception as e:
         return Check("VLM", False, f"{type(e).__name__}: {e}")
     finally:
