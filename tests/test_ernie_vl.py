@@ -314,3 +314,23 @@ def test_quantized_models_load_and_generate_about_the_same(quantized, tiny_ernie
     finally:
         mtmd_cpp.mtmd_free(ctx)
         llm.close()
+
+
+def test_the_command_converts_and_quantizes(tmp_path, capsys, tiny_ernie):
+    """`inspector models convert-ernie-vl` end to end: the files it names exist and are what llama.cpp
+    and mtmd load (tiny_ernie only asks for the patched build; the checkpoint is made here)."""
+    import gguf
+
+    from inspector.cli import main
+
+    ckpt = make_tiny(tmp_path / "ERNIE-tiny", seed=0)
+    assert main(["models", "convert-ernie-vl", str(ckpt), str(tmp_path / "out"), "--quant", "q8_0"]) == 0
+    out = capsys.readouterr()
+    lines = {k: v.strip() for k, v in (line.split(":", 1) for line in out.out.strip().splitlines())}
+    assert set(lines) == {"model", "mmproj", "Q8_0"}
+    assert Path(lines["model"]).name == "ERNIE-tiny-F16.gguf" and Path(lines["Q8_0"]).name == "ERNIE-tiny-Q8_0.gguf"
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(lines["model"]).tensors}
+    assert types["blk.1.ffn_up_exps.weight"] == "F16" and types["blk.1.ffn_norm.weight"] == "F32"
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(lines["Q8_0"]).tensors}
+    assert types["blk.1.vis_ffn_down_exps.weight"] == "Q8_0"
+    assert "MiB" in out.err  # what it wrote, as it goes
