@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class LiveSource(FrameSource):
     replay = False  # paced by the camera itself (fps None): it must never wait for the line
+    acquires_on_read = False  # it streams: reading picks the next frame, it does not take one
 
     def __init__(self, cfg, name: str):
         self.cfg = cfg
@@ -83,14 +84,17 @@ class LiveSource(FrameSource):
         if self.state == "connected":
             log.warning("camera %s: %s; reconnecting", self.name, why)
         self.state = "reconnecting"
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
         # Exponential backoff with full jitter: many cameras of one dead switch do not retry in step.
         wait = self._rng.uniform(0.5, 1.0) * self._delay
         self._delay = min(self._delay * 2, self.cfg.reconnect.max_s)
         self.stop_event.wait(wait)
         self.reconnects += 1
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -108,9 +112,7 @@ class LiveSource(FrameSource):
 
     def close(self) -> None:
         self.stop_event.set()
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
 
 
 @register("usb")
