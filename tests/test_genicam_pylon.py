@@ -145,7 +145,8 @@ def test_a_line_inspects_each_part_the_plc_triggers(tmp_path, parts):
             pipe.trigger("basler", f"P-{i}")
         status = lambda: pipe.status().cameras[0]  # noqa: E731
         assert wait_for(lambda: status().frames_in == 3 and status().frames_inspected == 3, 60)
-        assert status().connection == "connected" and status().lost == 0
+        # each image is a part: the buffer waits instead of dropping one (auto policy, triggered acquisition)
+        assert status().connection == "connected" and status().lost == 0 and status().dropped == 0
         assert wait_for(lambda: {r["part_id"] for r in pipe.store.feed(limit=10)} == {"P-0", "P-1", "P-2"}, 60)
     finally:
         pipe.stop()

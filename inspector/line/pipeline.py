@@ -138,12 +138,16 @@ class Pipeline:
         self.frames.on_drop = self._dropped
         for cam in cfg.cameras:
             policy = cam.buffer.policy
-            replay = self.sources[cam.id].replay
-            if policy == "auto":  # a replay loses nothing by waiting; a live camera must not wait
-                policy = "block" if replay else "latest"
-            elif policy == "block" and not replay:
-                raise ValueError(f"camera {cam.id}: buffer.policy block is for offline replay only; a "
-                                 f"live camera would fall behind the line (use latest or drop_oldest)")
+            # A replay loses nothing by waiting, and neither does a camera that takes an image only
+            # when a trigger asks (each image is a part: none may be dropped); a streaming camera
+            # must not wait.
+            may_wait = self.sources[cam.id].replay or cam.trigger.acquisition == "triggered"
+            if policy == "auto":
+                policy = "block" if may_wait else "latest"
+            elif policy == "block" and not may_wait:
+                raise ValueError(f"camera {cam.id}: buffer.policy block is for offline replay and triggered "
+                                 f"acquisition only; a streaming camera would fall behind the line (use latest "
+                                 f"or drop_oldest)")
             self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
         self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
         self.triggers = {cam.id: Trigger(cam.trigger) for cam in cfg.cameras}

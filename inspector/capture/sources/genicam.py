@@ -44,6 +44,7 @@ class Grab:
     frame_id: int | None = None
     timestamp: int | None = None  # the camera's clock, in its ticks (ns for most GigE cameras)
     skipped: int = 0  # frames the driver itself says it skipped before this one
+    bgr: np.ndarray | None = None  # already converted by the driver (from a view of its buffer)
 
 
 class Driver:
@@ -200,13 +201,17 @@ class GenicamSource(LiveSource):
                 self.errors += 1
                 self._failed(str(e))
                 continue
+            except PixelFormatError as e:  # a frame in a format the camera should not send now
+                self.errors += 1
+                log.warning("camera %s: frame dropped: %s", self.name, e)
+                continue
             self._count_lost(g)
-            if g.data is None:  # it came incomplete: that frame is lost, the camera is fine
+            if g.data is None and g.bgr is None:  # it came incomplete: that frame is lost, the camera is fine
                 self.errors += 1
                 self.lost += 1
                 continue
             try:
-                img = to_bgr(g.data, g.pixel_format, g.width, g.height)
+                img = g.bgr if g.bgr is not None else to_bgr(g.data, g.pixel_format, g.width, g.height)
             except PixelFormatError as e:
                 self.errors += 1
                 log.warning("camera %s: frame %s dropped: %s", self.name, g.frame_id, e)

@@ -74,4 +74,5 @@ def to_bgr(raw: np.ndarray, pixel_format: str, width: int, height: int) -> np.nd
         return cv2.cvtColor(img, _BAYER_CV[layout])
     if layout == "rgb":
         return cv2.cvtColor(img, cv2.COLOR_RGBA2BGR if channels == 4 else cv2.COLOR_RGB2BGR)
-    return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR) if channels == 4 else np.ascontiguousarray(img)
+    # always a new array: a driver may hand a view of its own buffer, which it reuses
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR) if channels == 4 else img.copy()

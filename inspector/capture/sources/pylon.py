@@ -13,7 +13,7 @@ import logging
 
 from inspector.capture.sources import SourceError, register
 from inspector.capture.sources.genicam import CameraUnavailable, Driver, GenicamSource, Grab
-from inspector.capture.sources.pixel_formats import name_of
+from inspector.capture.sources.pixel_formats import name_of, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ class PylonDriver(Driver):
             raise CameraUnavailable(f"cannot open the Basler camera: {_words(e)}") from None
         self.nm = self.cam.GetNodeMap()
         self.cam.MaxNumBuffer.Value = cfg.buffers
-        self._first_trigger = True
 
     def node_names(self) -> list[str]:
         return sorted(n.GetNode().GetName() for n in self.nm.GetNodes()
@@ -107,19 +106,21 @@ class PylonDriver(Driver):
                 # an incomplete frame (or the emulator's unreadable file): the frame is lost, not the camera
                 log.warning("camera %s: grab failed: %s", self.cfg.serial or "pylon", res.GetErrorDescription())
                 return Grab(None, "", 0, 0, int(res.BlockID), None, int(res.NumberOfSkippedImages))
-            arr = res.GetArray()
-            return Grab(arr, name_of(int(res.PixelType)), int(res.Width), int(res.Height), int(res.BlockID),
-                        int(res.TimeStamp) or None, int(res.NumberOfSkippedImages))
+            fmt, w, h = name_of(int(res.PixelType)), int(res.Width), int(res.Height)
+            meta = (int(res.BlockID), int(res.TimeStamp) or None, int(res.NumberOfSkippedImages))
+            # converted straight from pylon's buffer (no copy first); to_bgr returns a new array
+            with res.GetArrayZeroCopy() as view:
+                bgr = to_bgr(view, fmt, w, h)
+            return Grab(None, fmt, w, h, *meta, bgr=bgr)
         finally:
             res.Release()
 
     def software_trigger(self) -> None:
         p = self.p
         try:
-            # the first trigger right after StartGrabbing is lost unless the camera says it is ready
-            if self._first_trigger:
-                self.cam.WaitForFrameTriggerReady(int(self.cfg.timeout_s * 1000), p.TimeoutHandling_ThrowException)
-                self._first_trigger = False
+            # a trigger the camera is not ready for is lost (the first one after StartGrabbing, or one
+            # during the last frame's readout): wait until it says it is ready, as Basler's samples do
+            self.cam.WaitForFrameTriggerReady(int(self.cfg.timeout_s * 1000), p.TimeoutHandling_ThrowException)
             self.cam.ExecuteSoftwareTrigger()
         except self.g.GenericException as e:
             self._check_removed()
