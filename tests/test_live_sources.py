@@ -72,7 +72,7 @@ def test_block_is_refused_for_a_live_camera(tmp_path):
     cfg = parse_config({"data_dir": str(tmp_path), "web": {"enabled": False}, "cameras": [
         {"id": "live", "buffer": {"policy": "block"},
          "source": {"type": "mjpeg", "url": "http://127.0.0.1:9/x.mjpg"}}]})
-    with pytest.raises(ValueError, match="block is for offline replay only"):
+    with pytest.raises(ValueError, match="block is for offline replay and triggered acquisition only"):
         Pipeline(cfg)
 
 
