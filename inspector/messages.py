@@ -28,6 +28,8 @@ class Frame:
     part_id: str | None = None  # the part's identity: from the trigger, or a code read in the frame
     product: str = ""  # the camera's recipe when the frame was taken ("" = the configured one)
     triggered_mono: float | None = None  # a software trigger's request time: the part's clock starts there
+    device_frame_id: int | None = None  # a machine-vision camera's own frame id (GenICam sources)
+    device_timestamp: int | None = None  # and its clock when it exposed the frame, in the camera's ticks
 
     @property
     def started_mono(self) -> float:

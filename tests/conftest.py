@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# pylon's camera emulator (two emulated Basler cameras) for the pylon source's tests; read when
+# pypylon's transport layer factory starts, so before any test imports it
+os.environ.setdefault("PYLON_CAMEMU", "2")
 
 import pytest
 
@@ -21,6 +26,15 @@ def demo_line(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory):
     return ensure_test_model(tmp_path_factory.mktemp("vlm"))
+
+
+def need(what: str, ok: bool, how: str) -> None:
+    """A test that needs a system piece: fails in CI (bootstrap installs it), skips elsewhere."""
+    if not ok:
+        why = f"{what} is not installed ({how})"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

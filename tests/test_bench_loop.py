@@ -82,3 +82,27 @@ def test_bench_plc_measures_both_links_against_their_own_round_trip():
         assert x["trigger_to_result_p99_ms"] >= x["trigger_to_result_p50_ms"]  # percentiles of one set
         assert x["ratio"] == pytest.approx(x["trigger_to_result_p50_ms"]
                                            / (x["round_trip_median_ms"] + r["prefilter_median_ms"]), abs=0.02)
+
+
+@pytest.mark.parametrize("source", ["pylon", "aravis"])
+def test_bench_loop_on_a_simulated_machine_vision_camera(source):
+    """Our capture worker against the library's bare loop on the same simulated camera, and software
+    trigger latency: the numbers are printed; what is checked is that they were measured."""
+    from tests import fake_gv_camera
+    from tests.conftest import need
+
+    if source == "aravis":
+        need("Aravis", fake_gv_camera.available(), "./bootstrap.sh test installs it")
+    else:
+        import importlib.util
+
+        need("pypylon", importlib.util.find_spec("pypylon") is not None, "./bootstrap.sh test installs it")
+    p = run_cli("bench", "loop", "--source", source, "--frames", "100", "--json", timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["source"] == source and res["frames"] == 100 and res["triggers"] == 50
+    assert res["bare_fps"] > 0 and res["capture_fps"] > 0
+    assert res["capture_ratio"] == pytest.approx(res["capture_fps"] / res["bare_fps"], abs=0.01)
+    t = res["trigger_ms"]
+    assert 0 < t["ours_p50"] <= t["ours_p99"] and 0 < t["bare_p50"] <= t["bare_p99"]
+    assert "our capture worker" in p.stdout and "(bar >= 0.9)" in p.stdout

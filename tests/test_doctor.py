@@ -153,3 +153,23 @@ def test_doctor_says_whether_a_plc_can_reach_the_opcua_server(tmp_path):
     (pki_dir / "own" / "cert.der").write_bytes(b"not a certificate")
     broken = check_opcua(cfg)
     assert not broken.ok and "unreadable" in broken.detail
+
+
+def test_doctor_reads_a_gige_camera_and_names_a_dead_one(tmp_path):
+    """The aravis source against Aravis' GigE Vision simulator: a frame read; a hardware-triggered
+    camera is connected without waiting for a part; with the simulator gone, the reason is named."""
+    from tests import fake_gv_camera
+    from tests.conftest import need
+
+    need("Aravis", fake_gv_camera.available(), "./bootstrap.sh test installs it")
+    src = {"type": "aravis", "camera": "127.0.0.1", "timeout_s": 2, "reconnect": {"initial_s": 0.5, "max_s": 1}}
+    cfg = {"data_dir": str(tmp_path / "data"), "reasoner": {"type": "none"},
+           "cameras": [{"id": "free", "source": src},
+                       {"id": "hw", "source": {**src, "trigger": "hardware", "trigger_line": "Line0"}}]}
+    with fake_gv_camera.FakeGvCamera():
+        r, checks = _doctor(cfg, tmp_path)
+    assert checks["camera free"]["ok"] and "aravis:127.0.0.1: a 512x512 frame" in checks["camera free"]["detail"]
+    assert checks["camera hw"]["ok"] and "waiting for parts on Line0" in checks["camera hw"]["detail"]
+    r, checks = _doctor(cfg, tmp_path)
+    assert not checks["camera free"]["ok"] and "last error" in checks["camera free"]["detail"]
+    assert r.returncode == 1

@@ -63,6 +63,12 @@ def cmd_bench(args) -> int:
         from inspector.bench import web as bench_web
 
         return bench_web.main(inspections=args.inspections, rounds=args.calls or 30, as_json=args.json)
+    if args.what == "loop" and args.source != "video":
+        from inspector.bench import camera as bench_camera
+
+        # enough frames for about a second of the simulated camera's rate
+        return bench_camera.main(args.source, frames=args.calls or (1000 if args.source == "aravis" else 5000),
+                                 as_json=args.json)
     if args.what == "loop":
         from inspector.bench import loop as bench_loop
 

@@ -130,10 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="prefilter: the detector to measure (default: bundled)")
     p.add_argument("--product", help="prefilter: also time this product's pre-filter (its own model from "
                                      "`inspector train`, its statistics) against the bundled one")
-    p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200; "
+    p.add_argument("--calls", "--frames", type=int, help="timed calls / frames per case (default 20; loop: 200, with --source aravis 1000, pylon 5000; "
                                                           "stop: rounds, 3; line: parts, 60; plc: parts, 50)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     p.add_argument("--workdir", type=Path, help="where to write the test model (default: a temp dir)")
+    p.add_argument("--source", choices=["video", "aravis", "pylon"], default="video",
+                   help="loop: a generated video file (default), or a simulated machine-vision camera: "
+                        "Aravis' GigE Vision simulator or pylon's emulator")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("export", help="verdicts as csv/jsonl, reviewed defects as a COCO/YOLO dataset")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from inspector.config.base import _Model
 from inspector.config.plugins import PluginConfigs
@@ -80,6 +80,8 @@ class RtspSourceConfig(_LiveSource):
     type: Literal["rtsp"]
     url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:password@host:554/stream")
     timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
+    transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTP over the RTSP connection (tcp: no packet loss, passes firewalls) or udp")
 
 
 @SOURCE_CONFIGS.add("mjpeg")
@@ -93,6 +95,54 @@ class MjpegSourceConfig(_LiveSource):
 class GStreamerSourceConfig(_LiveSource):
     type: Literal["gstreamer"]
     pipeline: str = Field(description="a GStreamer pipeline ending in appsink (GigE/industrial cameras)")
+
+
+class _GenicamSource(_Model):
+    """What the GenICam cameras share (inspector/capture/sources/genicam.py)."""
+
+    features: dict[str, str | bool | int | float] = Field(
+        default_factory=dict,
+        description="GenICam nodes to set at start, in this order, by the camera's own names "
+                    "(ExposureTime, Gain, PixelFormat, Width, ...); each is checked against the camera's "
+                    "node map first. Triggering is set by `trigger`, not here")
+    trigger: Literal["free_run", "software", "hardware"] = Field(
+        "free_run", description="free_run: the camera streams; software: each image is taken when the line "
+                                "asks (trigger.acquisition: triggered); hardware: the camera waits for "
+                                "trigger_line (a light barrier, the PLC)")
+    trigger_line: str = Field("Line1", description="hardware: the TriggerSource input")
+    trigger_activation: str = Field("RisingEdge", description="hardware: TriggerActivation")
+    timeout_s: float = Field(5.0, gt=0, description="free_run/software: a frame must come within this, "
+                                                    "else the camera is reconnected")
+    buffers: int = Field(8, ge=2, le=256, description="stream buffers the driver receives into")
+    packet_size: int | None = Field(
+        None, ge=576, le=16384, description="GigE Vision: bytes per stream packet (8192+ needs jumbo frames "
+                                            "on the NIC and switch); None: the camera's")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+    @field_validator("features")
+    @classmethod
+    def _no_trigger_nodes(cls, v):
+        clash = [k for k in v if k in ("TriggerSelector", "TriggerMode", "TriggerSource", "TriggerActivation")]
+        if clash:
+            raise ValueError(f"{', '.join(clash)}: set by `trigger` (free_run, software, hardware) and "
+                             "`trigger_line`, not in features")
+        return v
+
+
+@SOURCE_CONFIGS.add("aravis")
+class AravisSourceConfig(_GenicamSource):
+    type: Literal["aravis"]
+    camera: str = Field(min_length=1, description="the camera's IP address (opened directly, no discovery "
+                                                  "broadcast), or its Aravis device id as `arv-tool-0.8` lists it")
+    packet_resend: bool = Field(True, description="GigE Vision: ask the camera again for lost packets")
+
+
+@SOURCE_CONFIGS.add("pylon")
+class PylonSourceConfig(_GenicamSource):
+    type: Literal["pylon"]
+    serial: str | None = Field(None, description="the camera's serial number; None: the first one found")
+    device_class: Literal["BaslerGigE", "BaslerUsb", "BaslerCamEmu"] | None = Field(
+        None, description="only cameras of this transport (BaslerCamEmu: pylon's emulator, PYLON_CAMEMU=N)")
 
 
 SourceConfig = SOURCE_CONFIGS.union()

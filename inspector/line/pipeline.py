@@ -111,9 +111,14 @@ class Pipeline:
         self.sources = {cam.id: open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels, self.stop_event)
                         for cam in cfg.cameras}
         for cam in cfg.cameras:
-            if cam.trigger.acquisition == "triggered" and not self.sources[cam.id].replay:
+            src = self.sources[cam.id]
+            if cam.trigger.acquisition == "triggered" and not src.acquires_on_read:
                 raise ConfigError(f"camera {cam.id}: trigger.acquisition: triggered needs a camera that takes "
-                                  f"an image on a trigger; a {cam.source.type} source streams (use free_running)")
+                                  f"an image on a trigger; a {cam.source.type} source streams (use free_running"
+                                  + (", or source.trigger: software" if hasattr(cam.source, "trigger") else "") + ")")
+            if getattr(cam.source, "trigger", None) == "software" and cam.trigger.acquisition != "triggered":
+                raise ConfigError(f"camera {cam.id}: source.trigger: software takes an image only when the line "
+                                  "asks: set trigger.mode: software and trigger.acquisition: triggered")
         self.on_verdict.append(self._source_judged)
         # Called with each LineDecision (OK/NG for the line), once per part, by its deadline.
         self.on_decision: list = []
@@ -133,12 +138,16 @@ class Pipeline:
         self.frames.on_drop = self._dropped
         for cam in cfg.cameras:
             policy = cam.buffer.policy
-            replay = self.sources[cam.id].replay
-            if policy == "auto":  # a replay loses nothing by waiting; a live camera must not wait
-                policy = "block" if replay else "latest"
-            elif policy == "block" and not replay:
-                raise ValueError(f"camera {cam.id}: buffer.policy block is for offline replay only; a "
-                                 f"live camera would fall behind the line (use latest or drop_oldest)")
+            # A replay loses nothing by waiting, and neither does a camera that takes an image only
+            # when a trigger asks (each image is a part: none may be dropped); a streaming camera
+            # must not wait.
+            may_wait = self.sources[cam.id].replay or cam.trigger.acquisition == "triggered"
+            if policy == "auto":
+                policy = "block" if may_wait else "latest"
+            elif policy == "block" and not may_wait:
+                raise ValueError(f"camera {cam.id}: buffer.policy block is for offline replay and triggered "
+                                 f"acquisition only; a streaming camera would fall behind the line (use latest "
+                                 f"or drop_oldest)")
             self.frames.add_camera(cam.id, policy, cam.buffer.size or cfg.frame_queue)
         self._latency = {cam.id: deque(maxlen=LATENCY_WINDOW) for cam in cfg.cameras}
         self.triggers = {cam.id: Trigger(cam.trigger) for cam in cfg.cameras}
@@ -250,7 +259,8 @@ class Pipeline:
         lat = sorted(self._latency[c.id])
         pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
         src = self.sources[c.id]
-        link = {"connection": src.state, "reconnects": src.reconnects, "last_error": src.last_error}
+        link = {"connection": src.state, "reconnects": src.reconnects, "last_error": src.last_error,
+                "lost": src.lost}
         t = self.triggers[c.id]
         link.update(trigger=t.mode, parts_seen=t.parts if t.mode == "part_presence" else None)
         return CameraStatus(**vars(c), **link, fps=self.live.fps(c.id),
@@ -436,7 +446,8 @@ class Pipeline:
                 part_id = trigger.part_id or self._read_part_id(readers, product, image)
                 frame = Frame(cam.id, seq, image, roi=roi, source_name=name, mm_per_px=mm_per_px,
                               part_id=part_id, product=product, triggered_mono=trigger.requested_mono,
-                              captured_mono=taken_mono, captured_wall=taken_wall)
+                              captured_mono=taken_mono, captured_wall=taken_wall,
+                              device_frame_id=src.last_frame_id, device_timestamp=src.last_timestamp)
                 for listener in self.on_capture:
                     try:
                         listener(cam.id, uid, part_id, trigger.job)

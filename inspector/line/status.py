@@ -95,6 +95,7 @@ class CameraStatus(_Status):
     connection: str | None = None  # live sources: connecting / connected / reconnecting
     reconnects: int = 0
     last_error: str | None = None
+    lost: int = 0  # frames a machine-vision camera sent that never arrived (gaps in its frame ids)
     trigger: str | None = None
     parts_seen: int | None = None  # part_presence triggers only
     fps: float | None = None

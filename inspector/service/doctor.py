@@ -102,10 +102,19 @@ def check_detector(cfg) -> tuple[Check, object | None, dict]:
 def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
     from inspector.capture.sources import open_source
 
+    opened: list = []
+
     def read() -> str:
         src = open_source(cam.source, cfg.data_dir, cfg.limits.max_image_pixels)
+        opened.append(src)
         try:
             t = time.monotonic()
+            if getattr(cam.source, "trigger", None) == "hardware":
+                # a frame comes only when a part passes the trigger input: check the link and settings
+                if not src._connect():
+                    raise RuntimeError(src.last_error or "cannot connect")
+                return (f"{src.name}: connected, features set, waiting for parts on {cam.source.trigger_line} "
+                        "(hardware trigger: no frame taken)")
             item = src.read()
             if item is None:
                 raise RuntimeError("the source gave no frame (empty folder, or the stream ended)")
@@ -125,7 +134,11 @@ def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
     try:
         return Check(f"camera {cam.id}", True, _within(CAMERA_TIMEOUT_S, read))
     except Exception as e:
-        return Check(f"camera {cam.id}", False, f"{type(e).__name__}: {e}")
+        why = f"{type(e).__name__}: {e}"
+        if opened and opened[0].last_error:  # a live camera that kept failing: say why it did
+            why += f"; last error: {opened[0].last_error}"
+            opened[0].close()
+        return Check(f"camera {cam.id}", False, why)
 
 
 def check_vlm(cfg) -> Check:

@@ -32,6 +32,8 @@ class LineCollector:
             ("untriggered", "inspector_camera_frames_untriggered", "frames the trigger let pass", CounterMetricFamily),
             ("read_errors", "inspector_camera_read_errors", "frames that could not be read", CounterMetricFamily),
             ("reconnects", "inspector_camera_reconnects", "reconnect attempts of a live camera", CounterMetricFamily),
+            ("lost", "inspector_camera_frames_lost", "frames a camera sent that never arrived (frame id gaps)",
+             CounterMetricFamily),
             ("buffered", "inspector_camera_buffered_frames", "frames waiting for the pre-filter", GaugeMetricFamily),
             ("last_frame_wall", "inspector_camera_last_frame_timestamp_seconds", "when the last frame came", GaugeMetricFamily),
         ]

@@ -34,6 +34,12 @@ class FrameSource(Protocol):
     default_roi: tuple[int, int, int, int] | None = None
     errors: int = 0  # frames that could not be decoded, so far
     replay: bool = True  # may wait for the line (buffer policy block) without losing frames
+    # read() takes an image (a file's next one, a software-triggered camera's exposure) rather than
+    # picking the next of a stream: trigger.acquisition: triggered needs it
+    acquires_on_read: bool = True
+    lost: int = 0  # frames the camera sent that never arrived (gaps in its frame ids)
+    last_frame_id: int | None = None  # the camera's own id and clock of the frame read last
+    last_timestamp: int | None = None
     max_pixels: int = MAX_IMAGE_PIXELS  # open_source sets limits.max_image_pixels
     # A live camera's link: connecting / connected / reconnecting; None for files.
     state: str | None = None
@@ -57,7 +63,8 @@ class FrameSource(Protocol):
 
 
 SOURCES: Registry[Callable[..., FrameSource]] = Registry(
-    "source", SourceError, ("inspector.capture.sources.files", "inspector.capture.sources.live"))
+    "source", SourceError, ("inspector.capture.sources.files", "inspector.capture.sources.live",
+                            "inspector.capture.sources.aravis", "inspector.capture.sources.pylon"))
 register = SOURCES.register
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import random
 import re
+import os
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 class LiveSource(FrameSource):
     replay = False  # paced by the camera itself (fps None): it must never wait for the line
+    acquires_on_read = False  # it streams: reading picks the next frame, it does not take one
 
     def __init__(self, cfg, name: str):
         self.cfg = cfg
@@ -36,6 +39,8 @@ class LiveSource(FrameSource):
         self._cap = None
         self._n = 0
         self._delay = cfg.reconnect.initial_s
+        self.lost = 0
+        self._outage_from: float | None = None  # the last good frame before the stream broke
         self._rng = random.Random()
 
     # --- opening ---------------------------------------------------------------------------
@@ -82,15 +87,19 @@ class LiveSource(FrameSource):
         self.last_error = why
         if self.state == "connected":
             log.warning("camera %s: %s; reconnecting", self.name, why)
+            self._outage_from = self._last_good
         self.state = "reconnecting"
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
         # Exponential backoff with full jitter: many cameras of one dead switch do not retry in step.
         wait = self._rng.uniform(0.5, 1.0) * self._delay
         self._delay = min(self._delay * 2, self.cfg.reconnect.max_s)
         self.stop_event.wait(wait)
         self.reconnects += 1
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -101,16 +110,28 @@ class LiveSource(FrameSource):
             ok, img = self._cap.read()
             if ok and img is not None and img.size:
                 self._n += 1
+                self._count_outage()
                 return img, f"{self.name}#{self._n}"
             self.errors += 1
             self._failed("stream ended or stalled (no frame)")
         return None
 
+    _last_good: float | None = None
+
+    def _count_outage(self) -> None:
+        """A stream carries no frame numbers OpenCV shows: what an outage lost is estimated from its
+        length and the stream's frame rate."""
+        now = time.monotonic()
+        if self._outage_from is not None:
+            fps = self.cfg.fps or (self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0)
+            if fps and 0.5 <= fps <= 1000:
+                self.lost += max(0, round((now - self._outage_from) * fps) - 1)
+            self._outage_from = None
+        self._last_good = now
+
     def close(self) -> None:
         self.stop_event.set()
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
 
 
 @register("usb")
@@ -134,8 +155,24 @@ class _UrlSource(LiveSource):
 
     def _open(self):
         t = int(self.cfg.timeout_s * 1000)
-        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, t, cv2.CAP_PROP_READ_TIMEOUT_MSEC, t])
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, t, cv2.CAP_PROP_READ_TIMEOUT_MSEC, t]
+        transport = getattr(self.cfg, "transport", None)
+        if transport is None:
+            return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        # OpenCV takes FFmpeg's options from the environment when it opens: set for this open only
+        with _FFMPEG_OPTIONS:
+            before = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{transport}"
+            try:
+                return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+            finally:
+                if before is None:
+                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+                else:
+                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = before
+
+
+_FFMPEG_OPTIONS = threading.Lock()
 
 
 register("rtsp")(_UrlSource)

@@ -1,0 +1,243 @@
+"""Machine-vision cameras described by GenICam (GigE Vision, USB3 Vision): what the `aravis` and
+`pylon` sources share. A driver module supplies a `Driver` (open, the node map, set, start, grab,
+trigger, close); this module does the rest the same way for both:
+
+- the config's `features` are set by their GenICam node names, in the order given, after every one
+  was checked against the camera's node map: an unknown node or enumeration value is a SourceError
+  naming it and the nearest names the camera has (the camera is not touched then);
+- `trigger`: free_run (TriggerMode Off), software (TriggerSource Software: each `read()` fires
+  TriggerSoftware and takes that image; the line's software trigger and the PLC ask for it), or
+  hardware (TriggerSource `trigger_line`, e.g. a light barrier on Line1: `read()` waits for the part);
+- pixel formats to BGR (pixel_formats.py); frame ids and device timestamps on each frame, gaps in the
+  frame ids counted as `lost` frames;
+- a camera that goes away (no frame within `timeout_s` while it should stream, or the driver says
+  the device is gone) is reconnected with LiveSource's backoff, its state in status and metrics.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.capture.sources import SourceError
+from inspector.capture.sources.live import LiveSource
+from inspector.capture.sources.pixel_formats import PixelFormatError, check, to_bgr
+
+log = logging.getLogger(__name__)
+
+TRIGGER_NODES = ("TriggerSelector", "TriggerMode", "TriggerSource", "TriggerActivation")
+
+
+class CameraUnavailable(Exception):
+    """The camera cannot be reached now (not found, busy, gone): reconnect later."""
+
+
+@dataclass
+class Grab:
+    data: np.ndarray | None  # the buffer's bytes (uint8) or the driver's array; None: the frame failed
+    pixel_format: str  # PFNC name
+    width: int
+    height: int
+    frame_id: int | None = None
+    timestamp: int | None = None  # the camera's clock, in its ticks (ns for most GigE cameras)
+    skipped: int = 0  # frames the driver itself says it skipped before this one
+    bgr: np.ndarray | None = None  # already converted by the driver (from a view of its buffer)
+
+
+class Driver:
+    """One opened camera. Every method may raise CameraUnavailable when the link is lost."""
+
+    id_wrap: int | None = None  # frame ids wrap after this value (GigE Vision 1.x: 65535, skipping 0)
+
+    def node_names(self) -> list[str]: ...
+
+    def node_kind(self, name: str) -> str | None:
+        """enum, int, float, bool, string or command; None when the camera has no such node."""
+
+    def enum_entries(self, name: str) -> list[str]: ...
+
+    def set(self, name: str, kind: str, value) -> None: ...
+
+    def get_string(self, name: str) -> str: ...
+
+    def start(self) -> None: ...
+
+    def grab(self, timeout_s: float) -> Grab | None:
+        """The next frame, or None when none came within timeout_s."""
+
+    def software_trigger(self) -> None: ...
+
+    def gone(self) -> bool:
+        """The driver knows the device is lost (heartbeat, removal)."""
+        return False
+
+    def close(self) -> None: ...
+
+
+class GenicamSource(LiveSource):
+    """A GenICam camera through a `Driver` made by `_open_driver()` (subclasses)."""
+
+    def __init__(self, cfg, name: str):
+        super().__init__(cfg, name)
+        self.acquires_on_read = cfg.trigger == "software"
+        self.lost = 0
+        self.last_frame_id: int | None = None
+        self.last_timestamp: int | None = None
+        self._drv: Driver | None = None
+        self._prev_id: int | None = None
+        self._settings_checked = False
+
+    # --- what a driver module supplies ---------------------------------------------------------
+
+    def _open_driver(self) -> Driver:
+        raise NotImplementedError
+
+    # --- connecting -------------------------------------------------------------------------------
+
+    def _settings(self) -> list[tuple[str, object]]:
+        c = self.cfg
+        out = list(c.features.items())
+        trig = [("TriggerSelector", "FrameStart")]
+        if c.trigger == "free_run":
+            trig.append(("TriggerMode", "Off"))
+        elif c.trigger == "software":
+            trig += [("TriggerMode", "On"), ("TriggerSource", "Software")]
+        else:
+            trig += [("TriggerMode", "On"), ("TriggerSource", c.trigger_line),
+                     ("TriggerActivation", c.trigger_activation)]
+        return out + trig
+
+    def _check_settings(self, drv: Driver, settings) -> list[tuple[str, str, object]]:
+        names = None
+        out = []
+        for name, value in settings:
+            kind = drv.node_kind(name)
+            if kind is None:
+                if name == "TriggerSelector" or (name == "TriggerMode" and value == "Off"):
+                    continue  # a camera without triggers free-runs anyway
+                names = names if names is not None else drv.node_names()
+                near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+                raise SourceError(f"camera {self.name}: no GenICam node {name!r}"
+                                  + (f"; nearest: {', '.join(near)}" if near else "")
+                                  + " (`arv-tool-0.8 features` or pylon Viewer list them)")
+            if kind == "enum":
+                entries = drv.enum_entries(name)
+                if str(value) not in entries:
+                    near = difflib.get_close_matches(str(value), entries, n=3, cutoff=0.3) or entries[:8]
+                    raise SourceError(f"camera {self.name}: {name} has no value {value!r}; it takes: "
+                                      f"{', '.join(near)}")
+            elif kind == "command":
+                raise SourceError(f"camera {self.name}: {name} is a command, not a setting")
+            out.append((name, kind, value))
+        return out
+
+    def _connect(self) -> bool:
+        try:
+            drv = self._open_driver()
+        except CameraUnavailable as e:
+            self._failed(str(e))
+            return False
+        try:
+            # Checked before anything is set: a typo must not leave the camera half configured.
+            for name, kind, value in self._check_settings(drv, self._settings()):
+                try:
+                    drv.set(name, kind, value)
+                except CameraUnavailable:
+                    raise
+                except Exception as e:  # the driver's own words: out of range, not writable now
+                    raise SourceError(f"camera {self.name}: cannot set {name} = {value!r}: {e}") from None
+            if drv.node_kind("PixelFormat") is not None:
+                check(drv.get_string("PixelFormat"))
+            drv.start()
+        except CameraUnavailable as e:
+            drv.close()
+            self._failed(str(e))
+            return False
+        except PixelFormatError as e:
+            drv.close()
+            raise SourceError(f"camera {self.name}: {e}") from None
+        except SourceError:
+            drv.close()
+            raise
+        self._drv, self._prev_id = drv, None
+        if self.state != "connected":
+            log.info("camera %s: connected%s", self.name,
+                     f" after {self.reconnects} reconnect(s)" if self.reconnects else "")
+        self.state, self._delay = "connected", self.cfg.reconnect.initial_s
+        return True
+
+    def _release(self) -> None:
+        if self._drv is not None:
+            drv, self._drv = self._drv, None
+            try:
+                drv.close()
+            except Exception as e:  # a dead camera's close may fail too; it is dropped either way
+                log.debug("camera %s: close: %s", self.name, e)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def read(self):
+        timeout = self.cfg.timeout_s
+        while not self.stop_event.is_set():
+            if self._drv is None and not self._connect():
+                continue
+            drv = self._drv
+            try:
+                if self.cfg.trigger == "software":
+                    drv.software_trigger()
+                g = drv.grab(timeout)
+                if g is None and self.cfg.trigger == "hardware":
+                    # no part came: normal on a stopped line, unless the device itself is gone
+                    if drv.gone():
+                        raise CameraUnavailable("the camera stopped answering (control link lost)")
+                    continue
+                if g is None:
+                    raise CameraUnavailable(f"no frame within {timeout:g} s"
+                                            + (" of a software trigger" if self.cfg.trigger == "software" else ""))
+            except CameraUnavailable as e:
+                self.errors += 1
+                self._failed(str(e))
+                continue
+            except PixelFormatError as e:  # a frame in a format the camera should not send now
+                self.errors += 1
+                log.warning("camera %s: frame dropped: %s", self.name, e)
+                continue
+            self._count_lost(g)
+            if g.data is None and g.bgr is None:  # it came incomplete: that frame is lost, the camera is fine
+                self.errors += 1
+                self.lost += 1
+                continue
+            try:
+                img = g.bgr if g.bgr is not None else to_bgr(g.data, g.pixel_format, g.width, g.height)
+            except PixelFormatError as e:
+                self.errors += 1
+                log.warning("camera %s: frame %s dropped: %s", self.name, g.frame_id, e)
+                continue
+            self._n += 1
+            self.last_frame_id, self.last_timestamp = g.frame_id, g.timestamp
+            return img, f"{self.name}#{g.frame_id if g.frame_id is not None else self._n}"
+        return None
+
+    def _count_lost(self, g: Grab) -> None:
+        self.lost += g.skipped
+        fid, prev = g.frame_id, self._prev_id
+        self._prev_id = fid
+        if fid is None or prev is None:
+            return
+        wrap = self._drv.id_wrap if self._drv is not None else None
+        if fid > prev:
+            gap = fid - prev - 1
+        elif wrap and prev > wrap - 1024 and fid < 1024:  # the id wrapped (ids run 1..wrap)
+            gap = (wrap - prev) + (fid - 1)
+        else:  # the camera restarted its count (a new acquisition)
+            gap = 0
+        if gap:
+            self.lost += gap
+            log.debug("camera %s: %d frame(s) lost before frame %d", self.name, gap, fid)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self._release()

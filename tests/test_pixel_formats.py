@@ -1,0 +1,78 @@
+"""GenICam pixel formats to the line's BGR: each layout built by hand from a known colour picture."""
+
+import numpy as np
+import pytest
+
+from inspector.capture.sources.pixel_formats import PFNC, PixelFormatError, name_of, to_bgr
+
+H, W = 8, 12
+
+
+def _scene() -> np.ndarray:
+    """BGR: left third red, middle green, right blue (whole 2x2 cells, so a mosaic keeps them pure)."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:, :4] = (0, 0, 200)
+    img[:, 4:8] = (0, 200, 0)
+    img[:, 8:] = (200, 0, 0)
+    return img
+
+
+def _mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
+    """A Bayer sensor's picture: `pattern` names the colours of the top-left 2x2 cell, row by row."""
+    idx = {"B": 0, "G": 1, "R": 2}
+    out = np.zeros(bgr.shape[:2], bgr.dtype)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            c = idx[{"RG": "RGGB", "GR": "GRBG", "GB": "GBRG", "BG": "BGGR"}[pattern][dy * 2 + dx]]
+            out[dy::2, dx::2] = bgr[dy::2, dx::2, c]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["RG", "GR", "GB", "BG"])
+def test_bayer_patterns_come_out_in_their_colours(pattern):
+    out = to_bgr(_mosaic(_scene(), pattern), f"Bayer{pattern}8", W, H)
+    # inner pixels of each band (edges mix neighbours in any demosaic)
+    for (x0, x1), want in (((1, 3), 2), ((5, 7), 1), ((9, 11), 0)):
+        band = out[2:6, x0:x1].reshape(-1, 3)
+        assert (band.argmax(1) == want).all(), (pattern, band)
+
+
+def test_a_wrong_bayer_mapping_would_show():
+    """OpenCV names patterns from the second row and column: using its BayerRG for a GenICam BayerRG
+    sensor swaps red and blue, which the test above would catch."""
+    import cv2
+
+    wrong = cv2.cvtColor(_mosaic(_scene(), "RG"), cv2.COLOR_BayerRG2BGR)
+    assert wrong[3, 1].argmax() == 0  # the red band came out blue
+
+
+def test_deep_mono_formats_scale_by_their_bit_depth():
+    for bits in (10, 12, 16):
+        raw = np.full((H, W), (1 << bits) - 1, np.uint16)
+        raw[0, 0] = 1 << (bits - 1)  # half scale
+        out = to_bgr(raw.view(np.uint8), f"Mono{bits}", W, H)
+        assert out.shape == (H, W, 3) and out.dtype == np.uint8
+        assert out[1, 1].tolist() == [255] * 3 and out[0, 0].tolist() == [128] * 3
+
+
+def test_rgb_bgr_and_alpha_layouts():
+    bgr = _scene()
+    assert np.array_equal(to_bgr(bgr[..., ::-1].copy(), "RGB8", W, H), bgr)
+    assert np.array_equal(to_bgr(bgr, "BGR8", W, H), bgr)
+    rgba = np.dstack([bgr[..., ::-1], np.full((H, W), 255, np.uint8)])
+    assert np.array_equal(to_bgr(rgba, "RGBa8", W, H), bgr)
+    assert np.array_equal(to_bgr(bgr, "BGR8Packed", W, H), bgr)
+
+
+def test_unconvertible_or_short_buffers_are_clear_errors():
+    with pytest.raises(PixelFormatError, match="Mono12Packed cannot be converted to BGR here; set the camera's "
+                                               "PixelFormat to one of: Mono8"):
+        to_bgr(np.zeros(10, np.uint8), "Mono12Packed", 2, 2)
+    with pytest.raises(PixelFormatError, match="needs 288 bytes, the buffer has 100"):
+        to_bgr(np.zeros(100, np.uint8), "RGB8", W, H)
+
+
+def test_pfnc_codes_name_the_formats_both_drivers_report():
+    assert name_of(0x01080001) == "Mono8" and name_of(0x01080009) == "BayerRG8" and name_of(0x02180014) == "RGB8"
+    assert name_of(0x12345678) == "0x12345678"
+    assert len(set(PFNC.values())) == len(PFNC)
