@@ -25,14 +25,16 @@ import numpy as np
 from inspector.capture.sources import SourceError
 from inspector.capture.sources.live import LiveSource
 from inspector.capture.sources.pixel_formats import PixelFormatError, check, to_bgr
+from inspector.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
 TRIGGER_NODES = ("TriggerSelector", "TriggerMode", "TriggerSource", "TriggerActivation")
 
 
-class CameraUnavailable(Exception):
-    """The camera cannot be reached now (not found, busy, gone): reconnect later."""
+class CameraUnavailable(InspectorError):
+    """The camera cannot be reached now (not found, busy, gone): the source reconnects later (it is
+    not raised out of `read()`)."""
 
 
 @dataclass
