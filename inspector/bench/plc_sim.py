@@ -134,8 +134,12 @@ class ModbusPlc:
                 trigger_high = True
                 i += 1
                 due = (due + period_s) if period_s else now
+            # done when every accepted trigger (a double the inspector took is a job of its own,
+            # still being judged when the first one's result is in) has its result, or none came
+            # for settle_s
             if i >= len(parts) and not r["QueuedResults"] and not acked and \
-                    (all(p.results for p in run.parts) or time.monotonic() - last_result > settle_s):
+                    (all(p.results for p in run.parts + run.doubles if not p.refused)
+                     or time.monotonic() - last_result > settle_s):
                 break
             if scan_s:
                 time.sleep(scan_s)
