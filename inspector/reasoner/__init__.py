@@ -40,9 +40,17 @@ class ReasonerConfigError(InspectorError, ValueError):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the server sent it (parsed by whoever answers the call)
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     thinking: str = ""  # when the server hands thinking over separately (`reasoning_content`)
+    tool_calls: tuple[ToolCall, ...] = ()  # the model asked for a tool (finish_reason tool_calls)
 
 
 class Reasoner:
