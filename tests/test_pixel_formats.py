@@ -76,3 +76,16 @@ def test_pfnc_codes_name_the_formats_both_drivers_report():
     assert name_of(0x01080001) == "Mono8" and name_of(0x01080009) == "BayerRG8" and name_of(0x02180014) == "RGB8"
     assert name_of(0x12345678) == "0x12345678"
     assert len(set(PFNC.values())) == len(PFNC)
+
+
+def test_padded_rows_are_read_at_their_stride():
+    """A camera that pads each row (Aravis' x padding): the padding must not shift the next rows."""
+    bgr = _scene()
+    pad = 5
+    raw = np.zeros((H, W * 3 + pad), np.uint8)
+    raw[:, :W * 3] = bgr.reshape(H, W * 3)
+    raw[:, W * 3:] = 77  # padding bytes that must not show
+    out = to_bgr(raw.reshape(-1), "BGR8", W, H, stride=W * 3 + pad)
+    assert np.array_equal(out, bgr)
+    with pytest.raises(PixelFormatError):
+        to_bgr(raw.reshape(-1)[:100], "BGR8", W, H, stride=W * 3 + pad)
