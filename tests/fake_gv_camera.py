@@ -27,8 +27,12 @@ def available() -> bool:
 class FakeGvCamera:
     address = "127.0.0.1"
 
-    def __init__(self, serial: str = "TEST01", lost_per_thousand: int = 0):
-        self.serial, self.lost = serial, lost_per_thousand
+    def __init__(self, serial: str | None = None, lost_per_thousand: int = 0):
+        import os
+
+        # a serial of its own: the probe below must find this simulator, not one a test left behind
+        self.serial = serial or f"T{os.getpid() % 10000}{id(self) % 100000}"
+        self.lost = lost_per_thousand
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> FakeGvCamera:
@@ -43,12 +47,18 @@ class FakeGvCamera:
 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"{BINARY} exited with {self.proc.returncode}"
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{BINARY} exited with {self.proc.returncode}")
             try:
-                Aravis.Camera.new(self.address)  # answers: ready (dropped at once)
-                return self
+                found = Aravis.Camera.new(self.address).get_device_id()  # dropped at once
             except GLib.Error:
                 time.sleep(0.2)
+                continue
+            if found == self.serial:
+                return self
+            self.kill()
+            raise RuntimeError(f"another camera answers on {self.address} ({found}): a simulator left running?")
+        self.kill()
         raise RuntimeError(f"{BINARY} did not answer on {self.address}")
 
     def kill(self) -> None:

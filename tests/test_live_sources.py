@@ -156,10 +156,10 @@ def test_rtsp_against_a_real_server_that_dies_and_comes_back(tmp_path):
         assert wait_for(lambda: len(frames) >= n_down + 10 and src.state == "connected", 60)
         back = next(f for f in frames[n_down:])
         done.set()
+        src.stop_event.set()  # the reader closes nothing: it ends its read, then the test closes
+        t.join(10)
         # what the outage lost, from its length at the stream's 25 fps: at least the second it was down
         assert rtsp_server.FPS * 1.0 <= src.lost <= rtsp_server.FPS * (back - t0 + 2), (src.lost, back - t0)
-        src.close()
-        t.join(10)
     finally:
         src.close()
         server.kill()

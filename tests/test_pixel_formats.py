@@ -76,3 +76,47 @@ def test_pfnc_codes_name_the_formats_both_drivers_report():
     assert name_of(0x01080001) == "Mono8" and name_of(0x01080009) == "BayerRG8" and name_of(0x02180014) == "RGB8"
     assert name_of(0x12345678) == "0x12345678"
     assert len(set(PFNC.values())) == len(PFNC)
+
+
+def test_padded_rows_are_read_at_their_stride():
+    """A camera that pads each row (Aravis' x padding): the padding must not shift the next rows."""
+    bgr = _scene()
+    pad = 5
+    raw = np.zeros((H, W * 3 + pad), np.uint8)
+    raw[:, :W * 3] = bgr.reshape(H, W * 3)
+    raw[:, W * 3:] = 77  # padding bytes that must not show
+    out = to_bgr(raw.reshape(-1), "BGR8", W, H, stride=W * 3 + pad)
+    assert np.array_equal(out, bgr)
+    with pytest.raises(PixelFormatError):
+        to_bgr(raw.reshape(-1)[:100], "BGR8", W, H, stride=W * 3 + pad)
+
+
+def test_frame_id_gaps_count_lost_frames_across_the_16_bit_wrap():
+    """GigE Vision 1.x ids run 1..65535 and wrap to 1 (0 is skipped); a count that starts again
+    lower (a new acquisition) is not a loss."""
+    from inspector.capture.sources.genicam import GenicamSource, Grab
+
+    def lost(ids):
+        src = GenicamSource.__new__(GenicamSource)
+        src.name, src.lost, src._prev_id = "cam", 0, None
+        src._drv = type("Driver", (), {"id_wrap": 65535})()
+        for fid in ids:
+            src._count_lost(Grab(None, "", 0, 0, fid))
+        return src.lost
+
+    assert lost([65533, 65534, 65535, 1, 2]) == 0  # through the wrap, nothing missing
+    assert lost([65533, 65534, 65535, 1, 2, 5]) == 2  # 3 and 4 never came
+    assert lost([65534, 2]) == 2  # 65535 and 1 lost across the wrap
+    assert lost([900, 901, 17, 18]) == 0  # the camera started counting again
+
+
+def test_yaml_booleans_become_the_off_and_on_entries_of_enumerations():
+    from inspector.capture.sources import SourceError
+    from inspector.capture.sources.genicam import _value_for
+
+    assert _value_for("enum", False, "ExposureAuto", "c") == "Off"  # YAML reads `ExposureAuto: Off` as False
+    assert _value_for("enum", True, "GammaEnable", "c") == "On"
+    assert _value_for("bool", "false", "ReverseX", "c") is False and _value_for("bool", 1, "ReverseX", "c") is True
+    with pytest.raises(SourceError, match="ReverseX takes true or false, not 'maybe'"):
+        _value_for("bool", "maybe", "ReverseX", "c")
+    assert _value_for("float", 1200.0, "ExposureTime", "c") == 1200.0

@@ -43,7 +43,17 @@ class _Camera:
         if self.kind == "aravis":
             self.proc = subprocess.Popen(["arv-fake-gv-camera-0.8", "-i", "127.0.0.1", "-s", "BENCH"],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
+            import gi
+
+            gi.require_version("Aravis", "0.8")
+            from gi.repository import Aravis, GLib
+
+            for _ in range(100):  # until the simulator answers (opened by address: no broadcast)
+                try:
+                    Aravis.Camera.new("127.0.0.1")
+                    break
+                except GLib.Error:
+                    time.sleep(0.1)
         return self
 
     def __exit__(self, *exc):
@@ -124,11 +134,10 @@ class _Camera:
         cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
         waits, n, t = [], 0, None
         try:
-            if trigger:
-                cam.WaitForFrameTriggerReady(5000, pylon.TimeoutHandling_ThrowException)
             while n < frames:
                 t0 = time.perf_counter()
-                if trigger:
+                if trigger:  # as our source does, and Basler's samples: a trigger during readout is lost
+                    cam.WaitForFrameTriggerReady(5000, pylon.TimeoutHandling_ThrowException)
                     cam.ExecuteSoftwareTrigger()
                 res = cam.RetrieveResult(5000, pylon.TimeoutHandling_ThrowException)
                 if res.GrabSucceeded():

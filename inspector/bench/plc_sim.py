@@ -85,6 +85,7 @@ class ModbusPlc:
         `scan_s`: the PLC's scan cycle (0: as fast as the stack answers)."""
         run = Run()
         by_part: dict[int, Part] = {}
+        accepted_doubles: dict[str, int] = {}
         acked = trigger_high = False
         i, due = 0, time.monotonic()
         last_result = time.monotonic()
@@ -129,16 +130,18 @@ class ModbusPlc:
                     self.write(0, [1])
                     if self.regs()["Overruns"] != before:
                         d.refused = "overrun"
+                    else:
+                        accepted_doubles[d.part] = accepted_doubles.get(d.part, 0) + 1
                     run.doubles.append(d)
                 run.parts.append(p)
                 trigger_high = True
                 i += 1
                 due = (due + period_s) if period_s else now
-            # done when every accepted trigger (a double the inspector took is a job of its own,
-            # still being judged when the first one's result is in) has its result, or none came
-            # for settle_s
+            # done when every accepted trigger has its result (a double the inspector took is a job of
+            # its own, whose result comes under the same part id, so results are counted per part),
+            # or none came for settle_s
             if i >= len(parts) and not r["QueuedResults"] and not acked and \
-                    (all(p.results for p in run.parts + run.doubles if not p.refused)
+                    (all(len(by_part[k].results) >= 1 + accepted_doubles.get(str(k), 0) for k in parts)
                      or time.monotonic() - last_result > settle_s):
                 break
             if scan_s:

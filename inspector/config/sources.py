@@ -80,8 +80,6 @@ class RtspSourceConfig(_LiveSource):
     type: Literal["rtsp"]
     url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:password@host:554/stream")
     timeout_s: float = Field(5.0, gt=0, description="open and read timeout")
-    transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTP over the RTSP connection (tcp: no packet loss, passes firewalls) or udp")
 
 
 @SOURCE_CONFIGS.add("mjpeg")

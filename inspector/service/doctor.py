@@ -137,7 +137,8 @@ def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
         why = f"{type(e).__name__}: {e}"
         if opened and opened[0].last_error:  # a live camera that kept failing: say why it did
             why += f"; last error: {opened[0].last_error}"
-            opened[0].close()
+        if opened:  # the reading thread ends its read and closes the source itself
+            opened[0].stop_event.set()
         return Check(f"camera {cam.id}", False, why)
 
 

@@ -36,7 +36,7 @@ class FrameSource(Protocol):
     replay: bool = True  # may wait for the line (buffer policy block) without losing frames
     # read() takes an image (a file's next one, a software-triggered camera's exposure) rather than
     # picking the next of a stream: trigger.acquisition: triggered needs it
-    acquires_on_read: bool = True
+    acquires_on_read: bool = False  # files and the demo line: True; GenICam: with trigger software
     lost: int = 0  # frames the camera sent that never arrived (gaps in its frame ids)
     last_frame_id: int | None = None  # the camera's own id and clock of the frame read last
     last_timestamp: int | None = None

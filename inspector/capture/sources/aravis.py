@@ -52,12 +52,16 @@ class AravisDriver(Driver):
         self.stream = None
 
     def _guard(self, fn, *args):
+        """A feature's own error (a value out of range, an entry the node lacks) is a ValueError the
+        config can be blamed for; any other Aravis error (timeout, access denied: another program or
+        a dead process still holds the camera, a transfer failure) means the camera cannot be used
+        now, and the source reconnects."""
         try:
             return fn(*args)
         except self.GLib.Error as e:
-            if "timeout" in e.message.lower() or self._lost.is_set():
-                raise CameraUnavailable(f"camera {self.cfg.camera}: {e.message}") from None
-            raise
+            if e.domain == "arv-gc-error-quark" and not self._lost.is_set():
+                raise ValueError(e.message) from None
+            raise CameraUnavailable(f"camera {self.cfg.camera}: {e.message}") from None
 
     def node_names(self) -> list[str]:
         xml, _ = self.dev.get_genicam_xml()
@@ -88,10 +92,7 @@ class AravisDriver(Driver):
                   "bool": (d.set_boolean_feature_value, bool)}.get(kind)
         if setter is None:
             raise SourceError(f"{name} is a {kind} node, which cannot be set from the config")
-        try:
-            self._guard(setter[0], name, setter[1](value))
-        except self.GLib.Error as e:
-            raise ValueError(e.message) from None
+        self._guard(setter[0], name, setter[1](value))
 
     def get_string(self, name: str) -> str:
         return self._guard(self.dev.get_string_feature_value, name)
@@ -100,10 +101,7 @@ class AravisDriver(Driver):
         A, c = self.A, self.cfg
         if self.is_gige and c.packet_size:
             self._guard(self.cam.gv_set_packet_size, int(c.packet_size))
-        try:
-            self.stream = self.cam.create_stream(None, None)
-        except self.GLib.Error as e:
-            raise CameraUnavailable(f"camera {c.camera}: no stream: {e.message}") from None
+        self.stream = self._guard(self.cam.create_stream, None, None)
         if self.is_gige:
             self.stream.set_property("packet-resend", A.GvStreamPacketResend.ALWAYS if c.packet_resend
                                      else A.GvStreamPacketResend.NEVER)
@@ -125,12 +123,15 @@ class AravisDriver(Driver):
             try:
                 status = buf.get_status()
                 if status != A.BufferStatus.SUCCESS:
-                    # a frame that did not arrive whole: its id is skipped, so the gap counts it as lost
+                    # a frame that did not arrive whole: lost (the camera is fine, and a triggered
+                    # camera sends nothing else for this trigger)
                     log.debug("camera %s: buffer %s", self.cfg.camera, status.value_nick)
-                    continue
+                    return Grab(None, "", 0, 0, buf.get_frame_id(), None)
                 data = np.frombuffer(buf.get_data(), np.uint8)  # a copy: the buffer goes back to the stream
-                return Grab(data, name_of(buf.get_image_pixel_format()), buf.get_image_width(),
-                            buf.get_image_height(), buf.get_frame_id(), buf.get_timestamp())
+                w = buf.get_image_width()
+                fmt = name_of(buf.get_image_pixel_format())
+                return Grab(data, fmt, w, buf.get_image_height(), buf.get_frame_id(), buf.get_timestamp(),
+                            stride=_stride(buf, w, fmt))
             finally:
                 self.stream.push_buffer(buf)
 
@@ -148,6 +149,17 @@ class AravisDriver(Driver):
             pass
         self.stream = None
         self.gc = self.dev = self.cam = None
+
+
+def _stride(buf, width: int, fmt: str) -> int | None:
+    """Bytes per row when the camera pads its rows (Aravis' x padding); None: rows are packed."""
+    from inspector.capture.sources.pixel_formats import bytes_per_pixel
+
+    try:
+        pad = int(buf.get_image_padding()[0])
+    except (AttributeError, TypeError, IndexError):
+        return None
+    return width * bytes_per_pixel(fmt) + pad if pad else None
 
 
 @register("aravis")

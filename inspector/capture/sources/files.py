@@ -28,6 +28,7 @@ def list_images(folder: Path) -> list[Path]:
 
 
 class FolderSource(FrameSource):
+    acquires_on_read = True  # reading takes the next file: a triggered replay
     """The folder's images in name order. `after` (keep / remember / move) is what happens to a
     file once its verdict is stored; the line attaches the memory (`remember`) and reports
     each frame handed on (`taken`) and judged (`judged`). With `loop`, keep replays the folder for
@@ -180,6 +181,7 @@ def _folder(cfg, data_dir):
 
 @register("video")
 class VideoSource(FrameSource):
+    acquires_on_read = True
     def __init__(self, cfg, data_dir):
         self.path = Path(cfg.path)
         if not self.path.is_file():

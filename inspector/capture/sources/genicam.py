@@ -47,6 +47,7 @@ class Grab:
     timestamp: int | None = None  # the camera's clock, in its ticks (ns for most GigE cameras)
     skipped: int = 0  # frames the driver itself says it skipped before this one
     bgr: np.ndarray | None = None  # already converted by the driver (from a view of its buffer)
+    stride: int | None = None  # bytes per row when the camera pads rows
 
 
 class Driver:
@@ -79,6 +80,23 @@ class Driver:
     def close(self) -> None: ...
 
 
+def _value_for(kind: str, value, name: str, camera: str):
+    """The config's value as the node takes it. YAML reads Off/On/yes/no as booleans: for an
+    enumeration or string node they mean its Off/On entries; a boolean node takes true/false only."""
+    if kind in ("enum", "string"):
+        return ("On" if value else "Off") if isinstance(value, bool) else str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "on", "1"):
+            return True
+        if text in ("false", "off", "0"):
+            return False
+        raise SourceError(f"camera {camera}: {name} takes true or false, not {value!r}")
+    return value
+
+
 class GenicamSource(LiveSource):
     """A GenICam camera through a `Driver` made by `_open_driver()` (subclasses)."""
 
@@ -90,7 +108,7 @@ class GenicamSource(LiveSource):
         self.last_timestamp: int | None = None
         self._drv: Driver | None = None
         self._prev_id: int | None = None
-        self._settings_checked = False
+        self._connected_once = False
 
     # --- what a driver module supplies ---------------------------------------------------------
 
@@ -99,20 +117,29 @@ class GenicamSource(LiveSource):
 
     # --- connecting -------------------------------------------------------------------------------
 
-    def _settings(self) -> list[tuple[str, object]]:
+    def _settings(self, drv: Driver) -> list[tuple[str, object]]:
         c = self.cfg
         out = list(c.features.items())
-        trig = [("TriggerSelector", "FrameStart")]
         if c.trigger == "free_run":
-            trig.append(("TriggerMode", "Off"))
-        elif c.trigger == "software":
-            trig += [("TriggerMode", "On"), ("TriggerSource", "Software")]
-        else:
-            trig += [("TriggerMode", "On"), ("TriggerSource", c.trigger_line),
-                     ("TriggerActivation", c.trigger_activation)]
-        return out + trig
+            # every trigger the camera has off (a user set may have left AcquisitionStart or a burst on)
+            if drv.node_kind("TriggerSelector") == "enum":
+                for sel in drv.enum_entries("TriggerSelector"):
+                    out += [("TriggerSelector", sel), ("TriggerMode", "Off")]
+            else:
+                out.append(("TriggerMode", "Off"))
+            return out
+        out.append(("TriggerSelector", "FrameStart"))
+        if c.trigger == "software":
+            return out + [("TriggerMode", "On"), ("TriggerSource", "Software")]
+        out += [("TriggerMode", "On"), ("TriggerSource", c.trigger_line)]
+        if drv.node_kind("TriggerActivation") is not None or c.trigger_activation != "RisingEdge":
+            out.append(("TriggerActivation", c.trigger_activation))
+        return out
 
-    def _check_settings(self, drv: Driver, settings) -> list[tuple[str, str, object]]:
+    def _check_nodes(self, drv: Driver, settings) -> list[tuple[str, str, object]]:
+        """Every node must exist and be settable, checked before anything is set (a typo must not
+        leave the camera half configured). Enumeration values are checked when they are set: which
+        entries a node offers may depend on a feature set before it."""
         names = None
         out = []
         for name, value in settings:
@@ -125,16 +152,23 @@ class GenicamSource(LiveSource):
                 raise SourceError(f"camera {self.name}: no GenICam node {name!r}"
                                   + (f"; nearest: {', '.join(near)}" if near else "")
                                   + " (`arv-tool-0.8 features` or pylon Viewer list them)")
-            if kind == "enum":
-                entries = drv.enum_entries(name)
-                if str(value) not in entries:
-                    near = difflib.get_close_matches(str(value), entries, n=3, cutoff=0.3) or entries[:8]
-                    raise SourceError(f"camera {self.name}: {name} has no value {value!r}; it takes: "
-                                      f"{', '.join(near)}")
-            elif kind == "command":
+            if kind == "command":
                 raise SourceError(f"camera {self.name}: {name} is a command, not a setting")
-            out.append((name, kind, value))
+            out.append((name, kind, _value_for(kind, value, name, self.name)))
         return out
+
+    def _set(self, drv: Driver, name: str, kind: str, value) -> None:
+        if kind == "enum":
+            entries = drv.enum_entries(name)
+            if value not in entries:
+                near = difflib.get_close_matches(str(value), entries, n=3, cutoff=0.3) or entries[:8]
+                raise SourceError(f"camera {self.name}: {name} has no value {value!r}; it takes: {', '.join(near)}")
+        try:
+            drv.set(name, kind, value)
+        except (CameraUnavailable, SourceError):
+            raise
+        except Exception as e:  # the driver's own words: out of range, not writable now
+            raise SourceError(f"camera {self.name}: cannot set {name} = {value!r}: {e}") from None
 
     def _connect(self) -> bool:
         try:
@@ -143,14 +177,8 @@ class GenicamSource(LiveSource):
             self._failed(str(e))
             return False
         try:
-            # Checked before anything is set: a typo must not leave the camera half configured.
-            for name, kind, value in self._check_settings(drv, self._settings()):
-                try:
-                    drv.set(name, kind, value)
-                except CameraUnavailable:
-                    raise
-                except Exception as e:  # the driver's own words: out of range, not writable now
-                    raise SourceError(f"camera {self.name}: cannot set {name} = {value!r}: {e}") from None
+            for name, kind, value in self._check_nodes(drv, self._settings(drv)):
+                self._set(drv, name, kind, value)
             if drv.node_kind("PixelFormat") is not None:
                 check(drv.get_string("PixelFormat"))
             drv.start()
@@ -158,13 +186,17 @@ class GenicamSource(LiveSource):
             drv.close()
             self._failed(str(e))
             return False
-        except PixelFormatError as e:
+        except (PixelFormatError, SourceError) as e:
             drv.close()
-            raise SourceError(f"camera {self.name}: {e}") from None
-        except SourceError:
+            if self._connected_once:  # the settings worked before: the camera is in a state, not wrong
+                self._failed(str(e))
+                return False
+            raise SourceError(str(e) if isinstance(e, SourceError) else f"camera {self.name}: {e}") from None
+        except Exception as e:  # a driver error we do not know: one line, and try again later
             drv.close()
-            raise
-        self._drv, self._prev_id = drv, None
+            self._failed(f"{type(e).__name__}: {e}")
+            return False
+        self._drv, self._prev_id, self._connected_once = drv, None, True
         if self.state != "connected":
             log.info("camera %s: connected%s", self.name,
                      f" after {self.reconnects} reconnect(s)" if self.reconnects else "")
@@ -213,7 +245,7 @@ class GenicamSource(LiveSource):
                 self.lost += 1
                 continue
             try:
-                img = g.bgr if g.bgr is not None else to_bgr(g.data, g.pixel_format, g.width, g.height)
+                img = g.bgr if g.bgr is not None else to_bgr(g.data, g.pixel_format, g.width, g.height, g.stride)
             except PixelFormatError as e:
                 self.errors += 1
                 log.warning("camera %s: frame %s dropped: %s", self.name, g.frame_id, e)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import os
 import threading
 import time
 from pathlib import Path
@@ -155,24 +154,8 @@ class _UrlSource(LiveSource):
 
     def _open(self):
         t = int(self.cfg.timeout_s * 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, t, cv2.CAP_PROP_READ_TIMEOUT_MSEC, t]
-        transport = getattr(self.cfg, "transport", None)
-        if transport is None:
-            return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-        # OpenCV takes FFmpeg's options from the environment when it opens: set for this open only
-        with _FFMPEG_OPTIONS:
-            before = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{transport}"
-            try:
-                return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-            finally:
-                if before is None:
-                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
-                else:
-                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = before
-
-
-_FFMPEG_OPTIONS = threading.Lock()
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, t, cv2.CAP_PROP_READ_TIMEOUT_MSEC, t])
 
 
 register("rtsp")(_UrlSource)

@@ -54,20 +54,31 @@ def _offered() -> list[str]:
             "BayerRG12", "RGB8", "BGR8"]
 
 
-def to_bgr(raw: np.ndarray, pixel_format: str, width: int, height: int) -> np.ndarray:
-    """`raw`: the buffer's bytes as uint8 (or already shaped by the driver); returns HxWx3 uint8."""
+def bytes_per_pixel(pixel_format: str) -> int:
+    check(pixel_format)
+    _, channels, bits = LAYOUT[pixel_format]
+    return channels * (1 if bits == 8 else 2)
+
+
+def to_bgr(raw: np.ndarray, pixel_format: str, width: int, height: int, stride: int | None = None) -> np.ndarray:
+    """`raw`: the buffer's bytes as uint8 (or already shaped by the driver); `stride`: bytes per row
+    when the camera pads its rows. Returns HxWx3 uint8."""
     check(pixel_format)
     layout, channels, bits = LAYOUT[pixel_format]
     dtype = np.dtype(np.uint8) if bits == 8 else np.dtype("<u2")
     flat = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
-    need = width * height * channels * dtype.itemsize
-    if flat.size < need:
+    row = width * channels * dtype.itemsize
+    stride = stride or row
+    need = stride * (height - 1) + row
+    if flat.size < need or stride < row:
         raise PixelFormatError(f"a {pixel_format} frame of {width}x{height} needs {need} bytes, the buffer has "
                                f"{flat.size} (a packed format, or a wrong PixelFormat?)")
+    rows = np.lib.stride_tricks.as_strided(flat, (height, row), (stride, 1)) if stride != row else \
+        flat[:need].reshape(height, row)
     shape = (height, width, channels) if channels > 1 else (height, width)
-    img = flat[:need].view(dtype).reshape(shape)
-    if bits > 8:  # the deeper formats keep their values in the low bits of 16
-        img = (img >> (bits - 8)).astype(np.uint8)
+    img = np.ascontiguousarray(rows).view(dtype).reshape(shape)
+    if bits > 8:  # the deeper formats keep their values in the low bits of 16 (a stray high bit clips)
+        img = np.minimum(img >> (bits - 8), 255).astype(np.uint8)
     if layout == "mono":
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if layout in _BAYER_CV:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from inspector.capture.sources import SourceError, register
 from inspector.capture.sources.genicam import CameraUnavailable, Driver, GenicamSource, Grab
-from inspector.capture.sources.pixel_formats import name_of, to_bgr
+from inspector.capture.sources.pixel_formats import bytes_per_pixel, name_of, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,9 @@ def _pylon():
 
 
 class PylonDriver(Driver):
-    id_wrap = None  # BlockID is 64-bit (GigE 2, USB3); it restarts at each StartGrabbing
+    # BlockID restarts at each StartGrabbing; 64-bit on USB3 and GigE Vision 2, 16-bit on older GigE
+    # cameras, whose wrap then counts as a restart (no loss counted for it, never a false one)
+    id_wrap = None
 
     def __init__(self, cfg, pylon, genicam):
         self.p, self.g, self.cfg = pylon, genicam, cfg
@@ -44,10 +48,12 @@ class PylonDriver(Driver):
                                         + (f" of class {cfg.device_class}" if cfg.device_class else ""))
             self.cam = pylon.InstantCamera(tlf.CreateDevice(found[0]))
             self.cam.Open()
+            self.nm = self.cam.GetNodeMap()
+            self.cam.MaxNumBuffer.Value = cfg.buffers
         except genicam.GenericException as e:
+            if getattr(self, "cam", None) is not None:
+                self.close()
             raise CameraUnavailable(f"cannot open the Basler camera: {_words(e)}") from None
-        self.nm = self.cam.GetNodeMap()
-        self.cam.MaxNumBuffer.Value = cfg.buffers
 
     def node_names(self) -> list[str]:
         return sorted(n.GetNode().GetName() for n in self.nm.GetNodes()
@@ -85,7 +91,10 @@ class PylonDriver(Driver):
         if c.packet_size:
             if not self.nm.Contains("GevSCPSPacketSize"):
                 raise SourceError("packet_size is for GigE cameras; this one has no GevSCPSPacketSize")
-            self.nm.GetNode("GevSCPSPacketSize").Value = int(c.packet_size)
+            try:
+                self.nm.GetNode("GevSCPSPacketSize").Value = int(c.packet_size)
+            except self.g.GenericException as e:
+                raise SourceError(f"packet_size {c.packet_size}: {_words(e)}") from None
         try:
             self.cam.StartGrabbing(self.p.GrabStrategy_OneByOne)
         except self.g.GenericException as e:
@@ -108,9 +117,15 @@ class PylonDriver(Driver):
                 return Grab(None, "", 0, 0, int(res.BlockID), None, int(res.NumberOfSkippedImages))
             fmt, w, h = name_of(int(res.PixelType)), int(res.Width), int(res.Height)
             meta = (int(res.BlockID), int(res.TimeStamp) or None, int(res.NumberOfSkippedImages))
-            # converted straight from pylon's buffer (no copy first); to_bgr returns a new array
-            with res.GetArrayZeroCopy() as view:
-                bgr = to_bgr(view, fmt, w, h)
+            try:
+                # converted straight from pylon's buffer (no copy first); to_bgr returns a new array
+                with res.GetArrayZeroCopy() as view:
+                    bgr = to_bgr(view, fmt, w, h)
+            except (ValueError, TypeError):
+                # pypylon cannot shape this buffer (a format it does not map, rows padded with
+                # PaddingX): the raw bytes at their stride
+                stride = w * bytes_per_pixel(fmt) + int(res.PaddingX)
+                bgr = to_bgr(np.frombuffer(res.GetBuffer(), np.uint8), fmt, w, h, stride)
             return Grab(None, fmt, w, h, *meta, bgr=bgr)
         finally:
             res.Release()
