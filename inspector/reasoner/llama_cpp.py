@@ -84,7 +84,7 @@ class LlamaCppReasoner(Reasoner):
             grammar = self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
         return {"grammar": grammar}
 
-    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
+    def _call(self, messages: list[dict], schema: dict, gbnf: str, tools: list[dict] | None = None) -> Reply:
         timeout = self.cfg.timeout_s
         with self._lock:
             self._calls += 1

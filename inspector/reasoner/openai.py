@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 @register("openai")
 class OpenAIReasoner(Reasoner):
     backend = "openai"
+    supports_tools = True
 
     def __init__(self, cfg: OpenAIReasonerConfig, data_dir: Path | None = None):
         super().__init__(cfg)

@@ -76,6 +76,28 @@ def messages(crop: Crop, product: ProductConfig, profile: Profile, schema: dict,
     ]
 
 
+def zoom_tool(profile: Profile) -> dict:
+    """The zoom function as the family was trained to call it (ERNIE-4.5-VL-Thinking:
+    image_zoom_in_tool with bbox_2d in 0-1000 of the image as shown)."""
+    return {"type": "function", "function": {
+        "name": profile.zoom_tool,
+        "description": "Zoom in on a region of the image to look at it more closely; the region is shown "
+                       "at higher resolution from the original camera frame.",
+        "parameters": {"type": "object", "properties": {
+            profile.zoom_box_arg: {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                                   "description": "the region as [x1, y1, x2, y2] in the image's coordinates"},
+            "label": {"type": "string", "description": "what to look for there"}},
+            "required": [profile.zoom_box_arg]}}}
+
+
+def zoom_reply(call_id: str, zoom: np.ndarray | None, text: str) -> dict:
+    """The tool's answer: the zoomed image, or why there is none."""
+    content: list | str = text
+    if zoom is not None:
+        content = [{"type": "image_url", "image_url": {"url": image_data_url(zoom)}}, {"type": "text", "text": text}]
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
 def repair_message(error: str) -> dict:
     return {"role": "user", "content": (
         f"Your previous answer could not be used: {error}. Answer again with only a JSON object "

@@ -1,0 +1,76 @@
+"""Model-driven zoom (issue 29): the scripted OpenAI-compatible server answers in FastDeploy's shapes
+for ERNIE-4.5-VL-Thinking (tool_calls with image_zoom_in_tool / bbox_2d, thinking apart)."""
+
+import base64
+import json
+
+import cv2
+import numpy as np
+
+from inspector.config import OpenAIReasonerConfig, ProductConfig
+from inspector.messages import CropAnswer, Frame
+from inspector.reasoner import build_reasoner
+from inspector.reasoner.scripted_server import ScriptedVLM, answer, completion, tool_call
+
+PRODUCT = ProductConfig()
+FOUND = {"type": "scratch", "severity": "minor", "confidence": 0.8, "box": [400, 400, 600, 600],
+         "reason": "a thin line"}
+
+
+def run(demo_crops, replies, rounds=2):
+    img, crop = demo_crops[0]
+    it = iter(replies)
+    with ScriptedVLM(lambda body: (200, next(it), 0)) as vlm:
+        cfg = OpenAIReasonerConfig(type="openai", base_url=vlm.base_url, server="fastdeploy",
+                                   profile="ernie-4.5-vl", max_zoom_rounds=rounds, second_look={"max_looks": 1})
+        r = build_reasoner(cfg, None)
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+        errors = r.zoom_errors
+        r.close()
+    return img, crop, rep, vlm.requests, errors
+
+
+def tool_image(msg) -> np.ndarray:
+    url = msg["content"][0]["image_url"]["url"]
+    return cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_one_zoom_round_then_the_answer(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([250, 250, 750, 750]),
+                                                    completion(answer("defect", [FOUND]))])
+    assert rep.answer is CropAnswer.defect and errors == 0 and len(reqs) == 2
+    first, second = reqs
+    assert [t["function"]["name"] for t in first["tools"]] == ["image_zoom_in_tool"]
+    assert "tools" in second  # round 1 of 2: still offered
+    asked, told = second["messages"][-2], second["messages"][-1]
+    assert asked["role"] == "assistant" and json.loads(asked["tool_calls"][0]["function"]["arguments"]) == \
+        {"bbox_2d": [250, 250, 750, 750]}
+    assert told["role"] == "tool" and told["tool_call_id"] == "call_0"
+    # the zoom is the middle half of the crop's region, cut from the frame at the crop's pixel budget
+    zoom = tool_image(told)
+    assert max(zoom.shape[:2]) == max(crop.image.shape[:2])
+    (zx1, zy1, zx2, zy2), = rep.looks[0].zooms
+    rx1, ry1, rx2, ry2 = crop.transform.to_frame((0, 0, crop.image.shape[1], crop.image.shape[0]))
+    assert abs(zx1 - (rx1 + (rx2 - rx1) / 4)) <= 2 and abs(zx2 - (rx2 - (rx2 - rx1) / 4)) <= 2
+    assert "let me look closer" in rep.looks[0].thinking
+
+
+def test_a_bad_region_is_answered_with_an_error_and_counted(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([700, 100, 300, 900]),
+                                                    completion(answer("ok"))])
+    assert rep.answer is CropAnswer.ok and errors == 1 and rep.looks[0].zooms == ()
+    told = reqs[1]["messages"][-1]
+    assert told["role"] == "tool" and "is not a region of the image" in told["content"]
+
+
+def test_rounds_are_limited_and_the_last_call_offers_no_tool(demo_crops):
+    replies = [tool_call([0, 0, 500, 500], call_id="a"), tool_call([0, 0, 250, 250], call_id="b"),
+               completion(answer("ok"))]
+    img, crop, rep, reqs, errors = run(demo_crops, replies, rounds=2)
+    assert rep.answer is CropAnswer.ok and len(reqs) == 3 and len(rep.looks[0].zooms) == 2
+    assert "tools" in reqs[0] and "tools" in reqs[1] and "tools" not in reqs[2]
+
+
+def test_zoom_off_offers_no_tool(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [completion(answer("ok"))], rounds=0)
+    assert rep.answer is CropAnswer.ok and "tools" not in reqs[0]
