@@ -74,3 +74,20 @@ def test_rounds_are_limited_and_the_last_call_offers_no_tool(demo_crops):
 def test_zoom_off_offers_no_tool(demo_crops):
     img, crop, rep, reqs, errors = run(demo_crops, [completion(answer("ok"))], rounds=0)
     assert rep.answer is CropAnswer.ok and "tools" not in reqs[0]
+
+
+def test_no_zoom_is_offered_when_the_deadline_leaves_no_time(demo_crops):
+    """A part whose decision is due (a deadline of 10 ms, long past when the model is asked) gets no
+    zoom offer: a zoom costs two more calls."""
+    img, crop = demo_crops[0]
+    product = ProductConfig(decision_deadline_ms=10, decision_guard_ms=5)
+    with ScriptedVLM(lambda body: (200, completion(answer("ok")), 0)) as vlm:
+        cfg = OpenAIReasonerConfig(type="openai", base_url=vlm.base_url, server="fastdeploy",
+                                   profile="ernie-4.5-vl", max_zoom_rounds=2, second_look={"max_looks": 1})
+        r = build_reasoner(cfg, None)
+        frame = Frame("cam", 1, img, captured_mono=0.0)  # captured long ago
+        rep = r.analyze(crop, product, frame)
+        assert rep.answer is CropAnswer.ok and "tools" not in vlm.requests[0] and r.zooms_past_deadline == 1
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))  # no deadline: offered
+        assert "tools" in vlm.requests[1]
+        r.close()

@@ -79,6 +79,7 @@ class Reasoner:
         self.call_errors = 0
         self.unusable_answers = 0
         self.zoom_errors = 0  # zoom requests the model made that could not be served (bad region)
+        self.zooms_past_deadline = 0  # times the zoom was not offered: no time left before the deadline
 
     def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
         """One model call; `schema` and `gbnf` describe the same answer, for the backend to use
@@ -157,6 +158,7 @@ class Reasoner:
 
         error = ""
         attempt = rounds = 0
+        last_call_s = 0.0
         while attempt < 2:  # the answer, then at most one repair (zoom rounds are not attempts)
             if not self.breaker.allow():
                 b = self.breaker.snapshot()
@@ -164,7 +166,8 @@ class Reasoner:
                     f"VLM unavailable: circuit open after {b['consecutive_failures']} failed calls "
                     f"(last: {b['last_error']}); next try in {self.breaker.retry_in():.0f} s"))
             t0 = time.perf_counter()
-            offer = tools if tools and rounds < self.cfg.max_zoom_rounds else None
+            offer = tools if tools and rounds < self.cfg.max_zoom_rounds and \
+                self._time_for_a_zoom(product, frame, last_call_s) else None
             try:
                 reply = self._call(msgs, schema, gbnf, offer) if offer else self._call(msgs, schema, gbnf)
             except ReasonerUnavailable as e:
@@ -178,6 +181,7 @@ class Reasoner:
                 return look(CropAnswer.unavailable, error=f"reasoner error: {type(e).__name__}: {e}")
             self._count(t0)
             self.breaker.success()
+            last_call_s = time.perf_counter() - t0
             if reply.tool_calls and zoom_on and rounds <= self.cfg.max_zoom_rounds:
                 # The model asks to look closer: answer each call (the zoomed region, or why not),
                 # then ask again; past the last round the tool is no longer offered.
@@ -207,6 +211,17 @@ class Reasoner:
                 continue
             return look(v.answer, v.findings, v.rejected)
         return look(CropAnswer.invalid, error=f"unusable answer after a repair attempt: {error}")
+
+    def _time_for_a_zoom(self, product: ProductConfig, frame: Frame | None, last_call_s: float) -> bool:
+        """A zoom costs at least two more calls (the zoomed look and the answer): offered only while
+        the part's decision deadline leaves room for them, judged by the last call's duration."""
+        if frame is None or product.decision_deadline_ms is None:
+            return True
+        end = frame.started_mono + (product.decision_deadline_ms - product.decision_guard_ms) / 1000.0
+        if time.monotonic() + 2 * last_call_s < end:
+            return True
+        self.zooms_past_deadline += 1
+        return False
 
     def _zoom(self, call, crop: Crop, frame: Frame, zooms: list) -> dict:
         """The zoom tool's answer to one call: the region cut from the full-resolution frame at the
