@@ -91,3 +91,23 @@ def test_no_zoom_is_offered_when_the_deadline_leaves_no_time(demo_crops):
         rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))  # no deadline: offered
         assert "tools" in vlm.requests[1]
         r.close()
+
+
+def test_the_zoom_rounds_are_stored_with_the_answer(demo_crops, tmp_path):
+    """The regions the model zoomed into reach the store and the inspection's detail."""
+    from inspector.config import StoreConfig
+    from inspector.messages import Verdict, VerdictKind
+    from inspector.store import Store
+
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([250, 250, 750, 750]),
+                                                    completion(answer("defect", [FOUND]))])
+    store = Store(f"sqlite:///{tmp_path / 'z.db'}", tmp_path, StoreConfig())
+    try:
+        frame = Frame("cam", 1, img)
+        verdict = Verdict(frame, VerdictKind.fail, "vlm_agreed", "the VLM saw a scratch", (crop.candidate,), (rep,))
+        iid = store.save(verdict, "demo-tile", "openai", crops=(crop,))
+        d = store.inspection(iid)
+        (zoomed,) = [a for a in d["vlm_answers"] if a["zooms"]]
+        assert zoomed["zooms"] == [[round(v, 1) for v in rep.looks[0].zooms[0]]]
+    finally:
+        store.close()
