@@ -111,3 +111,67 @@ def test_the_zoom_rounds_are_stored_with_the_answer(demo_crops, tmp_path):
         assert zoomed["zooms"] == [[round(v, 1) for v in rep.looks[0].zooms[0]]]
     finally:
         store.close()
+
+
+# --- the grammar route: llama.cpp in process (no tool calls) --------------------------------------
+
+def test_in_process_the_grammar_offers_the_zoom_until_the_rounds_are_spent(tiny_vlm, demo_crops):
+    """The tiny real model through llama.cpp: the grammar of each call allows {"zoom": box} while a
+    round is left and not after; whatever the random model chose, every zoom it asked for was served
+    inside the frame."""
+    from inspector.config import LlamaCppReasonerConfig
+
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj, seed=3,
+                                 temperature=1.0, max_zoom_rounds=1, second_look={"max_looks": 1})
+    r = build_reasoner(cfg, tiny_vlm.model.parent)
+    calls = []
+    real = r._call
+
+    def spy(messages, schema, gbnf, tools=None):
+        reply = real(messages, schema, gbnf)
+        calls.append((gbnf, reply.text, messages))
+        return reply
+    r._call = spy
+    try:
+        for img, crop in demo_crops[:4]:
+            before = len(calls)
+            rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+            mine = calls[before:]
+            assert "zoomreq" in mine[0][0] and '\\"zoom\\"' in mine[0][0]
+            assert "If you need to see a region closer" in mine[0][2][1]["content"][1]["text"]
+            asked = [i for i, (_, text, _) in enumerate(mine) if text.lstrip().startswith('{"zoom"')]
+            for i in asked:  # after a zoom, the next call may not zoom again (1 round)
+                assert "zoomreq" not in mine[i + 1][0]
+            h, w = img.shape[:2]
+            for z in rep.looks[0].zooms:
+                assert 0 <= z[0] < z[2] <= w and 0 <= z[1] < z[3] <= h
+            assert len(rep.looks[0].zooms) <= 1
+    finally:
+        r.close()
+
+
+def test_in_process_a_zoom_request_is_served_and_answered(tiny_vlm, demo_crops):
+    """The model's choice injected (a random model rarely zooms): the grammar-route request gets the
+    zoomed region as the next user turn, and the answer after it is the look's answer."""
+    from inspector.config import LlamaCppReasonerConfig
+    from inspector.reasoner import Reply
+
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj,
+                                 max_zoom_rounds=2, second_look={"max_looks": 1})
+    r = build_reasoner(cfg, tiny_vlm.model.parent)
+    replies = iter(['{"zoom": [250, 250, 750, 750]}', answer("ok")])
+    seen = []
+
+    def scripted(messages, schema, gbnf, tools=None):
+        seen.append(messages)
+        return Reply(next(replies))
+    r._call = scripted
+    try:
+        img, crop = demo_crops[0]
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+        assert rep.answer is CropAnswer.ok and len(rep.looks[0].zooms) == 1
+        shown = seen[1][-1]
+        assert shown["role"] == "user" and shown["content"][0]["type"] == "image_url"
+        assert max(tool_image(shown).shape[:2]) == max(crop.image.shape[:2])
+    finally:
+        r.close()

@@ -64,6 +64,7 @@ class Reasoner:
     # none behind an HTTP server, where the model is known by name only.
     model_files: Mapping[str, Path] = MappingProxyType({})
     supports_tools = False  # the backend can offer the model tools (OpenAI-style tool calls)
+    grammar_zoom = False  # the backend constrains answers by our grammar: zoom requests go through it
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -137,18 +138,22 @@ class Reasoner:
               frame: Frame | None) -> Look:
         taxonomy = list(product.defects)
         schema = answer_schema(taxonomy, self.profile.integer_boxes)
-        msgs = prompt.messages(crop, product, self.profile, schema, mark=self.cfg.mark_candidate,
-                               previous=previous)
+        wants_zoom = self.cfg.max_zoom_rounds > 0 and frame is not None
+        # Model-driven zoom: through the family's zoom tool where the backend offers tools, else
+        # through our grammar where the backend takes one (the answer may be {"zoom": box} instead).
+        zoom_on = wants_zoom and bool(self.profile.zoom_tool) and self.supports_tools
+        grammar_zoom = wants_zoom and not zoom_on and self.grammar_zoom
         h, w = crop.image.shape[:2]
+        msgs = prompt.messages(crop, product, self.profile, schema, mark=self.cfg.mark_candidate,
+                               previous=previous, zoom=grammar_zoom)
         gbnf = answer_gbnf(taxonomy, self.profile, w, h)
+        gbnf_zoom = answer_gbnf(taxonomy, self.profile, w, h, zoom=True) if grammar_zoom else gbnf
         region = region_of(crop)
         raws: list[str] = []
         thoughts: list[str] = []
         started = time.perf_counter()
 
         zooms: list = []
-        zoom_on = (self.cfg.max_zoom_rounds > 0 and frame is not None and bool(self.profile.zoom_tool)
-                   and self.supports_tools)
         tools = [prompt.zoom_tool(self.profile)] if zoom_on else None
 
         def look(answer, findings=(), rejected=(), error=""):
@@ -166,10 +171,12 @@ class Reasoner:
                     f"VLM unavailable: circuit open after {b['consecutive_failures']} failed calls "
                     f"(last: {b['last_error']}); next try in {self.breaker.retry_in():.0f} s"))
             t0 = time.perf_counter()
-            offer = tools if tools and rounds < self.cfg.max_zoom_rounds and \
-                self._time_for_a_zoom(product, frame, last_call_s) else None
+            may_zoom = (zoom_on or grammar_zoom) and rounds < self.cfg.max_zoom_rounds and \
+                self._time_for_a_zoom(product, frame, last_call_s)
+            offer = tools if zoom_on and may_zoom else None
+            grammar = gbnf_zoom if grammar_zoom and may_zoom else gbnf
             try:
-                reply = self._call(msgs, schema, gbnf, offer) if offer else self._call(msgs, schema, gbnf)
+                reply = self._call(msgs, schema, grammar, offer) if offer else self._call(msgs, schema, grammar)
             except ReasonerUnavailable as e:
                 self._count(t0, failed=True)
                 self.breaker.failure(str(e))
@@ -195,6 +202,15 @@ class Reasoner:
             raws.append(reply.text)
             thinking, body = self.profile.split_thinking(reply.text)
             thoughts += [reply.thinking, thinking]
+            box = _zoom_request(body) if grammar_zoom else None
+            if box is not None and rounds < self.cfg.max_zoom_rounds:
+                call = ToolCall(f"zoom_{rounds}", self.profile.zoom_tool, json.dumps({self.profile.zoom_box_arg: box}))
+                served = self._zoom(call, crop, frame, zooms)
+                msgs = [*msgs, {"role": "assistant", "content": reply.text},
+                        {"role": "user", "content": served["content"] if isinstance(served["content"], list) else
+                         [{"type": "text", "text": served["content"]}]}]
+                rounds += 1
+                continue
             try:
                 v = validate(body, profile=self.profile, taxonomy=taxonomy, crop_w=w, crop_h=h,
                              to_frame=crop.transform.to_frame, crop_index=crop.index,
@@ -228,7 +244,7 @@ class Reasoner:
         crop's pixel budget, or an error text the model can act on (counted)."""
         h, w = crop.image.shape[:2]
         p = self.profile
-        if call.name != p.zoom_tool:
+        if call.name != p.zoom_tool and not call.id.startswith("zoom_"):
             self.zoom_errors += 1
             return prompt.zoom_reply(call.id, None, f"error: there is no tool {call.name!r}; use {p.zoom_tool}")
         try:
@@ -270,6 +286,15 @@ class Reasoner:
 
     def close(self) -> None:
         pass
+
+
+def _zoom_request(body: str) -> list | None:
+    """The box of a grammar-route zoom request ({"zoom": [x1, y1, x2, y2]}), else None."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj["zoom"] if isinstance(obj, dict) and set(obj) == {"zoom"} else None
 
 
 def _swap(findings: list[Finding], old: Finding, new) -> list[Finding]:
