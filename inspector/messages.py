@@ -133,6 +133,7 @@ class Look:
     thinking: str  # thinking text, kept for audit and never parsed as the answer
     latency_ms: float
     error: str = ""
+    zooms: tuple[Box, ...] = ()  # frame regions the model asked to see closer while it answered
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,10 @@ def cmd_calibrate_camera(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    configs = args.config or [None]
+    if args.what == "vlm":
+        return _eval_vlm(args, configs)
+    args.config = configs[-1]
     from inspector.prefilter import calibration as cal
     from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
 
@@ -311,3 +315,39 @@ def _restore(kept: dict) -> None:
             f.unlink(missing_ok=True)
         else:
             write_atomic(f, data)
+
+
+def _eval_vlm(args, configs) -> int:
+    import copy
+
+    from inspector.prefilter.evaluate import EvalError, read_labels
+    from inspector.reasoner import build_reasoner
+    from inspector.reasoner import evaluate as ev
+
+    try:
+        items = read_labels(args.labels, args.images)
+    except EvalError as e:
+        _fail(str(e))
+    results, names = [], []
+    crops = None
+    for path in configs:
+        one = copy.copy(args)
+        one.config = path
+        cfg = _load(one)
+        if cfg.reasoner.type == "none":
+            _fail(f"{path or 'the default config'}: reasoner.type is none: nothing to measure")
+        product = cfg.product(args.product) if args.product else cfg.products[0]
+        if crops is None:  # the same crops for every config
+            crops = ev.cases(items, cfg.cropper, cfg.limits.max_image_pixels)
+        reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
+        try:
+            results.append(ev.evaluate(reasoner, crops, product))
+        finally:
+            reasoner.close()
+        names.append(str(path) if path else "default")
+    print(ev.table(results, names))
+    if args.chart:
+        print(f"chart: {ev.chart(results, names, args.chart)}")
+    if args.json:
+        print(ev.to_json(results, names))
+    return 0

@@ -113,15 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="measure the pre-filter on labelled images")
+    p = sub.add_parser("eval", help="measure the pre-filter (default) or VLMs (`eval vlm`) on labelled images")
+    p.add_argument("what", nargs="?", choices=["prefilter", "vlm"], default="prefilter",
+                   help="vlm: each --config's reasoner on crops around the labelled defects and defect-free parts")
     p.add_argument("--images", type=Path, required=True, help="folder the labels' paths are relative to")
-    p.add_argument("--labels", type=Path, required=True, help="JSON lines: {image, boxes}")
+    p.add_argument("--labels", type=Path, required=True, help="JSON lines: {image, boxes} (or the demo line's "
+                                                             "ground_truth.jsonl)")
+    p.add_argument("--chart", type=Path, help="vlm: a PNG bar chart of the configs side by side")
     p.add_argument("--product", help="use this product's calibrated threshold and camera ROI")
     p.add_argument("--threshold", type=float, help="decision threshold (overrides the calibration)")
     p.add_argument("--roi", help="x1,y1,x2,y2 (default: the product's camera ROI, else the whole image)")
     p.add_argument("--pr-curve", type=Path, help="PNG to write (default: pr-curve.png)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--config", type=Path)
+    p.add_argument("--config", type=Path, action="append",
+                   help="the line config (vlm: once per reasoner to compare, same crops, same order)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers and ratios")

@@ -47,6 +47,9 @@ class _ReasonerCommon(_Model):
     mark_candidate: bool = Field(
         True, description="draw the detector's box on the crop as well as stating it in the prompt")
     second_look: SecondLookConfig = Field(default_factory=SecondLookConfig)
+    max_zoom_rounds: int = Field(
+        0, ge=0, le=8, description="model-driven zoom: times the model may ask to look closer at a region "
+                                   "of the frame while it answers one question (the profile's zoom tool); 0 = off")
     breaker_failures: int = Field(
         3, ge=1, description="consecutive failed calls that open the circuit (stop calling)")
     breaker_cooldown_s: float = Field(30.0, gt=0, description="wait before trying a broken VLM again")

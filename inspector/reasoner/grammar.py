@@ -53,8 +53,10 @@ def _coord_rules(profile: Profile, w: int, h: int) -> list[str]:
     return [f"xc ::= {int_range(int(mw))}", f"yc ::= {int_range(int(mh))}"]
 
 
-def answer_gbnf(taxonomy: list[str], profile: Profile, w: int, h: int) -> str:
-    """The grammar for an answer about a w x h image (pixel coordinates are bounded by its size)."""
+def answer_gbnf(taxonomy: list[str], profile: Profile, w: int, h: int, zoom: bool = False) -> str:
+    """The grammar for an answer about a w x h image (pixel coordinates are bounded by its size).
+    `zoom`: the answer may instead be a request to see a region closer, {"zoom": [x1, y1, x2, y2]}
+    (model-driven zoom for backends without tool calls)."""
     def key(name: str) -> str:
         return f'"\\"{name}\\"" ws ":" ws'
 
@@ -62,8 +64,11 @@ def answer_gbnf(taxonomy: list[str], profile: Profile, w: int, h: int) -> str:
                f'{key("confidence")} conf ws "," ws {key("box")} box ws "," ws '
                f'{key("reason")} reason ws "}}"')
     more = MAX_FINDINGS - 1
+    answer = f'"{{" ws {key("verdict")} verdict ws "," ws {key("findings")} findings ws "}}" ws'
+    root = ["root ::= answer | zoomreq", f"answer ::= {answer}",
+            f'zoomreq ::= "{{" ws {key("zoom")} box ws "}}" ws'] if zoom else [f"root ::= {answer}"]
     return "\n".join([
-        f'root ::= "{{" ws {key("verdict")} verdict ws "," ws {key("findings")} findings ws "}}" ws',
+        *root,
         f'verdict ::= {_alt(["defect", "ok", "uncertain"])}',
         f'findings ::= "[" ws "]" | "[" ws finding (ws "," ws finding){{0,{more}}} ws "]"',
         f"finding ::= {finding}",

@@ -71,6 +71,7 @@ class LlamaCppReasoner(Reasoner):
         self._deadline: float | None = None
         self._install_abort_callback()
         self._grammars: dict = {}  # parsed once per taxonomy and coordinate space
+        self.grammar_zoom = cfg.constrain == "gbnf"  # a zoom request is one of the grammar's answers
 
     def _constraint(self, schema: dict, gbnf: str) -> dict:
         if self.cfg.constrain == "json_schema":
@@ -84,7 +85,7 @@ class LlamaCppReasoner(Reasoner):
             grammar = self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
         return {"grammar": grammar}
 
-    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
+    def _call(self, messages: list[dict], schema: dict, gbnf: str, tools: list[dict] | None = None) -> Reply:
         timeout = self.cfg.timeout_s
         with self._lock:
             self._calls += 1

@@ -8,6 +8,7 @@ kept). One pooled HTTP client reuses connections; `workers` bounds the requests 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 
 from inspector.config import OpenAIReasonerConfig
 from inspector.util.redact import redact_url
-from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, register
+from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, ToolCall, register
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 @register("openai")
 class OpenAIReasoner(Reasoner):
     backend = "openai"
+    supports_tools = True
 
     def __init__(self, cfg: OpenAIReasonerConfig, data_dir: Path | None = None):
         super().__init__(cfg)
@@ -41,13 +43,15 @@ class OpenAIReasoner(Reasoner):
             limits=httpx.Limits(max_connections=cfg.workers, max_keepalive_connections=cfg.workers))
         self._slots = threading.BoundedSemaphore(cfg.workers)
 
-    def request_body(self, messages: list[dict], schema: dict, gbnf: str) -> dict:
+    def request_body(self, messages: list[dict], schema: dict, gbnf: str, tools: list[dict] | None = None) -> dict:
         cfg = self.cfg
         body = {**self.profile.request_extras, **cfg.extra_body,
                 "messages": messages, "max_tokens": cfg.max_tokens,
                 "temperature": cfg.temperature, "seed": cfg.seed, "stream": False}
         if cfg.model:
             body["model"] = cfg.model
+        if tools:
+            body["tools"] = tools
         if cfg.dialect == "gbnf":
             body["grammar"] = gbnf
         elif cfg.dialect == "json_object_schema":
@@ -59,8 +63,8 @@ class OpenAIReasoner(Reasoner):
                 "name": "inspection_answer", "schema": schema}}
         return body
 
-    def _call(self, messages: list[dict], schema: dict, gbnf: str) -> Reply:
-        body = self.request_body(messages, schema, gbnf)
+    def _call(self, messages: list[dict], schema: dict, gbnf: str, tools: list[dict] | None = None) -> Reply:
+        body = self.request_body(messages, schema, gbnf, tools)
         with self._slots:
             try:
                 r = self.client.post("/chat/completions", json=body)
@@ -80,10 +84,14 @@ class OpenAIReasoner(Reasoner):
             thinking = msg.get("reasoning_content") or msg.get("reasoning") or ""
             if not isinstance(content, str) or not isinstance(thinking, str):
                 raise TypeError("content is not text")
+            calls = tuple(ToolCall(str(c.get("id") or f"call_{i}"), str(c["function"]["name"]),
+                                   c["function"].get("arguments") if isinstance(c["function"].get("arguments"), str)
+                                   else json.dumps(c["function"].get("arguments")))
+                          for i, c in enumerate(msg.get("tool_calls") or []))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ReasonerUnavailable(f"VLM server {self.base_url} did not send an OpenAI chat "
                                       f"completion: {_excerpt(r.text)}") from None
-        return Reply(content, thinking)
+        return Reply(content, thinking, calls)
 
     def _hint(self, r: httpx.Response) -> str:
         text = r.text.lower()

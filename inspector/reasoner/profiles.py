@@ -36,6 +36,11 @@ class Profile:
     think_close: str = "</think>"
     in_process_refusal: str = ""  # non-empty: llama.cpp cannot run this family in process, and why
     request_extras: dict = field(default_factory=dict)  # extra fields for OpenAI-compatible requests
+    # Model-driven zoom over HTTP: the function the family calls to look closer (its box argument
+    # in the profile's coordinates); "" = the family calls no zoom tool (llama.cpp in process asks
+    # for a zoom through our grammar instead).
+    zoom_tool: str = ""
+    zoom_box_arg: str = "bbox_2d"
 
     def __post_init__(self):
         if self.coords not in COORD_CONVENTIONS:
@@ -138,6 +143,8 @@ register_profile(Profile(
     "ernie-4.5-vl", "rel1000",
     # FastDeploy's switch for the Thinking variant; servers that do not know it ignore it.
     request_extras={"chat_template_kwargs": {"options": {"thinking_mode": "open"}}},
+    # "thinking with images": FastDeploy's --tool-call-parser ernie-45-vl-thinking
+    zoom_tool="image_zoom_in_tool",
 ))
 
 OVERRIDABLE = tuple(f.name for f in fields(Profile) if f.name not in ("name", "in_process_refusal"))

@@ -38,8 +38,13 @@ def marked(crop: Crop) -> np.ndarray:
     return img
 
 
+ZOOM_HINT = ("If you need to see a region closer before you answer, answer only {{\"zoom\": {box}}} with the "
+             "region as {coords}; you will be shown it at higher resolution, taken from the camera's full "
+             "picture.\n")
+
+
 def question(crop: Crop, product: ProductConfig, profile: Profile, schema: dict, *,
-             mark: bool, previous: Finding | None = None) -> str:
+             mark: bool, previous: Finding | None = None, zoom: bool = False) -> str:
     h, w = crop.image.shape[:2]
     cand = profile.format_box(profile.from_pixels(crop.candidate_box_in_crop, w, h))
     taxonomy = "\n".join(f"- {name}: {desc}" for name, desc in product.defects.items())
@@ -59,21 +64,45 @@ def question(crop: Crop, product: ProductConfig, profile: Profile, schema: dict,
         f"Give every defect you see with its type, severity (minor, major, critical), your "
         f"confidence from 0 to 1, a short reason, and its box as {profile.describe_coords(w, h)}.\n"
         f"If the part is fine answer verdict \"ok\" with no findings; if you cannot tell, "
-        f"\"uncertain\".\nJSON schema of the answer:\n{json.dumps(schema, separators=(',', ':'))}"
+        f"\"uncertain\".\n"
+        + (ZOOM_HINT.format(box="[x1, y1, x2, y2]", coords=profile.describe_coords(w, h)) if zoom else "")
+        + f"JSON schema of the answer:\n{json.dumps(schema, separators=(',', ':'))}"
     )
 
 
 def messages(crop: Crop, product: ProductConfig, profile: Profile, schema: dict, *,
-             mark: bool = True, previous: Finding | None = None) -> list[dict]:
+             mark: bool = True, previous: Finding | None = None, zoom: bool = False) -> list[dict]:
     image = marked(crop) if mark else crop.image
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": image_data_url(image)}},
             {"type": "text", "text": question(crop, product, profile, schema, mark=mark,
-                                              previous=previous)},
+                                              previous=previous, zoom=zoom)},
         ]},
     ]
+
+
+def zoom_tool(profile: Profile) -> dict:
+    """The zoom function as the family was trained to call it (ERNIE-4.5-VL-Thinking:
+    image_zoom_in_tool with bbox_2d in 0-1000 of the image as shown)."""
+    return {"type": "function", "function": {
+        "name": profile.zoom_tool,
+        "description": "Zoom in on a region of the image to look at it more closely; the region is shown "
+                       "at higher resolution from the original camera frame.",
+        "parameters": {"type": "object", "properties": {
+            profile.zoom_box_arg: {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                                   "description": "the region as [x1, y1, x2, y2] in the image's coordinates"},
+            "label": {"type": "string", "description": "what to look for there"}},
+            "required": [profile.zoom_box_arg]}}}
+
+
+def zoom_reply(call_id: str, zoom: np.ndarray | None, text: str) -> dict:
+    """The tool's answer: the zoomed image, or why there is none."""
+    content: list | str = text
+    if zoom is not None:
+        content = [{"type": "image_url", "image_url": {"url": image_data_url(zoom)}}, {"type": "text", "text": text}]
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
 
 
 def repair_message(error: str) -> dict:

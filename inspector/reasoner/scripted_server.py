@@ -17,6 +17,17 @@ def completion(content: str, reasoning: str | None = None) -> dict:
             "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}
 
 
+def tool_call(bbox, reasoning: str = "let me look closer", name: str = "image_zoom_in_tool",
+              call_id: str = "call_0") -> dict:
+    """FastDeploy's answer when ERNIE-4.5-VL-Thinking asks to zoom (--tool-call-parser
+    ernie-45-vl-thinking): no content, the thinking apart, the call's arguments as JSON text."""
+    msg = {"role": "assistant", "content": "", "reasoning_content": reasoning,
+           "tool_calls": [{"id": call_id, "type": "function",
+                           "function": {"name": name, "arguments": json.dumps({"bbox_2d": bbox})}}]}
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}]}
+
+
 def answer(verdict: str = "ok", findings: list | None = None) -> str:
     return json.dumps({"verdict": verdict, "findings": findings or []})
 

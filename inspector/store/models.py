@@ -228,6 +228,7 @@ class VlmAnswer(Base):
     region: Mapped[list | None] = mapped_column(JSON, nullable=True)  # frame pixels shown
     thinking: Mapped[str] = mapped_column(Text, default="")
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    zooms: Mapped[list | None] = mapped_column(JSON, nullable=True)  # frame regions the model zoomed into
 
 
 class User(Base):

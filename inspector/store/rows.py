@@ -34,5 +34,6 @@ def answer_rows(r: CropReport, late: bool = False) -> list[dict]:
     return [{"crop_index": r.crop_index, "look": lk.index, "answer": lk.answer.value, "raw": lk.raw,
              "thinking": lk.thinking, "rejected": list(lk.rejected), "error": lk.error,
              "model_id": r.model_id, "latency_ms": lk.latency_ms, "late": late,
-             "region": [round(v, 1) for v in lk.region] if r.looks else None}
+             "region": [round(v, 1) for v in lk.region] if r.looks else None,
+             "zooms": [[round(v, 1) for v in z] for z in lk.zooms] or None}
             for lk in looks]

@@ -335,7 +335,8 @@ class Store:
             d["vlm_answers"] = [{"crop_index": a.crop_index, "look": a.look, "region": a.region,
                                  "answer": a.answer, "raw": a.raw, "thinking": a.thinking,
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
-                                 "latency_ms": a.latency_ms, "late": a.late} for a in i.answers]
+                                 "latency_ms": a.latency_ms, "late": a.late, "zooms": a.zooms or []}
+                                for a in i.answers]
             d["reviews"] = [_review(r) for r in i.reviews]
             d["models"] = {role: {"name": m.name, "sha256": m.sha256} for role, vid in
                            (("detector", i.detector_version_id), ("vlm", i.vlm_version_id))

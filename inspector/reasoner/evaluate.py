@@ -1,0 +1,147 @@
+"""`inspector eval vlm`: VLM configs side by side on the same labelled crops, in the same order.
+
+Crops: one around each labelled defect (a positive, its type and box known) and one around the
+middle of each defect-free image (a negative), cut as the line cuts them. Each reasoner config asks
+about every crop with the frame it came from (so closer looks and zooms work as on the line).
+Numbers per config: defect recall and precision, type accuracy, box IoU (mean, share >= 0.5), answers
+validation refused, VLM unavailable, zoom rounds per crop, latency p50/p95, and the share of crops
+answered within the product's decision deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.messages import Candidate, Crop, CropAnswer, Frame
+
+
+@dataclass
+class Case:
+    name: str
+    frame: np.ndarray
+    crop: Crop
+    box: tuple | None  # the labelled defect in frame pixels; None: a defect-free part
+    kind: str | None
+
+
+def cases(items, cropper, max_pixels: int) -> list[Case]:
+    from inspector.cropper import crop_around
+    from inspector.util.image_file import read_image
+
+    out: list[Case] = []
+    sizes = [(b[2] - b[0], b[3] - b[1]) for it in items for b in it.boxes]
+    side = float(statistics.median([max(s) for s in sizes])) if sizes else 96.0
+    for it in items:
+        img = read_image(it.path, max_pixels)
+        boxes = it.boxes or []
+        kinds = it.kinds or [None] * len(boxes)
+        if not boxes:  # a negative: the middle of the part, about a defect's size
+            h, w = img.shape[:2]
+            boxes_, kinds_ = [((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)], [None]
+        else:
+            boxes_, kinds_ = boxes, kinds
+        for i, (b, k) in enumerate(zip(boxes_, kinds_)):
+            crop = crop_around(img, Candidate(tuple(b), 1.0, "label", "eval"), i, padding=cropper.padding,
+                               min_side=cropper.min_side_px, out_side=cropper.max_side_px, upscale=False)
+            out.append(Case(f"{it.path.name}#{i}", img, crop, tuple(b) if boxes else None, k))
+    return out
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def evaluate(reasoner, cs: list[Case], product) -> dict:
+    tp = fp = fn = tn = unavailable = invalid = refused = 0
+    typed = typed_right = 0
+    ious, lat, zooms, on_time = [], [], [], []
+    deadline = product.decision_deadline_ms
+    for c in cs:
+        rep = reasoner.analyze(c.crop, product, Frame("eval", 1, c.frame))
+        lat.append(rep.latency_ms)
+        zooms.append(sum(len(lk.zooms) for lk in rep.looks))
+        refused += len(rep.rejected)
+        if deadline is not None:
+            on_time.append(rep.latency_ms <= deadline)
+        if rep.answer is CropAnswer.unavailable:
+            unavailable += 1
+        if rep.answer is CropAnswer.invalid:
+            invalid += 1
+        said_defect = rep.answer is CropAnswer.defect
+        if c.box is None:
+            fp += said_defect
+            tn += not said_defect
+            continue
+        if not said_defect:
+            fn += 1
+            continue
+        tp += 1
+        best = max((iou(f.box, c.box) for f in rep.findings), default=0.0)
+        ious.append(best)
+        if c.kind:
+            typed += 1
+            typed_right += any(f.defect_type == c.kind for f in rep.findings)
+    pct = lambda q: round(float(np.percentile(lat, q)), 1) if lat else None  # noqa: E731
+    return {
+        "model": reasoner.model_id, "profile": reasoner.profile.name, "crops": len(cs),
+        "positives": tp + fn, "negatives": fp + tn,
+        "recall": round(tp / (tp + fn), 3) if tp + fn else None,
+        "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+        "type_accuracy": round(typed_right / typed, 3) if typed else None,
+        "iou_mean": round(statistics.mean(ious), 3) if ious else None,
+        "iou_ge_05": round(sum(i >= 0.5 for i in ious) / len(ious), 3) if ious else None,
+        "invalid_answers": invalid, "refused_findings": refused, "unavailable": unavailable,
+        "zoom_rounds_per_crop": round(statistics.mean(zooms), 2) if zooms else 0.0,
+        "latency_p50_ms": pct(50), "latency_p95_ms": pct(95),
+        "deadline_hit_rate": round(sum(on_time) / len(on_time), 3) if on_time else None,
+    }
+
+
+COLUMNS = [("recall", "recall"), ("precision", "precision"), ("type_accuracy", "type acc"),
+           ("iou_mean", "IoU mean"), ("iou_ge_05", "IoU>=0.5"), ("invalid_answers", "invalid"),
+           ("refused_findings", "refused"), ("unavailable", "unavail."), ("zoom_rounds_per_crop", "zooms/crop"),
+           ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("deadline_hit_rate", "on time")]
+
+
+def table(results: list[dict], names: list[str]) -> str:
+    width = max(12, *(len(n) for n in names))
+    lines = [f"{'config':<{width}} " + " ".join(f"{h:>10}" for _, h in COLUMNS)]
+    for name, r in zip(names, results):
+        cells = ["-" if r[k] is None else f"{r[k]:g}" for k, _ in COLUMNS]
+        lines.append(f"{name:<{width}} " + " ".join(f"{c:>10}" for c in cells))
+    return "\n".join(lines)
+
+
+def chart(results: list[dict], names: list[str], path: Path) -> Path:
+    """Bars of recall, precision, type accuracy, IoU>=0.5 and on-time share per config (PNG)."""
+    import cv2
+
+    keys = ["recall", "precision", "type_accuracy", "iou_ge_05", "deadline_hit_rate"]
+    W, H, pad = 160 * len(keys) + 80, 360, 40
+    img = np.full((H, W, 3), 255, np.uint8)
+    colours = [(200, 120, 40), (40, 140, 220), (60, 170, 60), (150, 60, 180)]
+    bw = max(8, 120 // max(1, len(results)))
+    for i, k in enumerate(keys):
+        x0 = pad + i * 160
+        cv2.putText(img, k.replace("_", " ")[:16], (x0, H - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        for j, r in enumerate(results):
+            v = r.get(k) or 0.0
+            top = int(H - 40 - v * (H - 80))
+            cv2.rectangle(img, (x0 + j * bw, top), (x0 + (j + 1) * bw - 2, H - 40), colours[j % len(colours)], -1)
+    for j, n in enumerate(names):
+        cv2.putText(img, n[:40], (pad, 18 + 16 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[j % len(colours)], 1)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def to_json(results: list[dict], names: list[str]) -> str:
+    return json.dumps({"eval": "vlm", "configs": [{"config": n, **r} for n, r in zip(names, results)]})

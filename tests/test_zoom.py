@@ -1,0 +1,177 @@
+"""Model-driven zoom (issue 29): the scripted OpenAI-compatible server answers in FastDeploy's shapes
+for ERNIE-4.5-VL-Thinking (tool_calls with image_zoom_in_tool / bbox_2d, thinking apart)."""
+
+import base64
+import json
+
+import cv2
+import numpy as np
+
+from inspector.config import OpenAIReasonerConfig, ProductConfig
+from inspector.messages import CropAnswer, Frame
+from inspector.reasoner import build_reasoner
+from inspector.reasoner.scripted_server import ScriptedVLM, answer, completion, tool_call
+
+PRODUCT = ProductConfig()
+FOUND = {"type": "scratch", "severity": "minor", "confidence": 0.8, "box": [400, 400, 600, 600],
+         "reason": "a thin line"}
+
+
+def run(demo_crops, replies, rounds=2):
+    img, crop = demo_crops[0]
+    it = iter(replies)
+    with ScriptedVLM(lambda body: (200, next(it), 0)) as vlm:
+        cfg = OpenAIReasonerConfig(type="openai", base_url=vlm.base_url, server="fastdeploy",
+                                   profile="ernie-4.5-vl", max_zoom_rounds=rounds, second_look={"max_looks": 1})
+        r = build_reasoner(cfg, None)
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+        errors = r.zoom_errors
+        r.close()
+    return img, crop, rep, vlm.requests, errors
+
+
+def tool_image(msg) -> np.ndarray:
+    url = msg["content"][0]["image_url"]["url"]
+    return cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_one_zoom_round_then_the_answer(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([250, 250, 750, 750]),
+                                                    completion(answer("defect", [FOUND]))])
+    assert rep.answer is CropAnswer.defect and errors == 0 and len(reqs) == 2
+    first, second = reqs
+    assert [t["function"]["name"] for t in first["tools"]] == ["image_zoom_in_tool"]
+    assert "tools" in second  # round 1 of 2: still offered
+    asked, told = second["messages"][-2], second["messages"][-1]
+    assert asked["role"] == "assistant" and json.loads(asked["tool_calls"][0]["function"]["arguments"]) == \
+        {"bbox_2d": [250, 250, 750, 750]}
+    assert told["role"] == "tool" and told["tool_call_id"] == "call_0"
+    # the zoom is the middle half of the crop's region, cut from the frame at the crop's pixel budget
+    zoom = tool_image(told)
+    assert max(zoom.shape[:2]) == max(crop.image.shape[:2])
+    (zx1, zy1, zx2, zy2), = rep.looks[0].zooms
+    rx1, ry1, rx2, ry2 = crop.transform.to_frame((0, 0, crop.image.shape[1], crop.image.shape[0]))
+    assert abs(zx1 - (rx1 + (rx2 - rx1) / 4)) <= 2 and abs(zx2 - (rx2 - (rx2 - rx1) / 4)) <= 2
+    assert "let me look closer" in rep.looks[0].thinking
+
+
+def test_a_bad_region_is_answered_with_an_error_and_counted(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([700, 100, 300, 900]),
+                                                    completion(answer("ok"))])
+    assert rep.answer is CropAnswer.ok and errors == 1 and rep.looks[0].zooms == ()
+    told = reqs[1]["messages"][-1]
+    assert told["role"] == "tool" and "is not a region of the image" in told["content"]
+
+
+def test_rounds_are_limited_and_the_last_call_offers_no_tool(demo_crops):
+    replies = [tool_call([0, 0, 500, 500], call_id="a"), tool_call([0, 0, 250, 250], call_id="b"),
+               completion(answer("ok"))]
+    img, crop, rep, reqs, errors = run(demo_crops, replies, rounds=2)
+    assert rep.answer is CropAnswer.ok and len(reqs) == 3 and len(rep.looks[0].zooms) == 2
+    assert "tools" in reqs[0] and "tools" in reqs[1] and "tools" not in reqs[2]
+
+
+def test_zoom_off_offers_no_tool(demo_crops):
+    img, crop, rep, reqs, errors = run(demo_crops, [completion(answer("ok"))], rounds=0)
+    assert rep.answer is CropAnswer.ok and "tools" not in reqs[0]
+
+
+def test_no_zoom_is_offered_when_the_deadline_leaves_no_time(demo_crops):
+    """A part whose decision is due (a deadline of 10 ms, long past when the model is asked) gets no
+    zoom offer: a zoom costs two more calls."""
+    img, crop = demo_crops[0]
+    product = ProductConfig(decision_deadline_ms=10, decision_guard_ms=5)
+    with ScriptedVLM(lambda body: (200, completion(answer("ok")), 0)) as vlm:
+        cfg = OpenAIReasonerConfig(type="openai", base_url=vlm.base_url, server="fastdeploy",
+                                   profile="ernie-4.5-vl", max_zoom_rounds=2, second_look={"max_looks": 1})
+        r = build_reasoner(cfg, None)
+        frame = Frame("cam", 1, img, captured_mono=0.0)  # captured long ago
+        rep = r.analyze(crop, product, frame)
+        assert rep.answer is CropAnswer.ok and "tools" not in vlm.requests[0] and r.zooms_past_deadline == 1
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))  # no deadline: offered
+        assert "tools" in vlm.requests[1]
+        r.close()
+
+
+def test_the_zoom_rounds_are_stored_with_the_answer(demo_crops, tmp_path):
+    """The regions the model zoomed into reach the store and the inspection's detail."""
+    from inspector.config import StoreConfig
+    from inspector.messages import Verdict, VerdictKind
+    from inspector.store import Store
+
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([250, 250, 750, 750]),
+                                                    completion(answer("defect", [FOUND]))])
+    store = Store(f"sqlite:///{tmp_path / 'z.db'}", tmp_path, StoreConfig())
+    try:
+        frame = Frame("cam", 1, img)
+        verdict = Verdict(frame, VerdictKind.fail, "vlm_agreed", "the VLM saw a scratch", (crop.candidate,), (rep,))
+        iid = store.save(verdict, "demo-tile", "openai", crops=(crop,))
+        d = store.inspection(iid)
+        (zoomed,) = [a for a in d["vlm_answers"] if a["zooms"]]
+        assert zoomed["zooms"] == [[round(v, 1) for v in rep.looks[0].zooms[0]]]
+    finally:
+        store.close()
+
+
+# --- the grammar route: llama.cpp in process (no tool calls) --------------------------------------
+
+def test_in_process_the_grammar_offers_the_zoom_until_the_rounds_are_spent(tiny_vlm, demo_crops):
+    """The tiny real model through llama.cpp: the grammar of each call allows {"zoom": box} while a
+    round is left and not after; whatever the random model chose, every zoom it asked for was served
+    inside the frame."""
+    from inspector.config import LlamaCppReasonerConfig
+
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj, seed=3,
+                                 temperature=1.0, max_zoom_rounds=1, second_look={"max_looks": 1})
+    r = build_reasoner(cfg, tiny_vlm.model.parent)
+    calls = []
+    real = r._call
+
+    def spy(messages, schema, gbnf, tools=None):
+        reply = real(messages, schema, gbnf)
+        calls.append((gbnf, reply.text, messages))
+        return reply
+    r._call = spy
+    try:
+        for img, crop in demo_crops[:4]:
+            before = len(calls)
+            rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+            mine = calls[before:]
+            assert "zoomreq" in mine[0][0] and '\\"zoom\\"' in mine[0][0]
+            assert "If you need to see a region closer" in mine[0][2][1]["content"][1]["text"]
+            asked = [i for i, (_, text, _) in enumerate(mine) if text.lstrip().startswith('{"zoom"')]
+            for i in asked:  # after a zoom, the next call may not zoom again (1 round)
+                assert "zoomreq" not in mine[i + 1][0]
+            h, w = img.shape[:2]
+            for z in rep.looks[0].zooms:
+                assert 0 <= z[0] < z[2] <= w and 0 <= z[1] < z[3] <= h
+            assert len(rep.looks[0].zooms) <= 1
+    finally:
+        r.close()
+
+
+def test_in_process_a_zoom_request_is_served_and_answered(tiny_vlm, demo_crops):
+    """The model's choice injected (a random model rarely zooms): the grammar-route request gets the
+    zoomed region as the next user turn, and the answer after it is the look's answer."""
+    from inspector.config import LlamaCppReasonerConfig
+    from inspector.reasoner import Reply
+
+    cfg = LlamaCppReasonerConfig(type="llama_cpp", model=tiny_vlm.model, mmproj=tiny_vlm.mmproj,
+                                 max_zoom_rounds=2, second_look={"max_looks": 1})
+    r = build_reasoner(cfg, tiny_vlm.model.parent)
+    replies = iter(['{"zoom": [250, 250, 750, 750]}', answer("ok")])
+    seen = []
+
+    def scripted(messages, schema, gbnf, tools=None):
+        seen.append(messages)
+        return Reply(next(replies))
+    r._call = scripted
+    try:
+        img, crop = demo_crops[0]
+        rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
+        assert rep.answer is CropAnswer.ok and len(rep.looks[0].zooms) == 1
+        shown = seen[1][-1]
+        assert shown["role"] == "user" and shown["content"][0]["type"] == "image_url"
+        assert max(tool_image(shown).shape[:2]) == max(crop.image.shape[:2])
+    finally:
+        r.close()
