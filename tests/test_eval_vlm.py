@@ -44,3 +44,11 @@ def test_configs_side_by_side_including_a_dead_and_a_babbling_model(tmp_path, de
     assert res["dead.yaml"]["unavailable"] == positives + negatives
     assert (tmp_path / "vlm.png").read_bytes()[:4] == b"\x89PNG"
     assert "recall" in p.stdout and "dead.yaml" in p.stdout
+
+
+def test_an_unknown_product_is_one_line(tmp_path, demo_line):
+    cfg = config(tmp_path, "ok", {"type": "llama_cpp", "test_model": True})
+    p = run_cli("eval", "vlm", "--images", str(demo_line.frames_dir), "--labels", str(demo_line.ground_truth),
+                "--config", str(cfg), "--product", "nope")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().endswith("--product 'nope' is not in the config (products: ['demo-tile'])")

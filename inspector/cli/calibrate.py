@@ -336,6 +336,7 @@ def _eval_vlm(args, configs) -> int:
         cfg = _load(one)
         if cfg.reasoner.type == "none":
             _fail(f"{path or 'the default config'}: reasoner.type is none: nothing to measure")
+        _known_product(cfg, args.product)
         product = cfg.product(args.product) if args.product else cfg.products[0]
         if crops is None:  # the same crops for every config
             crops = ev.cases(items, cfg.cropper, cfg.limits.max_image_pixels)
