@@ -121,6 +121,17 @@ class CropAnswer(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class ZoomRound:
+    """One region the model asked to see closer while it answered (model-driven zoom)."""
+
+    asked: tuple[float, ...]  # the region as the model named it, in its coordinates; () if unreadable
+    region: Box | None  # frame pixels it was shown; None when the request could not be served
+    thinking: str = ""  # the model's thinking that led to the request
+    error: str = ""  # why it was not served (told to the model, and counted)
+    label: str = ""  # what the model said it was looking for, if it said
+
+
+@dataclass(frozen=True)
 class Look:
     """One question put to the VLM about one region: the crop itself, or a closer look."""
 
@@ -133,7 +144,13 @@ class Look:
     thinking: str  # thinking text, kept for audit and never parsed as the answer
     latency_ms: float
     error: str = ""
-    zooms: tuple[Box, ...] = ()  # frame regions the model asked to see closer while it answered
+    zooms: tuple[ZoomRound, ...] = ()  # every zoom the model asked for while it answered, in order
+    tokens: int = 0  # tokens the model generated for this look (as its server counted them; 0: unknown)
+
+    @property
+    def zoomed(self) -> tuple[Box, ...]:
+        """The frame regions the model was shown closer."""
+        return tuple(z.region for z in self.zooms if z.region is not None)
 
 
 @dataclass(frozen=True)

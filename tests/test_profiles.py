@@ -149,3 +149,24 @@ def test_millimetres_from_the_roi_origin():
     f = Frame("c", 1, np.zeros((10, 10, 3), np.uint8), roi=(100, 50, 400, 300), mm_per_px=0.2)
     assert f.to_mm((110, 60, 160, 110)) == pytest.approx((2, 2, 12, 12))
     assert Frame("c", 1, np.zeros((1, 1, 3), np.uint8)).to_mm((0, 0, 1, 1)) is None
+
+
+def test_tool_styles_are_named_and_checked():
+    from inspector.reasoner.profiles import get_profile
+
+    assert get_profile("ernie-4.5-vl").image_in_tool_message
+    assert not get_profile("qwen3-vl").image_in_tool_message
+    with pytest.raises(ValueError, match="tool_style must be one of"):
+        get_profile("generic", {"tool_style": "anthropic"})
+
+
+def test_qwen_tool_calls_in_text_are_read_and_unreadable_ones_kept_for_an_error_reply():
+    from inspector.reasoner.profiles import get_profile
+
+    q = get_profile("qwen3-vl")
+    text = ('<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 3, 4]}}</tool_call>'
+            '<tool_call>{"name": oops}</tool_call> rest')
+    calls, left = q.text_tool_calls(text)
+    assert calls[0] == ("image_zoom_in_tool", '{"bbox_2d": [1, 2, 3, 4]}') and calls[1][0] == "" and left == "rest"
+    # other styles take the text as it is (their servers parse tool calls)
+    assert get_profile("ernie-4.5-vl").text_tool_calls(text) == ([], text)

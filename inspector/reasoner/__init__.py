@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from inspector.errors import InspectorError
 from inspector.util.registry import Registry
 from inspector.config import ProductConfig
 from inspector.cropper import crop_around, region_of
-from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding, Frame, Look
+from inspector.messages import Candidate, Crop, CropAnswer, CropReport, Finding, Frame, Look, ZoomRound
 from inspector.reasoner import prompt
 from inspector.reasoner.answer import AnswerError, answer_schema, validate
 from inspector.reasoner.breaker import CircuitBreaker
@@ -52,6 +53,15 @@ class Reply:
     text: str
     thinking: str = ""  # when the server hands thinking over separately (`reasoning_content`)
     tool_calls: tuple[ToolCall, ...] = ()  # the model asked for a tool (finish_reason tool_calls)
+    tokens: int = 0  # tokens generated, as the server counted them (`usage.completion_tokens`; 0: not told)
+
+
+def completion_tokens(completion: dict) -> int:
+    """Tokens generated, from an OpenAI-shaped chat completion's usage (llama-cpp-python's too)."""
+    try:
+        return max(0, int(completion["usage"]["completion_tokens"]))
+    except (KeyError, TypeError, ValueError):
+        return 0  # a server that does not count: tokens/s is then unknown, not zero
 
 
 class Reasoner:
@@ -153,13 +163,14 @@ class Reasoner:
         thoughts: list[str] = []
         started = time.perf_counter()
 
-        zooms: list = []
+        zooms: list[ZoomRound] = []
         tools = [prompt.zoom_tool(self.profile)] if zoom_on else None
+        tokens = 0
 
         def look(answer, findings=(), rejected=(), error=""):
             return Look(index, region, answer, tuple(findings), tuple(rejected),
                         f"\n{REPAIR_MARK}\n".join(raws), "\n".join(t for t in thoughts if t),
-                        (time.perf_counter() - started) * 1000.0, error, tuple(zooms))
+                        (time.perf_counter() - started) * 1000.0, error, tuple(zooms), tokens)
 
         error = ""
         attempt = rounds = 0
@@ -189,15 +200,32 @@ class Reasoner:
             self._count(t0)
             self.breaker.success()
             last_call_s = time.perf_counter() - t0
-            if reply.tool_calls and zoom_on and rounds <= self.cfg.max_zoom_rounds:
-                # The model asks to look closer: answer each call (the zoomed region, or why not),
-                # then ask again; past the last round the tool is no longer offered.
-                thoughts.append(reply.thinking)
-                calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                         for c in reply.tool_calls]
-                msgs = [*msgs, {"role": "assistant", "content": reply.text or "", "tool_calls": calls},
-                        *(self._zoom(c, crop, frame, zooms) for c in reply.tool_calls)]
-                rounds += 1
+            tokens += reply.tokens
+            calls, text = list(reply.tool_calls), reply.text
+            if zoom_on and not calls:
+                found, text = self.profile.text_tool_calls(reply.text)
+                calls = [ToolCall(f"call_{rounds}_{i}", n, a) for i, (n, a) in enumerate(found)]
+            if calls and zoom_on:
+                # The model asks to look closer: answer every call (the zoomed region, or why not),
+                # then ask again. A call made when no zoom was offered (the rounds are spent, or
+                # the deadline is near) is told so and costs an attempt, so a model that keeps
+                # calling cannot keep the loop going.
+                thinking, _ = self.profile.split_thinking(reply.text)
+                said = "\n".join(t for t in (reply.thinking, thinking) if t)
+                thoughts.append(said)
+                echo = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls]
+                answers = [self._zoom(c, crop, frame, zooms, said if i == 0 else "", allowed=offer is not None)
+                           for i, c in enumerate(calls)]
+                # Every tool message right after the call, then any images (OpenAI's order).
+                msgs = [*msgs, {"role": "assistant", "content": text, "tool_calls": echo},
+                        *(m for a in answers for m in a if m["role"] == "tool"),
+                        *(m for a in answers for m in a if m["role"] != "tool")]
+                if offer is None:
+                    attempt += 1
+                    error = "the model asked to zoom when no zoom was left"
+                else:
+                    rounds += 1
                 continue
             raws.append(reply.text)
             thinking, body = self.profile.split_thinking(reply.text)
@@ -205,10 +233,9 @@ class Reasoner:
             box = _zoom_request(body) if grammar_zoom else None
             if box is not None and rounds < self.cfg.max_zoom_rounds:
                 call = ToolCall(f"zoom_{rounds}", self.profile.zoom_tool, json.dumps({self.profile.zoom_box_arg: box}))
-                served = self._zoom(call, crop, frame, zooms)
+                served = self._zoom(call, crop, frame, zooms, "\n".join(t for t in (reply.thinking, thinking) if t))
                 msgs = [*msgs, {"role": "assistant", "content": reply.text},
-                        {"role": "user", "content": served["content"] if isinstance(served["content"], list) else
-                         [{"type": "text", "text": served["content"]}]}]
+                        {"role": "user", "content": _as_parts(served)}]
                 rounds += 1
                 continue
             try:
@@ -239,33 +266,48 @@ class Reasoner:
         self.zooms_past_deadline += 1
         return False
 
-    def _zoom(self, call, crop: Crop, frame: Frame, zooms: list) -> dict:
+    def _zoom(self, call, crop: Crop, frame: Frame, zooms: list, thinking: str = "",
+              allowed: bool = True) -> list[dict]:
         """The zoom tool's answer to one call: the region cut from the full-resolution frame at the
-        crop's pixel budget, or an error text the model can act on (counted)."""
+        crop's pixel budget, or an error text the model can act on. Every call is kept as a
+        ZoomRound; the ones that could not be served are counted."""
         h, w = crop.image.shape[:2]
         p = self.profile
-        if call.name != p.zoom_tool and not call.id.startswith("zoom_"):
+        asked: tuple = ()
+        label = ""
+
+        def refuse(why: str) -> list[dict]:
             self.zoom_errors += 1
-            return prompt.zoom_reply(call.id, None, f"error: there is no tool {call.name!r}; use {p.zoom_tool}")
+            zooms.append(ZoomRound(asked, None, thinking, why, label))
+            return prompt.zoom_reply(call.id, None, f"error: {why}", p)
+
         try:
-            box = tuple(float(v) for v in json.loads(call.arguments)[p.zoom_box_arg])
-            if len(box) != 4:
+            args = json.loads(call.arguments)
+            label = str(args.get("label", ""))[:200] if isinstance(args, dict) else ""
+        except ValueError:
+            args = None
+        if call.name != p.zoom_tool and not call.id.startswith("zoom_"):
+            return refuse(f"there is no tool {call.name!r}; use {p.zoom_tool}")
+        if not allowed:
+            return refuse("no zoom is left for this question: answer now with the JSON object")
+        try:
+            asked = tuple(float(v) for v in args[p.zoom_box_arg])
+            if len(asked) != 4 or not all(math.isfinite(v) for v in asked):
                 raise ValueError
         except (ValueError, TypeError, KeyError):
-            self.zoom_errors += 1
-            return prompt.zoom_reply(call.id, None, f"error: {p.zoom_box_arg} must be four numbers [x1, y1, x2, y2]")
+            asked = ()
+            return refuse(f"{p.zoom_box_arg} must be four numbers [x1, y1, x2, y2]")
         mw, mh = p.model_size(w, h)
-        if not (0 <= box[0] < box[2] <= mw and 0 <= box[1] < box[3] <= mh):
-            self.zoom_errors += 1
-            return prompt.zoom_reply(call.id, None, f"error: {p.format_box(box)} is not a region of the image "
-                                                    f"(x from 0 to {mw:g}, y from 0 to {mh:g}, x1 < x2, y1 < y2)")
-        frame_box = crop.transform.to_frame(p.to_pixels(box, w, h))
+        if not (0 <= asked[0] < asked[2] <= mw and 0 <= asked[1] < asked[3] <= mh):
+            return refuse(f"{p.format_box(asked)} is not a region of the image (x from 0 to {mw:g}, "
+                          f"y from 0 to {mh:g}, x1 < x2, y1 < y2)")
+        frame_box = crop.transform.to_frame(p.to_pixels(asked, w, h))
         sl = self.cfg.second_look
         zoom = crop_around(frame.image, Candidate(frame_box, 1.0, "zoom", crop.candidate.model_id), crop.index,
                            padding=0.0, min_side=sl.min_side_px, out_side=max(h, w), upscale=True)
-        zooms.append(region_of(zoom))
-        return prompt.zoom_reply(call.id, zoom.image, f"the region {p.format_box(box)}, now "
-                                                      f"{zoom.image.shape[1]}x{zoom.image.shape[0]} pixels")
+        zooms.append(ZoomRound(asked, region_of(zoom), thinking, "", label))
+        return prompt.zoom_reply(call.id, zoom.image, f"the region {p.format_box(asked)}, now "
+                                                      f"{zoom.image.shape[1]}x{zoom.image.shape[0]} pixels", p)
 
     def _count(self, t0: float, failed: bool = False) -> None:
         # Plain += from several worker threads can lose an update now and then; these are
@@ -295,6 +337,15 @@ def _zoom_request(body: str) -> list | None:
     except ValueError:
         return None
     return obj["zoom"] if isinstance(obj, dict) and set(obj) == {"zoom"} else None
+
+
+def _as_parts(messages: list[dict]) -> list[dict]:
+    """A tool answer as one user turn's parts, the image first (the grammar route has no tool role)."""
+    parts = [c for m in messages if isinstance(m["content"], list) for c in m["content"]]
+    images = [c for c in parts if c["type"] == "image_url"]
+    text = messages[0]["content"]
+    text = text if isinstance(text, str) else next(c["text"] for c in text if c["type"] == "text")
+    return [*images, {"type": "text", "text": text.removesuffix(" (the image follows)")}]
 
 
 def _swap(findings: list[Finding], old: Finding, new) -> list[Finding]:

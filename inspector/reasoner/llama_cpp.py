@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from inspector.config import LlamaCppReasonerConfig
-from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, register
+from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, completion_tokens, register
 from inspector.reasoner.test_model import TEST_MODEL_ID, ensure_test_model
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class LlamaCppReasoner(Reasoner):
                 raise ReasonerUnavailable(f"llama.cpp call failed: {e}") from None
             finally:
                 self._deadline = None
-        return Reply(out["choices"][0]["message"]["content"] or "")
+        return Reply(out["choices"][0]["message"]["content"] or "", tokens=completion_tokens(out))
 
     def _reset_context(self) -> None:
         import llama_cpp

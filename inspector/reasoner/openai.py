@@ -17,7 +17,7 @@ import httpx
 
 from inspector.config import OpenAIReasonerConfig
 from inspector.util.redact import redact_url
-from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, ToolCall, register
+from inspector.reasoner import Reasoner, ReasonerConfigError, ReasonerUnavailable, Reply, ToolCall, completion_tokens, register
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class OpenAIReasoner(Reasoner):
             raise ReasonerUnavailable(f"VLM server {self.base_url} answered HTTP {r.status_code}: "
                                       f"{_excerpt(r.text)}{self._hint(r)}")
         try:
-            msg = r.json()["choices"][0]["message"]
+            out = r.json()
+            msg = out["choices"][0]["message"]
             content = msg.get("content") or ""
             thinking = msg.get("reasoning_content") or msg.get("reasoning") or ""
             if not isinstance(content, str) or not isinstance(thinking, str):
@@ -91,7 +92,7 @@ class OpenAIReasoner(Reasoner):
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ReasonerUnavailable(f"VLM server {self.base_url} did not send an OpenAI chat "
                                       f"completion: {_excerpt(r.text)}") from None
-        return Reply(content, thinking, calls)
+        return Reply(content, thinking, calls, completion_tokens(out))
 
     def _hint(self, r: httpx.Response) -> str:
         text = r.text.lower()

@@ -15,6 +15,7 @@ Coordinate conventions (`coords`):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +23,19 @@ from dataclasses import dataclass, field, fields, replace
 from inspector.messages import Box
 
 COORD_CONVENTIONS = ("rel1000", "rel1", "abs", "abs_resized")
+
+# How a family's tool calls travel over an OpenAI-compatible server (model-driven zoom):
+# - `ernie`: FastDeploy (--tool-call-parser ernie-45-vl-thinking) sends structured `tool_calls`
+#   and takes the zoomed image inside the `role: tool` message, as its docs show.
+# - `openai`: structured `tool_calls`; OpenAI's Chat Completions (and vLLM) accept only text in a
+#   `tool` message, so the tool message says what was cut and the image follows as a user message.
+# - `qwen3-vl`: as `openai`, and when the server runs no tool parser (vLLM without
+#   --enable-auto-tool-choice, llama-server without --jinja) the calls arrive as Qwen's
+#   `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks in the text and are read there.
+#   Qwen's chat template renders a tool response as a user turn, so the image after it is where
+#   the model was trained to find it.
+TOOL_STYLES = ("ernie", "openai", "qwen3-vl")
+_TEXT_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,26 @@ class Profile:
     # for a zoom through our grammar instead).
     zoom_tool: str = ""
     zoom_box_arg: str = "bbox_2d"
+    tool_style: str = "openai"  # one of TOOL_STYLES: how the calls and the zoomed image travel
+
+    @property
+    def image_in_tool_message(self) -> bool:
+        return self.tool_style == "ernie"
+
+    def text_tool_calls(self, text: str) -> tuple[list[tuple[str, str]], str]:
+        """([(name, arguments JSON)], text without them): tool calls written into the answer text,
+        for the styles whose models do that when the server does not parse them."""
+        if self.tool_style != "qwen3-vl" or "<tool_call>" not in text:
+            return [], text
+        calls = []
+        for m in _TEXT_CALL.finditer(text):
+            try:
+                obj = json.loads(m.group(1))
+                name, args = obj["name"], obj.get("arguments", {})
+            except (ValueError, KeyError, TypeError):
+                name, args = "", m.group(1)  # unreadable: answered with an error, like a bad box
+            calls.append((str(name), args if isinstance(args, str) else json.dumps(args)))
+        return calls, _TEXT_CALL.sub("", text).strip()
 
     def __post_init__(self):
         if self.coords not in COORD_CONVENTIONS:
@@ -51,6 +85,9 @@ class Profile:
                              f"positive with min_pixels <= max_pixels")
         if not self.think_open or not self.think_close:
             raise ValueError(f"profile {self.name!r}: thinking tags must not be empty")
+        if self.tool_style not in TOOL_STYLES:
+            raise ValueError(f"profile {self.name!r}: tool_style must be one of {TOOL_STYLES}, "
+                             f"got {self.tool_style!r}")
 
     # --- coordinates -------------------------------------------------------------------------
 
@@ -135,7 +172,8 @@ def register_profile(profile: Profile) -> Profile:
 
 
 register_profile(Profile("generic"))
-register_profile(Profile("qwen3-vl", "rel1000"))
+# Qwen3-VL "thinks with images" through Qwen-Agent's image_zoom_in_tool (bbox_2d in 0-1000).
+register_profile(Profile("qwen3-vl", "rel1000", zoom_tool="image_zoom_in_tool", tool_style="qwen3-vl"))
 register_profile(Profile("qwen2.5-vl", "abs_resized", max_pixels=1280 * 28 * 28))
 # In process it needs this project's llama.cpp patches (patches/llama.cpp, built by bootstrap.sh)
 # and GGUFs from `inspector models convert-ernie-vl`; behind FastDeploy or vLLM it needs neither.
@@ -144,7 +182,7 @@ register_profile(Profile(
     # FastDeploy's switch for the Thinking variant; servers that do not know it ignore it.
     request_extras={"chat_template_kwargs": {"options": {"thinking_mode": "open"}}},
     # "thinking with images": FastDeploy's --tool-call-parser ernie-45-vl-thinking
-    zoom_tool="image_zoom_in_tool",
+    zoom_tool="image_zoom_in_tool", tool_style="ernie",
 ))
 
 OVERRIDABLE = tuple(f.name for f in fields(Profile) if f.name not in ("name", "in_process_refusal"))

@@ -97,12 +97,16 @@ def zoom_tool(profile: Profile) -> dict:
             "required": [profile.zoom_box_arg]}}}
 
 
-def zoom_reply(call_id: str, zoom: np.ndarray | None, text: str) -> dict:
-    """The tool's answer: the zoomed image, or why there is none."""
-    content: list | str = text
-    if zoom is not None:
-        content = [{"type": "image_url", "image_url": {"url": image_data_url(zoom)}}, {"type": "text", "text": text}]
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
+def zoom_reply(call_id: str, zoom: np.ndarray | None, text: str, profile: Profile) -> list[dict]:
+    """The tool's answer, as the family's tool style carries it: the zoomed image (in the tool
+    message, or in a user message right after it), or only the text of why there is none."""
+    if zoom is None:
+        return [{"role": "tool", "tool_call_id": call_id, "content": text}]
+    image = {"type": "image_url", "image_url": {"url": image_data_url(zoom)}}
+    if profile.image_in_tool_message:
+        return [{"role": "tool", "tool_call_id": call_id, "content": [image, {"type": "text", "text": text}]}]
+    return [{"role": "tool", "tool_call_id": call_id, "content": f"{text} (the image follows)"},
+            {"role": "user", "content": [image, {"type": "text", "text": f"The zoomed region for call {call_id}."}]}]
 
 
 def repair_message(error: str) -> dict:

@@ -14,7 +14,13 @@ def completion(content: str, reasoning: str | None = None) -> dict:
     if reasoning is not None:
         msg["reasoning_content"] = reasoning
     return {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
-            "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}
+            "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": _tokens(content, reasoning)}}
+
+
+def _tokens(*texts) -> int:
+    """A count a real server would report, stood in by the number of words (scripted, not measured)."""
+    return sum(len(t.split()) for t in texts if t)
 
 
 def tool_call(bbox, reasoning: str = "let me look closer", name: str = "image_zoom_in_tool",
@@ -25,7 +31,15 @@ def tool_call(bbox, reasoning: str = "let me look closer", name: str = "image_zo
            "tool_calls": [{"id": call_id, "type": "function",
                            "function": {"name": name, "arguments": json.dumps({"bbox_2d": bbox})}}]}
     return {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
-            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}]}
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": _tokens(reasoning) + 12}}
+
+
+def text_tool_call(bbox, thinking: str = "let me look closer", name: str = "image_zoom_in_tool") -> dict:
+    """Qwen3-VL's zoom call as a server without a tool parser passes it on: a <tool_call> block in
+    the content, after the thinking."""
+    call = json.dumps({"name": name, "arguments": {"bbox_2d": bbox, "label": "the mark"}})
+    return completion(f"<think>{thinking}</think>\n<tool_call>\n{call}\n</tool_call>")
 
 
 def answer(verdict: str = "ok", findings: list | None = None) -> str:

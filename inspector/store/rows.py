@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from inspector.messages import CropReport, Finding, LineDecision, Look
+from inspector.messages import CropReport, Finding, LineDecision, Look, ZoomRound
 
 
 def utc_naive(ts: float) -> datetime:
@@ -27,6 +27,12 @@ def finding_row(f: Finding, late: bool = False) -> dict:
             "box_mm": [round(v, 3) for v in f.box_mm] if f.box_mm else None, "late": late}
 
 
+def zoom_row(z: ZoomRound) -> dict:
+    return {"asked": [round(v, 3) for v in z.asked],
+            "region": [round(v, 1) for v in z.region] if z.region is not None else None,
+            "thinking": z.thinking, "error": z.error, "label": z.label}
+
+
 def answer_rows(r: CropReport, late: bool = False) -> list[dict]:
     """One row per look; a report made without asking (queue full) gets one row of its own."""
     looks = r.looks or [Look(0, (0, 0, 0, 0), r.answer, r.findings, r.rejected, r.raw, "",
@@ -35,5 +41,5 @@ def answer_rows(r: CropReport, late: bool = False) -> list[dict]:
              "thinking": lk.thinking, "rejected": list(lk.rejected), "error": lk.error,
              "model_id": r.model_id, "latency_ms": lk.latency_ms, "late": late,
              "region": [round(v, 1) for v in lk.region] if r.looks else None,
-             "zooms": [[round(v, 1) for v in z] for z in lk.zooms] or None}
+             "zooms": [zoom_row(z) for z in lk.zooms] or None}
             for lk in looks]

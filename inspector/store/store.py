@@ -335,7 +335,7 @@ class Store:
             d["vlm_answers"] = [{"crop_index": a.crop_index, "look": a.look, "region": a.region,
                                  "answer": a.answer, "raw": a.raw, "thinking": a.thinking,
                                  "rejected": a.rejected, "error": a.error, "model_id": a.model_id,
-                                 "latency_ms": a.latency_ms, "late": a.late, "zooms": a.zooms or []}
+                                 "latency_ms": a.latency_ms, "late": a.late, "zooms": _zooms(a.zooms)}
                                 for a in i.answers]
             d["reviews"] = [_review(r) for r in i.reviews]
             d["models"] = {role: {"name": m.name, "sha256": m.sha256} for role, vid in
@@ -441,6 +441,12 @@ class Store:
 def _in_force(i: Inspection) -> str:
     """The latest review's verdict, else the machine's."""
     return i.reviews[-1].to_verdict if i.reviews else i.verdict.kind
+
+
+def _zooms(stored: list | None) -> list[dict]:
+    """Zoom rounds as dicts; rows written before rounds were kept whole hold bare frame regions."""
+    return [z if isinstance(z, dict) else {"asked": [], "region": z, "thinking": "", "error": "", "label": ""}
+            for z in stored or []]
 
 
 def _review(r: Review) -> dict:
