@@ -152,15 +152,15 @@ def cmd_eval(args) -> int:
         return _eval_vlm(args, configs)
     args.config = configs[-1]
     from inspector.prefilter import calibration as cal
-    from inspector.prefilter.evaluate import EvalError, draw_pr_curve, read_labels, report, run
+    from inspector.prefilter.evaluate import EvalError, draw_pr_curve, report, run
 
     cfg = _load(args)
     _known_product(cfg, args.product)
     det = _detector_for(cfg, args.product)
-    try:
-        items = read_labels(args.labels, args.images)
-    except EvalError as e:
-        _fail(str(e))
+    if args.from_reviews:
+        _fail("--from-reviews measures VLMs (`inspector eval vlm`): the detector chose which parts were "
+              "reviewed, so reviews would grade it on its own picks; use --labels or --dataset")
+    items = _labelled(args, cfg)
     thr, source, stats = args.threshold, "--threshold", None
     if args.product:
         try:
@@ -184,7 +184,7 @@ def cmd_eval(args) -> int:
     except EvalError as e:
         _fail(str(e))
     out = args.pr_curve or Path("pr-curve.png")
-    draw_pr_curve(results, thr, out, f"{det.model_id} on {args.images.name}")
+    draw_pr_curve(results, thr, out, f"{det.model_id} on {(args.images or args.dataset).name}")
     if args.json:
         print(json.dumps({**rep.as_dict(), "threshold_source": source, "pr_curve": str(out)}))
         return 0
@@ -317,17 +317,60 @@ def _restore(kept: dict) -> None:
             write_atomic(f, data)
 
 
+def _labelled(args, cfg) -> list:
+    """The labelled images to measure on: --labels with --images, an exported --dataset, or (vlm)
+    the operators' reviews in the config's store."""
+    from inspector.prefilter.datasets import read_dataset
+    from inspector.prefilter.evaluate import EvalError, read_labels
+
+    given = [n for n, on in (("--labels", args.labels is not None), ("--dataset", args.dataset is not None),
+                             ("--from-reviews", args.from_reviews)) if on]
+    if len(given) != 1:
+        _fail("say what to measure on, once: --labels FILE --images DIR, --dataset DIR (an `inspector export "
+              f"--format coco|yolo` folder) or --from-reviews{'' if not given else ' (got ' + ', '.join(given) + ')'}")
+    if args.since is not None and not args.from_reviews:
+        _fail("--since goes with --from-reviews")
+    try:
+        if args.labels is not None:
+            if args.images is None:
+                _fail("--labels needs --images, the folder its image paths are relative to")
+            return read_labels(args.labels, args.images)
+        if args.dataset is not None:
+            items, skipped = read_dataset(args.dataset)
+            for why in skipped:
+                print(f"inspector: {why} (skipped)", file=sys.stderr)
+            return items
+    except EvalError as e:
+        _fail(str(e))
+    from datetime import datetime
+
+    from inspector.cli.common import _open_store
+    from inspector.cli.data import _when
+    from inspector.store.export import reviewed_labels
+
+    since = _when(args.since, "--since") if args.since else datetime(1970, 1, 1)
+    url = cfg.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        _fail(f"--from-reviews: no database at {url.removeprefix('sqlite:///')} (this config's line has "
+              "inspected nothing yet)")
+    store = _open_store(cfg)
+    try:
+        items = reviewed_labels(store, since)
+    finally:
+        store.close()
+    if not items:
+        _fail(f"no reviewed inspection with a kept frame in {cfg.database_url.rsplit('/', 1)[-1]}"
+              f"{' since ' + args.since if args.since else ''}: review parts on the dashboard first "
+              "(pass or fail), or use --labels or --dataset")
+    return items
+
+
 def _eval_vlm(args, configs) -> int:
     import copy
 
-    from inspector.prefilter.evaluate import EvalError, read_labels
     from inspector.reasoner import build_reasoner
     from inspector.reasoner import evaluate as ev
 
-    try:
-        items = read_labels(args.labels, args.images)
-    except EvalError as e:
-        _fail(str(e))
     results, names = [], []
     crops = None
     for path in configs:
@@ -338,8 +381,16 @@ def _eval_vlm(args, configs) -> int:
             _fail(f"{path or 'the default config'}: reasoner.type is none: nothing to measure")
         _known_product(cfg, args.product)
         product = cfg.product(args.product) if args.product else cfg.products[0]
-        if crops is None:  # the same crops for every config
-            crops = ev.cases(items, cfg.cropper, cfg.limits.max_image_pixels)
+        if crops is None:  # the same crops for every config (the reviews of the first config's store)
+            items = _labelled(args, cfg)
+            crops, unreadable = ev.cases(items, cfg.cropper, cfg.limits.max_image_pixels)
+            for why in unreadable:
+                print(f"inspector: {why} (skipped)", file=sys.stderr)
+            if not crops:
+                _fail("no readable image to measure on")
+            pos = sum(c.box is not None for c in crops)
+            print(f"{len(crops)} crops: {pos} around labelled defects, {len(crops) - pos} on defect-free parts",
+                  file=sys.stderr)
         reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         try:
             results.append(ev.evaluate(reasoner, crops, product))

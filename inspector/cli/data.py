@@ -63,6 +63,8 @@ def _when(text: str, what: str):
 def cmd_export(args) -> int:
     from inspector.store.export import export
 
+    if args.include_good and args.format not in ("coco", "yolo"):
+        _fail("--include-good adds defect-free parts to a dataset: use it with --format coco or yolo")
     cfg = _load(args)
     since = _when(args.since, "--since")
     until = _when(args.until, "--until") if args.until else None
@@ -70,13 +72,14 @@ def cmd_export(args) -> int:
         _fail("--until must be after --since")
     store = _open_store(cfg)
     try:
-        counts = export(store, args.out, args.format, since, until)
+        counts = export(store, args.out, args.format, since, until, include_good=args.include_good)
     except OSError as e:
         _fail(f"cannot write {args.out}: {e.strerror or e}")
     finally:
         store.close()
     what = (f"{counts['rows']} inspections" if "rows" in counts else
-            f"{counts['images']} reviewed defective parts, {counts['boxes']} boxes, classes {counts['classes']}")
+            f"{counts['images'] - counts['good']} reviewed defective parts, {counts['boxes']} boxes, classes "
+            f"{counts['classes']}" + (f", {counts['good']} parts reviewed good" if args.include_good else ""))
     print(f"exported {what} from {since.isoformat()}Z{' to ' + until.isoformat() + 'Z' if until else ''} "
           f"to {args.out} ({args.format})")
     return 0

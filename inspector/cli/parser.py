@@ -116,9 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure the pre-filter (default) or VLMs (`eval vlm`) on labelled images")
     p.add_argument("what", nargs="?", choices=["prefilter", "vlm"], default="prefilter",
                    help="vlm: each --config's reasoner on crops around the labelled defects and defect-free parts")
-    p.add_argument("--images", type=Path, required=True, help="folder the labels' paths are relative to")
-    p.add_argument("--labels", type=Path, required=True, help="JSON lines: {image, boxes} (or the demo line's "
-                                                             "ground_truth.jsonl)")
+    p.add_argument("--labels", type=Path, help="JSON lines: {image, boxes} (or the demo line's "
+                                               "ground_truth.jsonl); with --images")
+    p.add_argument("--images", type=Path, help="folder the labels' paths are relative to")
+    p.add_argument("--dataset", type=Path, help="instead of --labels: a COCO or YOLO dataset folder, such as "
+                                                "`inspector export --format coco|yolo` writes")
+    p.add_argument("--from-reviews", action="store_true",
+                   help="vlm, instead of --labels: parts operators reviewed pass or fail in the config's store")
+    p.add_argument("--since", help="--from-reviews: only inspections since (ISO date/time, or an age: 7d)")
     p.add_argument("--chart", type=Path, help="vlm: a PNG bar chart of the configs side by side")
     p.add_argument("--product", help="use this product's calibrated threshold and camera ROI")
     p.add_argument("--threshold", type=float, help="decision threshold (overrides the calibration)")
@@ -149,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="ISO date/time (UTC) or an age (default: now)")
     p.add_argument("--format", choices=["csv", "jsonl", "coco", "yolo"], required=True)
     p.add_argument("--out", type=Path, required=True, help="a file (csv, jsonl) or a folder (coco, yolo)")
+    p.add_argument("--include-good", action="store_true",
+                   help="coco, yolo: also the parts reviewed pass, as images without boxes (for `eval`'s precision)")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_export)
 

@@ -31,6 +31,9 @@ class Labelled:
     path: Path
     boxes: list[Box]
     kinds: list[str] | None = None  # each box's defect kind, when the labels name them
+    # A defect-free part's regions worth asking about (where the machine raised a false alarm);
+    # none: the middle of the part.
+    probes: list[Box] = field(default_factory=list)
 
 
 @dataclass

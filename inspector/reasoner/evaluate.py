@@ -5,7 +5,10 @@ middle of each defect-free image (a negative), cut as the line cuts them. Each r
 about every crop with the frame it came from (so closer looks and zooms work as on the line).
 Numbers per config: defect recall and precision, type accuracy, box IoU (mean, share >= 0.5), answers
 validation refused, VLM unavailable, zoom rounds per crop, latency p50/p95, and the share of crops
-answered within the product's decision deadline.
+answered within the product's decision deadline, and generated tokens per second of answer time.
+
+Negatives from operators' reviews (`--from-reviews`) are asked about where the machine raised its
+false alarm, not the middle of the part: that is where a VLM has to be right.
 """
 
 from __future__ import annotations
@@ -29,27 +32,36 @@ class Case:
     kind: str | None
 
 
-def cases(items, cropper, max_pixels: int) -> list[Case]:
+def cases(items, cropper, max_pixels: int) -> tuple[list[Case], list[str]]:
+    """(the crops to ask about, the images that could not be read and why)."""
     from inspector.cropper import crop_around
-    from inspector.util.image_file import read_image
+    from inspector.util.image_file import ImageError, read_image
 
     out: list[Case] = []
+    skipped: list[str] = []
     sizes = [(b[2] - b[0], b[3] - b[1]) for it in items for b in it.boxes]
     side = float(statistics.median([max(s) for s in sizes])) if sizes else 96.0
     for it in items:
-        img = read_image(it.path, max_pixels)
-        boxes = it.boxes or []
-        kinds = it.kinds or [None] * len(boxes)
-        if not boxes:  # a negative: the middle of the part, about a defect's size
-            h, w = img.shape[:2]
-            boxes_, kinds_ = [((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)], [None]
-        else:
-            boxes_, kinds_ = boxes, kinds
-        for i, (b, k) in enumerate(zip(boxes_, kinds_)):
-            crop = crop_around(img, Candidate(tuple(b), 1.0, "label", "eval"), i, padding=cropper.padding,
+        try:
+            img = read_image(it.path, max_pixels)
+        except ImageError as e:
+            skipped.append(str(e))
+            continue
+        h, w = img.shape[:2]
+        if it.boxes:
+            regions, kinds = list(it.boxes), it.kinds or [None] * len(it.boxes)
+        else:  # a negative: where the machine raised its false alarm, else the middle of the part
+            regions = [tuple(b) for b in it.probes] or [((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)]
+            kinds = [None] * len(regions)
+        for i, (b, k) in enumerate(zip(regions, kinds)):
+            b = (max(0.0, b[0]), max(0.0, b[1]), min(float(w), b[2]), min(float(h), b[3]))
+            if b[2] - b[0] < 1 or b[3] - b[1] < 1:
+                skipped.append(f"{it.path}: box {i} lies outside the {w}x{h} image")
+                continue
+            crop = crop_around(img, Candidate(b, 1.0, "label", "eval"), i, padding=cropper.padding,
                                min_side=cropper.min_side_px, out_side=cropper.max_side_px, upscale=False)
-            out.append(Case(f"{it.path.name}#{i}", img, crop, tuple(b) if boxes else None, k))
-    return out
+            out.append(Case(f"{it.path.name}#{i}", img, crop, b if it.boxes else None, k))
+    return out, skipped
 
 
 def iou(a, b) -> float:
@@ -64,11 +76,16 @@ def evaluate(reasoner, cs: list[Case], product) -> dict:
     tp = fp = fn = tn = unavailable = invalid = refused = 0
     typed = typed_right = 0
     ious, lat, zooms, on_time = [], [], [], []
+    tokens = counted_s = 0.0
     deadline = product.decision_deadline_ms
     for c in cs:
         rep = reasoner.analyze(c.crop, product, Frame("eval", 1, c.frame))
         lat.append(rep.latency_ms)
         zooms.append(sum(len(lk.zooms) for lk in rep.looks))
+        n = sum(lk.tokens for lk in rep.looks)
+        if n:  # only answers whose server counted tokens (a down VLM counts none)
+            tokens += n
+            counted_s += rep.latency_ms / 1000.0
         refused += len(rep.rejected)
         if deadline is not None:
             on_time.append(rep.latency_ms <= deadline)
@@ -102,6 +119,8 @@ def evaluate(reasoner, cs: list[Case], product) -> dict:
         "invalid_answers": invalid, "refused_findings": refused, "unavailable": unavailable,
         "zoom_rounds_per_crop": round(statistics.mean(zooms), 2) if zooms else 0.0,
         "latency_p50_ms": pct(50), "latency_p95_ms": pct(95),
+        # generated tokens over the whole answer time (prompt and image processing included)
+        "tokens_per_s": round(tokens / counted_s, 1) if counted_s > 0 else None,
         "deadline_hit_rate": round(sum(on_time) / len(on_time), 3) if on_time else None,
     }
 
@@ -109,7 +128,8 @@ def evaluate(reasoner, cs: list[Case], product) -> dict:
 COLUMNS = [("recall", "recall"), ("precision", "precision"), ("type_accuracy", "type acc"),
            ("iou_mean", "IoU mean"), ("iou_ge_05", "IoU>=0.5"), ("invalid_answers", "invalid"),
            ("refused_findings", "refused"), ("unavailable", "unavail."), ("zoom_rounds_per_crop", "zooms/crop"),
-           ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("deadline_hit_rate", "on time")]
+           ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("tokens_per_s", "tokens/s"),
+           ("deadline_hit_rate", "on time")]
 
 
 def table(results: list[dict], names: list[str]) -> str:

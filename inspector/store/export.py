@@ -57,8 +57,11 @@ def _boxes(i: Inspection) -> list[tuple[str, list[float]]]:
     return [(c.label, c.box) for c in i.candidates]
 
 
-def export(store, out: Path, fmt: str, since: datetime, until: datetime | None = None) -> dict:
-    """Write the export to `out` (a file for csv/jsonl, a folder for coco/yolo); returns counts."""
+def export(store, out: Path, fmt: str, since: datetime, until: datetime | None = None,
+           include_good: bool = False) -> dict:
+    """Write the export to `out` (a file for csv/jsonl, a folder for coco/yolo); returns counts.
+    `include_good` adds the parts reviewed `pass` to a dataset as images without boxes (background
+    images: the machine's false alarms among them), so that it measures precision too."""
     out = Path(out)
     if fmt in ("csv", "jsonl"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +81,14 @@ def export(store, out: Path, fmt: str, since: datetime, until: datetime | None =
         raise ValueError(f"format must be csv, jsonl, coco or yolo, got {fmt!r}")
     items = []
     for i in _rows(store, since, until):
-        reviewed_fail = i.reviews and i.reviews[-1].to_verdict == "fail"
-        frame = store.frame_file(i.id) if reviewed_fail else None
-        if frame is not None and _boxes(i):
+        in_force = i.reviews[-1].to_verdict if i.reviews else None
+        wanted = in_force == "fail" or (include_good and in_force == "pass")
+        frame = store.frame_file(i.id) if wanted else None
+        if frame is None:
+            continue
+        if in_force == "pass":
+            items.append((i, frame, []))
+        elif _boxes(i):
             items.append((i, frame, _boxes(i)))
     names = sorted({t for _, _, boxes in items for t, _ in boxes})
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -113,4 +121,31 @@ def export(store, out: Path, fmt: str, since: datetime, until: datetime | None =
         # Ultralytics' dataset file; train and val are the same images until someone splits them.
         (out / "data.yaml").write_text(yaml.safe_dump({"path": str(out.resolve()), "train": "images",
                                                        "val": "images", "names": names}, sort_keys=False))
-    return {"images": len(items), "boxes": n_boxes, "classes": names}
+    return {"images": len(items), "good": sum(not b for _, _, b in items), "boxes": n_boxes, "classes": names}
+
+
+def reviewed_labels(store, since: datetime, until: datetime | None = None):
+    """Operators' reviews as ground truth, for `inspector eval vlm --from-reviews`: each inspection
+    whose review in force is `fail` or `pass` and whose frame is kept, as a labelled image.
+
+    A part reviewed `fail` is labelled with its defect boxes (the VLM's findings, else the
+    detector's candidates: the operator confirmed that part, not redrew its boxes) and the defect
+    type the operator named, else the VLM's. A part reviewed `pass` is defect-free, and the regions
+    the machine flagged on it are the ones worth asking about again (its false alarm)."""
+    from inspector.prefilter.evaluate import Labelled
+
+    out = []
+    for i in _rows(store, since, until):
+        if not i.reviews or i.reviews[-1].to_verdict not in ("fail", "pass"):
+            continue
+        frame = store.frame_file(i.id)
+        if frame is None:
+            continue
+        review = i.reviews[-1]
+        flagged = _boxes(i)
+        if review.to_verdict == "pass":
+            out.append(Labelled(Path(frame), [], None, [tuple(b) for _, b in flagged]))
+        elif flagged:
+            kinds = [review.defect_type or (t if i.findings else None) for t, _ in flagged]
+            out.append(Labelled(Path(frame), [tuple(b) for _, b in flagged], kinds if all(kinds) else None))
+    return out

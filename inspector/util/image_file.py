@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from inspector.errors import InspectorError
-from inspector import opencv_limit
+from inspector import MAX_IMAGE_PIXELS, opencv_limit
 
 # Not Pillow's own bomb check: our limit is checked on the size it reads, and Pillow never
 # decodes here (its check would refuse some sizes the config allows and warn about others).
@@ -100,3 +100,9 @@ def read_image(path, max_pixels: int, flags: int = cv2.IMREAD_COLOR) -> np.ndarr
         raise ImageError(f"{path}: decoded to {img.shape[1]}x{img.shape[0]} pixels, more than its header "
                          f"said and than limits.max_image_pixels ({max_pixels}); refused")
     return img
+
+
+def image_size(path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding it."""
+    path = Path(path)
+    return header_size(read_bytes(path, (max_pixels or MAX_IMAGE_PIXELS) * BYTES_PER_PIXEL + METADATA_BYTES), path)
