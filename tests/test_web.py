@@ -197,6 +197,8 @@ def test_metrics_count_candidates_vlm_calls_and_disk(tmp_path):
         assert val("inspector_vlm_calls_total") == st.reasoner.calls >= st.vlm_crops > 0
         assert val("inspector_vlm_call_seconds_count") == st.reasoner.calls
         assert val("inspector_vlm_call_errors_total") == 0
+        assert val("inspector_vlm_zoom_rounds_total") == st.reasoner.zoom_rounds == 0  # zoom is off by default
+        assert val("inspector_vlm_zoom_errors_total") == 0
         # Not a speed bar: a call past reasoner.timeout_s is aborted and counted as an error, and
         # there are none, so each call took less than the timeout however busy the machine is.
         assert 0 < val("inspector_vlm_call_seconds_sum") < pipe.cfg.reasoner.timeout_s * st.reasoner.calls

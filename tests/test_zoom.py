@@ -26,6 +26,9 @@ def run(demo_crops, replies, rounds=2, profile="ernie-4.5-vl", server="fastdeplo
         r = build_reasoner(cfg, None)
         rep = r.analyze(crop, PRODUCT, Frame("cam", 1, img))
         errors = r.zoom_errors
+        st = r.status()  # what /metrics reports: every round, served or not
+        assert (st["zoom_rounds"], st["zoom_errors"]) == (len(rep.looks[0].zoomed), errors)
+        assert st["zoom_rounds"] + st["zoom_errors"] == len(rep.looks[0].zooms)
         r.close()
     return img, crop, rep, vlm.requests, errors
 

@@ -36,6 +36,9 @@ class ReasonerStatus(_Status):
     call_seconds: float = 0.0
     call_errors: int = 0
     unusable_answers: int = 0
+    zoom_rounds: int = 0  # zooms the model asked for and was shown (model-driven zoom)
+    zoom_errors: int = 0  # zoom requests answered with an error (bad region, none left)
+    zooms_past_deadline: int = 0  # calls made without the zoom offered: the deadline left no room
 
 
 class StoreStatus(_Status):

@@ -89,6 +89,7 @@ class Reasoner:
         self.call_seconds = 0.0
         self.call_errors = 0
         self.unusable_answers = 0
+        self.zoom_rounds = 0  # zoomed regions the model asked for and was shown
         self.zoom_errors = 0  # zoom requests the model made that could not be served (bad region)
         self.zooms_past_deadline = 0  # times the zoom was not offered: no time left before the deadline
 
@@ -306,6 +307,7 @@ class Reasoner:
         zoom = crop_around(frame.image, Candidate(frame_box, 1.0, "zoom", crop.candidate.model_id), crop.index,
                            padding=0.0, min_side=sl.min_side_px, out_side=max(h, w), upscale=True)
         zooms.append(ZoomRound(asked, region_of(zoom), thinking, "", label))
+        self.zoom_rounds += 1
         return prompt.zoom_reply(call.id, zoom.image, f"the region {p.format_box(asked)}, now "
                                                       f"{zoom.image.shape[1]}x{zoom.image.shape[0]} pixels", p)
 
@@ -324,7 +326,9 @@ class Reasoner:
     def status(self) -> dict:
         return {"backend": self.backend, "model": self.model_id, "profile": self.profile.name,
                 "breaker": self.breaker.snapshot(), "calls": self.calls, "call_seconds": round(self.call_seconds, 4),
-                "call_errors": self.call_errors, "unusable_answers": self.unusable_answers}
+                "call_errors": self.call_errors, "unusable_answers": self.unusable_answers,
+                "zoom_rounds": self.zoom_rounds, "zoom_errors": self.zoom_errors,
+                "zooms_past_deadline": self.zooms_past_deadline}
 
     def close(self) -> None:
         pass

@@ -103,7 +103,13 @@ class LineCollector:
                                    ("call_errors", "inspector_vlm_call_errors", "VLM calls that failed (down, "
                                                                                "timeout, HTTP error)"),
                                    ("unusable_answers", "inspector_vlm_unusable_answers",
-                                    "VLM answers refused by validation")):
+                                    "VLM answers refused by validation"),
+                                   ("zoom_rounds", "inspector_vlm_zoom_rounds", "zoomed regions the VLM asked "
+                                                                               "for and was shown"),
+                                   ("zoom_errors", "inspector_vlm_zoom_errors", "VLM zoom requests answered "
+                                                                               "with an error (bad region, none left)"),
+                                   ("zooms_past_deadline", "inspector_vlm_zooms_past_deadline",
+                                    "VLM calls made without offering the zoom: the part's deadline left no room")):
                 m = CounterMetricFamily(name, doc)
                 m.add_metric([], float(getattr(r, key)))
                 yield m
