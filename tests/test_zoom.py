@@ -205,7 +205,25 @@ def test_zoom_regions_stored_before_rounds_were_kept_whole_still_read(tmp_path):
     assert _zooms(None) == []
 
 
-# --- the grammar route: llama.cpp in process (no tool calls) --------------------------------------
+# --- the grammar route: llama.cpp in process and its servers (no tool calls needed) ---------------
+
+def test_a_llama_cpp_server_gets_the_zoom_through_the_grammar_not_tools(demo_crops):
+    """llama-cpp-python's server (gbnf dialect) may not parse tool calls for a template: the zoom is
+    one of the grammar's answers instead, and the zoomed region comes back as the next user turn."""
+    img, crop, rep, reqs, errors = run(demo_crops, [completion('{"zoom": [250, 250, 750, 750]}'),
+                                                    completion(answer("ok"))],
+                                       rounds=1, server="llama_cpp_python")
+    assert rep.answer is CropAnswer.ok and len(reqs) == 2 and errors == 0
+    assert "tools" not in reqs[0] and '\\"zoom\\"' in reqs[0]["grammar"]
+    assert '\\"zoom\\"' not in reqs[1]["grammar"]  # the one round is spent
+    shown = reqs[1]["messages"][-1]
+    assert shown["role"] == "user" and max(tool_image(shown).shape[:2]) == max(crop.image.shape[:2])
+    assert shown["content"][-1]["text"].startswith("the region [250, 250, 750, 750]")
+    (z,) = rep.looks[0].zooms
+    assert z.asked == (250, 250, 750, 750) and z.region is not None
+
+
+# --- in process -------------------------------------------------------------------------------
 
 def test_in_process_the_grammar_offers_the_zoom_until_the_rounds_are_spent(tiny_vlm, demo_crops):
     """The tiny real model through llama.cpp: the grammar of each call allows {"zoom": box} while a

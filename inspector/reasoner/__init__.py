@@ -150,10 +150,11 @@ class Reasoner:
         taxonomy = list(product.defects)
         schema = answer_schema(taxonomy, self.profile.integer_boxes)
         wants_zoom = self.cfg.max_zoom_rounds > 0 and frame is not None
-        # Model-driven zoom: through the family's zoom tool where the backend offers tools, else
-        # through our grammar where the backend takes one (the answer may be {"zoom": box} instead).
-        zoom_on = wants_zoom and bool(self.profile.zoom_tool) and self.supports_tools
-        grammar_zoom = wants_zoom and not zoom_on and self.grammar_zoom
+        # Model-driven zoom: through our grammar where the backend takes one (llama.cpp in process
+        # and its servers, whose tool-call support depends on the chat template: the grammar's
+        # {"zoom": box} answer works with any), else through the family's zoom tool.
+        grammar_zoom = wants_zoom and self.grammar_zoom
+        zoom_on = wants_zoom and not grammar_zoom and bool(self.profile.zoom_tool) and self.supports_tools
         h, w = crop.image.shape[:2]
         msgs = prompt.messages(crop, product, self.profile, schema, mark=self.cfg.mark_candidate,
                                previous=previous, zoom=grammar_zoom)

@@ -42,6 +42,7 @@ class OpenAIReasoner(Reasoner):
             timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
             limits=httpx.Limits(max_connections=cfg.workers, max_keepalive_connections=cfg.workers))
         self._slots = threading.BoundedSemaphore(cfg.workers)
+        self.grammar_zoom = cfg.dialect == "gbnf"  # llama.cpp's servers: a zoom request is a grammar answer
 
     def request_body(self, messages: list[dict], schema: dict, gbnf: str, tools: list[dict] | None = None) -> dict:
         cfg = self.cfg
