@@ -337,3 +337,47 @@ def test_calibration_cross_validates_its_threshold_and_warns_when_unstable(tmp_p
     # The rule itself: more than twice what the target allows, and at least two parts more.
     assert not cv_unstable(1, 40, 0.01) and cv_unstable(2, 40, 0.01)
     assert not cv_unstable(4, 40, 0.05) and cv_unstable(5, 40, 0.05) and not cv_unstable(0, 0, 0.05)
+
+
+def test_eval_on_coco_and_yolo_datasets_matches_the_labels_file(tmp_path, anomalib_config):
+    """The same images and boxes as a labels file, a COCO folder and a YOLO folder measure the same."""
+    import yaml
+
+    d = tmp_path / "ds"
+    (d / "images").mkdir(parents=True)
+    cv2.imwrite(str(d / "images" / "a.png"), img([(20, 20, 30, 30, 250), (40, 40, 44, 44, 250)]))
+    cv2.imwrite(str(d / "images" / "b.png"), img())  # its scratch is missed
+    cv2.imwrite(str(d / "images" / "c.png"), img([(10, 10, 13, 13, 200)]))  # good, a false candidate
+    boxes = {"a.png": [([20, 20, 30, 30], "scratch"), ([40, 40, 44, 44], "hole")], "b.png": [([5, 5, 15, 15], "scratch")],
+             "c.png": []}
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"image": f"images/{n}", "boxes": [b for b, _ in bs],
+                                          "kinds": [k for _, k in bs]}) + "\n" for n, bs in boxes.items()))
+    h, w = img().shape[:2]
+    names = ["hole", "scratch"]
+    coco = {"images": [{"id": i, "file_name": f"images/{n}", "width": w, "height": h} for i, n in enumerate(boxes)],
+            "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
+            "annotations": [{"id": j, "image_id": i, "category_id": names.index(k) + 1,
+                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+                            for i, bs in enumerate(boxes.values()) for j, (b, k) in enumerate(bs)]}
+    (d / "annotations.json").write_text(json.dumps(coco))
+    y = tmp_path / "yolo"
+    (y / "labels").mkdir(parents=True)
+    (y / "images").symlink_to(d / "images")
+    (y / "data.yaml").write_text(yaml.safe_dump({"names": names}))
+    for n, bs in boxes.items():
+        (y / "labels" / f"{n[:-4]}.txt").write_text("".join(
+            f"{names.index(k)} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
+            for b, k in bs))
+    common = ["--threshold", "0.5", "--json", "--pr-curve", str(tmp_path / "pr.png"), "--config", str(anomalib_config)]
+    got = []
+    for source in (["--labels", str(labels), "--images", str(d)], ["--dataset", str(d)], ["--dataset", str(y)]):
+        p = run_cli("eval", *source, *common)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        got.append((r["per_kind"], r["defect_recall"], r["false_candidates_per_good"], r["images"], r["good"]))
+    assert got[0] == got[1] == got[2] and got[0][0] == {"hole": [1, 1], "scratch": [1, 2]}
+    assert got[0][3:] == (3, 1)
+    (y / "labels" / "a.txt").write_text("0 0.5 0.5\n")
+    p = run_cli("eval", "--dataset", str(y), *common)
+    assert p.returncode == 2 and "a.txt line 1: expected `class centre_x centre_y width height`" in p.stderr

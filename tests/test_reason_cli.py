@@ -52,6 +52,23 @@ def test_reason_maps_the_answer_to_frame_pixels_and_mm(frame_png, tmp_path):
     assert out["answer"] == "defect" and f["type"] == "hole" and f["severity"] == "critical"
 
 
+def test_reason_shows_the_zoom_rounds(frame_png, tmp_path):
+    """The model zooms once (FastDeploy's tool call) and then answers: the round is printed with the
+    frame region it was shown, and in --json with what it asked."""
+    from inspector.reasoner.scripted_server import tool_call
+
+    replies = iter([tool_call([0, 0, 500, 500]), completion(answer("ok"))])
+    with ScriptedVLM(lambda b: (200, next(replies), 0)) as vlm:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"data_dir: {tmp_path / 'data'}\ncropper: {{padding: 0.0, min_side_px: 8}}\n"
+                       f"reasoner: {{type: openai, base_url: '{vlm.base_url}', server: fastdeploy, "
+                       f"profile: ernie-4.5-vl, max_zoom_rounds: 1}}\n")
+        p = run_cli("reason", str(frame_png), "--box", "200,100,400,300", "--config", str(cfg))
+    assert p.returncode == 0, p.stderr
+    # the top-left quarter of the 200x200 box at (200, 100)
+    assert "look 0 zoom 1: asked [0.0, 0.0, 500.0, 500.0]: shown frame region [200.0, 100.0, 300.0, 200.0] px" in p.stdout
+
+
 def test_reason_reports_an_unreachable_server(frame_png, tmp_path):
     from inspector.reasoner.local_server import free_port
 

@@ -121,7 +121,10 @@ def cmd_reason(args) -> int:
         "error": rep.error, "rejected": list(rep.rejected), "raw": rep.raw,
         "looks": [{"look": lk.index, "region": r1(lk.region), "answer": lk.answer.value,
                    "latency_ms": round(lk.latency_ms, 1), "raw": lk.raw, "thinking": lk.thinking,
-                   "error": lk.error} for lk in rep.looks],
+                   "error": lk.error, "tokens": lk.tokens,
+                   "zooms": [{"asked": list(z.asked), "region": r1(z.region), "label": z.label,
+                              "thinking": z.thinking, "error": z.error} for z in lk.zooms]}
+                  for lk in rep.looks],
     }
     if args.json:
         print(json.dumps(out))
@@ -133,6 +136,10 @@ def cmd_reason(args) -> int:
             print(f"  {f['type']} {f['severity']} {f['confidence']:.2f} at {f['box']} px{mm}: {f['reason']}")
         for r in rep.rejected:
             print(f"  refused: {r}")
+        for lk in rep.looks:
+            for n, z in enumerate(lk.zooms, 1):
+                shown = f"shown frame region {r1(z.region)} px" if z.region else f"not served: {z.error}"
+                print(f"  look {lk.index} zoom {n}: asked {list(z.asked) or '?'}: {shown}")
         print(f"raw answer: {rep.raw}")
     if rep.answer in (CropAnswer.unavailable, CropAnswer.invalid):
         print(f"inspector: no usable answer: {rep.error}", file=sys.stderr)
