@@ -111,7 +111,7 @@ def check_camera(cfg, cam, detector, tuning: dict | None = None) -> Check:
             t = time.monotonic()
             if getattr(cam.source, "trigger", None) == "hardware":
                 # a frame comes only when a part passes the trigger input: check the link and settings
-                if not src._connect():
+                if not src.connect():
                     raise RuntimeError(src.last_error or "cannot connect")
                 return (f"{src.name}: connected, features set, waiting for parts on {cam.source.trigger_line} "
                         "(hardware trigger: no frame taken)")

@@ -170,6 +170,11 @@ class GenicamSource(LiveSource):
         except Exception as e:  # the driver's own words: out of range, not writable now
             raise SourceError(f"camera {self.name}: cannot set {name} = {value!r}: {e}") from None
 
+    def connect(self) -> bool:
+        """Open the camera and apply its settings without waiting for a frame (a hardware-triggered
+        camera sends none until a part passes): what `inspector doctor` checks. False: last_error says why."""
+        return self._drv is not None or self._connect()
+
     def _connect(self) -> bool:
         try:
             drv = self._open_driver()
