@@ -393,7 +393,7 @@ def _eval_vlm(args, configs) -> int:
                   file=sys.stderr)
         reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         try:
-            results.append(ev.evaluate(reasoner, crops, product))
+            results.append(ev.evaluate(reasoner, crops, product, str(path or "default")))
         finally:
             reasoner.close()
         names.append(str(path) if path else "default")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.messages import Candidate, Crop, CropAnswer, Frame
+from inspector.prefilter.evaluate import progress
 
 
 @dataclass
@@ -72,14 +73,15 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def evaluate(reasoner, cs: list[Case], product) -> dict:
+def evaluate(reasoner, cs: list[Case], product, what: str = "eval vlm") -> dict:
     tp = fp = fn = tn = unavailable = invalid = refused = 0
     typed = typed_right = 0
     ious, lat, zooms, on_time = [], [], [], []
     tokens = counted_s = 0.0
     deadline = product.decision_deadline_ms
-    for c in cs:
+    for i, c in enumerate(cs, 1):
         rep = reasoner.analyze(c.crop, product, Frame("eval", 1, c.frame))
+        progress(i, len(cs), what)
         lat.append(rep.latency_ms)
         zooms.append(sum(len(lk.zooms) for lk in rep.looks))
         n = sum(lk.tokens for lk in rep.looks)
