@@ -371,7 +371,7 @@ def _eval_vlm(args, configs) -> int:
     from inspector.reasoner import build_reasoner
     from inspector.reasoner import evaluate as ev
 
-    results, names = [], []
+    results = []
     crops = None
     for path in configs:
         one = copy.copy(args)
@@ -396,10 +396,10 @@ def _eval_vlm(args, configs) -> int:
             results.append(ev.evaluate(reasoner, crops, product, str(path or "default")))
         finally:
             reasoner.close()
-        names.append(str(path) if path else "default")
+    names = ev.short_names(configs)
     print(ev.table(results, names))
     if args.chart:
         print(f"chart: {ev.chart(results, names, args.chart)}")
     if args.json:
-        print(ev.to_json(results, names))
+        print(ev.to_json(results, [str(p) if p else "default" for p in configs]))
     return 0

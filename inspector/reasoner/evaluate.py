@@ -144,25 +144,49 @@ def table(results: list[dict], names: list[str]) -> str:
 
 
 def chart(results: list[dict], names: list[str], path: Path) -> Path:
-    """Bars of recall, precision, type accuracy, IoU>=0.5 and on-time share per config (PNG)."""
+    """Bars of recall, precision, type accuracy, IoU>=0.5 and on-time share per config (PNG), each
+    with its value; a rate that could not be measured is marked n/a, not drawn as 0."""
     import cv2
 
-    keys = ["recall", "precision", "type_accuracy", "iou_ge_05", "deadline_hit_rate"]
-    W, H, pad = 160 * len(keys) + 80, 360, 40
+    keys = [("recall", "recall"), ("precision", "precision"), ("type_accuracy", "type accuracy"),
+            ("iou_ge_05", "IoU >= 0.5"), ("deadline_hit_rate", "on time")]
+    colours = [(200, 120, 40), (40, 140, 220), (60, 170, 60), (150, 60, 180), (40, 40, 200), (120, 120, 120)]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    group = max(150, 36 * len(results) + 30)
+    legend = 14 + 18 * len(names)
+    W, pad, plot_h = group * len(keys) + 60, 40, 240
+    H = legend + plot_h + 60
     img = np.full((H, W, 3), 255, np.uint8)
-    colours = [(200, 120, 40), (40, 140, 220), (60, 170, 60), (150, 60, 180)]
-    bw = max(8, 120 // max(1, len(results)))
-    for i, k in enumerate(keys):
-        x0 = pad + i * 160
-        cv2.putText(img, k.replace("_", " ")[:16], (x0, H - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-        for j, r in enumerate(results):
-            v = r.get(k) or 0.0
-            top = int(H - 40 - v * (H - 80))
-            cv2.rectangle(img, (x0 + j * bw, top), (x0 + (j + 1) * bw - 2, H - 40), colours[j % len(colours)], -1)
     for j, n in enumerate(names):
-        cv2.putText(img, n[:40], (pad, 18 + 16 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[j % len(colours)], 1)
+        y = 16 + 18 * j
+        cv2.rectangle(img, (pad, y - 10), (pad + 12, y + 2), colours[j % len(colours)], -1)
+        cv2.putText(img, n[:90], (pad + 18, y), font, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    top, base = legend + 20, legend + 20 + plot_h
+    for v in (0.0, 0.5, 1.0):  # a scale: 0, half, all
+        y = int(base - v * plot_h)
+        cv2.line(img, (pad - 5, y), (W - 10, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{v:g}", (6, y + 4), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+    bw = max(14, (group - 30) // max(1, len(results)))
+    for i, (k, label) in enumerate(keys):
+        x0 = pad + i * group
+        cv2.putText(img, label, (x0, base + 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for j, r in enumerate(results):
+            x = x0 + j * bw
+            v = r.get(k)
+            if v is None:
+                cv2.putText(img, "n/a", (x, base - 4), font, 0.35, (120, 120, 120), 1, cv2.LINE_AA)
+                continue
+            y = int(base - v * plot_h)
+            cv2.rectangle(img, (x, y), (x + bw - 4, base), colours[j % len(colours)], -1)
+            cv2.putText(img, f"{v:.2f}", (x, max(top - 6, y - 4)), font, 0.35, (30, 30, 30), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), img)
     return path
+
+
+def short_names(paths: list) -> list[str]:
+    """Config file names where they tell the configs apart, else the paths as given."""
+    names = [Path(p).name if p else "default" for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) if p else "default" for p in paths]
 
 
 def to_json(results: list[dict], names: list[str]) -> str:
