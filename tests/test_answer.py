@@ -39,6 +39,7 @@ def test_a_good_answer_maps_to_frame_pixels():
     (f(box=[500, 0, 100, 100]), "inverted"),
     (f(box=[100, 100, 101, 101]), "degenerate"),
     (f(box=[1, 2, 3]), "4 finite numbers"),
+    (f(box=[10 ** 400, 0, 1, 1]), "4 finite numbers"),  # an integer no float holds
     (f(confidence=97.5), "outside 0..1"),
     (f(confidence=True), "outside 0..1"),
     (f(severity="catastrophic"), "severity"),
@@ -69,7 +70,9 @@ def test_ok_with_findings_is_uncertain():
 
 
 @pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"verdict": "maybe", "findings": []}',
-                                  '{"verdict": "ok"}', '{"verdict": "ok", "findings": {}}'])
+                                  '{"verdict": "ok"}', '{"verdict": "ok", "findings": {}}',
+                                  "[" * 100_000,  # nested past Python's recursion limit
+                                  '{"verdict": "ok", "findings": [], "n": ' + "9" * 5000 + "}"])  # too many digits
 def test_malformed_answers_raise(text):
     with pytest.raises(AnswerError):
         check(text)

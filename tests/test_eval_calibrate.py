@@ -381,3 +381,43 @@ def test_eval_on_coco_and_yolo_datasets_matches_the_labels_file(tmp_path, anomal
     (y / "labels" / "a.txt").write_text("0 0.5 0.5\n")
     p = run_cli("eval", "--dataset", str(y), *common)
     assert p.returncode == 2 and "a.txt line 1: expected `class centre_x centre_y width height`" in p.stderr
+
+
+def test_hostile_datasets_are_one_line_or_skipped_by_name(tmp_path, anomalib_config):
+    import yaml
+
+    common = ["--threshold", "0.5", "--pr-curve", str(tmp_path / "pr.png"), "--config", str(anomalib_config)]
+
+    def coco(images, annotations, name="c"):
+        d = tmp_path / name
+        (d / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / "images" / "a.png"), img())
+        (d / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                        "categories": [{"id": 1, "name": "scratch"}]}))
+        return d
+    one = [{"id": 1, "file_name": "images/a.png"}]
+    for d, says in [
+        (coco(one, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 5]}], "nan"), "is not a box with an area"),
+        (coco([{"id": 1e999, "file_name": "images/a.png"}], [], "inf"), "OverflowError"),
+        (coco(one, [{"image_id": 1, "category_id": 1, "bbox": [10 ** 400, 0, 5, 5]}], "huge"), "OverflowError"),
+        (coco(one, [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 5, 5]}], "orphan"), "KeyError"),
+    ]:
+        p = run_cli("eval", "--dataset", str(d), *common)
+        assert p.returncode == 2 and "Traceback" not in p.stderr and says in p.stderr, p.stderr
+    y = tmp_path / "y"
+    (y / "images").mkdir(parents=True)
+    (y / "labels").mkdir()
+    cv2.imwrite(str(y / "images" / "a.png"), img())
+    cv2.imwrite(str(y / "images" / "b.png"), img([(20, 20, 30, 30, 250)]))
+    (y / "labels" / "b.txt").write_text("0 0.4 0.4 0.2 0.2\n")
+    (y / "data.yaml").write_text("names:\n")
+    p = run_cli("eval", "--dataset", str(y), *common)
+    assert p.returncode == 2 and "'names' must list the classes, got NoneType" in p.stderr
+    (y / "data.yaml").write_text(yaml.safe_dump({"names": ["scratch"]}))
+    (y / "labels" / "a.txt").write_bytes(b"\xff\xfe\x00garbage\n")
+    p = run_cli("eval", "--dataset", str(y), "--json", *common)
+    assert p.returncode == 0 and "a.txt: cannot read: not text (skipped)" in p.stderr, p.stderr
+    assert json.loads(p.stdout)["images"] == 1
+    (y / "labels" / "b.txt").write_text("0 nan 0.4 0.2 0.2\n")
+    p = run_cli("eval", "--dataset", str(y), *common)
+    assert p.returncode == 2 and "b.txt line 1" in p.stderr

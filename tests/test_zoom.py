@@ -82,6 +82,48 @@ def test_rounds_are_limited_and_the_last_call_offers_no_tool(demo_crops):
     assert (b[0] + b[2]) < (a[0] + a[2]) and (b[1] + b[3]) < (a[1] + a[3])
 
 
+def test_hostile_zoom_arguments_are_refused_not_raised(demo_crops):
+    """Arguments no box can come from: each call is answered with an error and counted."""
+    bad = [{"bbox_2d": [10 ** 400, 0, 1, 1]}, {"bbox_2d": "1,2,3,4"}, [1, 2, 3, 4], "x" * 50,
+           {"bbox_2d": [float("nan"), 0, 1, 1]}, {"bbox_2d": list(range(10 ** 5))}]
+    def calls(args, first):
+        reply = tool_call([0, 0, 1, 1])
+        reply["choices"][0]["message"]["tool_calls"] = [
+            {"id": f"c{first + i}", "type": "function",
+             "function": {"name": "image_zoom_in_tool", "arguments": json.dumps(a)}} for i, a in enumerate(args)]
+        return reply
+    nested = tool_call([0, 0, 1, 1], call_id="deep")
+    nested["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = "[" * 100_000
+    replies = [calls(bad[:4], 0), calls(bad[4:], 4), nested, completion(answer("ok"))]
+    img, crop, rep, reqs, errors = run(demo_crops, replies, rounds=3)
+    assert rep.answer is CropAnswer.ok and errors == 7 and rep.looks[0].zoomed == ()
+    told = [m for m in reqs[3]["messages"] if m["role"] == "tool"]
+    assert len(told) == 7 and all(m["content"].startswith("error: ") for m in told)
+
+
+def test_at_most_four_regions_are_cut_per_reply(demo_crops):
+    """A model repeating itself writes a dozen calls in one reply: four are served, the rest told no."""
+    many = tool_call([0, 0, 500, 500], call_id="c0")
+    many["choices"][0]["message"]["tool_calls"] = [
+        {"id": f"c{i}", "type": "function",
+         "function": {"name": "image_zoom_in_tool", "arguments": json.dumps({"bbox_2d": [0, 0, 500 + i, 500]})}}
+        for i in range(12)]
+    img, crop, rep, reqs, errors = run(demo_crops, [many, completion(answer("ok"))], profile="qwen3-vl",
+                                       server="vllm")
+    assert len(rep.looks[0].zoomed) == 4 and errors == 8
+    images = [m for m in reqs[1]["messages"] if m["role"] == "user" and m is not reqs[1]["messages"][1]]
+    assert len(images) == 4 and sum(m["role"] == "tool" for m in reqs[1]["messages"]) == 12
+
+
+def test_while_the_zoom_is_offered_no_schema_constrains_the_answer(demo_crops):
+    """FastDeploy and vLLM enforce response_format by guided decoding, which would forbid the tool
+    call: the schema goes only with calls that offer no tool."""
+    img, crop, rep, reqs, errors = run(demo_crops, [tool_call([0, 0, 500, 500]), completion(answer("ok"))],
+                                       rounds=1)
+    assert "tools" in reqs[0] and "response_format" not in reqs[0]
+    assert "tools" not in reqs[1] and reqs[1]["response_format"]["type"] == "json_schema"
+
+
 def test_a_tool_call_on_the_last_round_is_told_no_and_costs_an_attempt(demo_crops):
     """The rounds are spent and the tool no longer offered, yet the model calls it again (a server
     does not stop it): the call is answered "no zoom is left", counted, and the model asked again;

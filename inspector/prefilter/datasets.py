@@ -10,6 +10,7 @@ all 0-1) and `data.yaml` naming the classes; a missing or empty label file is a 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -44,8 +45,8 @@ def _coco(path: Path, folder: Path) -> list[Labelled]:
         by_image: dict[int, list] = {int(im["id"]): [] for im in doc["images"]}
         for a in doc.get("annotations", []):
             x, y, w, h = (float(v) for v in a["bbox"])
-            if w <= 0 or h <= 0:
-                raise ValueError(f"annotation {a.get('id')}: bbox {a['bbox']} has no area")
+            if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+                raise ValueError(f"annotation {a.get('id')}: bbox {str(a['bbox'])[:80]} is not a box with an area")
             by_image[int(a["image_id"])].append(((x, y, x + w, y + h), names[int(a["category_id"])]))
         out = []
         for im in doc["images"]:
@@ -54,8 +55,10 @@ def _coco(path: Path, folder: Path) -> list[Labelled]:
         return out
     except OSError as e:
         raise EvalError(f"cannot read {path}: {e.strerror}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise EvalError(f"{path}: not a COCO detection file: {type(e).__name__}: {e}") from None
+    except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as e:
+        raise EvalError(f"{path}: not a COCO detection file: {type(e).__name__}: {str(e)[:160]}") from None
+    except RecursionError:
+        raise EvalError(f"{path}: not a COCO detection file: nested too deeply") from None
 
 
 def _yolo(folder: Path) -> tuple[list[Labelled], list[str]]:
@@ -63,14 +66,20 @@ def _yolo(folder: Path) -> tuple[list[Labelled], list[str]]:
     if (folder / "data.yaml").is_file():
         try:
             names = (yaml.safe_load((folder / "data.yaml").read_text()) or {}).get("names", [])
-        except (OSError, yaml.YAMLError, AttributeError) as e:
-            raise EvalError(f"{folder / 'data.yaml'}: cannot read the class names: {e}") from None
+        except (OSError, ValueError, yaml.YAMLError, AttributeError) as e:
+            raise EvalError(f"{folder / 'data.yaml'}: cannot read the class names: {str(e)[:160]}") from None
+        if not isinstance(names, (list, dict)):
+            raise EvalError(f"{folder / 'data.yaml'}: 'names' must list the classes, got {type(names).__name__}")
     name = (lambda k: str(names.get(k, k))) if isinstance(names, dict) else \
         (lambda k: str(names[k]) if 0 <= k < len(names) else str(k))
     out, skipped = [], []
     for img in sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         label = folder / "labels" / f"{img.stem}.txt"
-        rows = label.read_text().split("\n") if label.is_file() else []
+        try:
+            rows = label.read_text().split("\n") if label.is_file() else []
+        except (OSError, UnicodeDecodeError) as e:
+            skipped.append(f"{label}: cannot read: {getattr(e, 'strerror', None) or 'not text'}")
+            continue
         rows = [r.split() for r in rows if r.strip()]
         if not rows:
             out.append(Labelled(img, []))
@@ -84,7 +93,7 @@ def _yolo(folder: Path) -> tuple[list[Labelled], list[str]]:
         for n, r in enumerate(rows, 1):
             try:
                 k, cx, cy, bw, bh = int(r[0]), *(float(v) for v in r[1:5])
-                if len(r) != 5 or bw <= 0 or bh <= 0:
+                if len(r) != 5 or not all(math.isfinite(v) for v in (cx, cy, bw, bh)) or bw <= 0 or bh <= 0:
                     raise ValueError
             except (ValueError, IndexError):
                 raise EvalError(f"{label} line {n}: expected `class centre_x centre_y width height` "

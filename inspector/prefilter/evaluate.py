@@ -8,6 +8,7 @@ The demo renderer's ground truth (`{"image", "defects": [{"type", "box"}]}`) is 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,13 +91,14 @@ def read_labels(labels: Path, images_dir: Path) -> list[Labelled]:
                 boxes, kinds = [d["box"] for d in row["defects"]], [d.get("type") for d in row["defects"]]
                 kinds = kinds if all(isinstance(k, str) and k for k in kinds) else None
             boxes = [tuple(float(v) for v in b) for b in boxes]
-            if any(len(b) != 4 or b[0] >= b[2] or b[1] >= b[3] for b in boxes):
+            if any(len(b) != 4 or not all(math.isfinite(v) for v in b) or b[0] >= b[2] or b[1] >= b[3]
+                   for b in boxes):
                 raise ValueError("a box is not x1,y1,x2,y2 with x1<x2, y1<y2")
             if kinds is not None and (not isinstance(kinds, list) or len(kinds) != len(boxes)
                                       or not all(isinstance(k, str) and k for k in kinds)):
                 raise ValueError("'kinds' must list one name per box")
             out.append(Labelled(Path(images_dir) / row["image"], boxes, kinds))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
             raise EvalError(f"{labels} line {n}: expected {{\"image\": ..., \"boxes\": "
                             f"[[x1, y1, x2, y2], ...], \"kinds\" (optional): [name, ...]}}: {e}") from None
     if not out:

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 REPAIR_MARK = "----- repair attempt -----"  # separates a look's calls in its raw text
 MIN_ZOOM = 1.5  # a closer look must show the frame at least this much sharper than the crop did
+# A reply may hold several zoom calls; past this many, each costs an image encode and prompt space
+# for nothing the model can use at once (a model stuck repeating itself writes dozens).
+ZOOMS_PER_REPLY = 4
 
 
 class ReasonerUnavailable(InspectorError):
@@ -206,7 +209,7 @@ class Reasoner:
             calls, text = list(reply.tool_calls), reply.text
             if zoom_on and not calls:
                 found, text = self.profile.text_tool_calls(reply.text)
-                calls = [ToolCall(f"call_{rounds}_{i}", n, a) for i, (n, a) in enumerate(found)]
+                calls = [ToolCall(f"call_{len(zooms) + i}", n, a) for i, (n, a) in enumerate(found)]
             if calls and zoom_on:
                 # The model asks to look closer: answer every call (the zoomed region, or why not),
                 # then ask again. A call made when no zoom was offered (the rounds are spent, or
@@ -217,7 +220,7 @@ class Reasoner:
                 thoughts.append(said)
                 echo = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                         for c in calls]
-                answers = [self._zoom(c, crop, frame, zooms, said if i == 0 else "", allowed=offer is not None)
+                answers = [self._zoom(c, crop, frame, zooms, said if i == 0 else "", _why_not(offer is not None, i))
                            for i, c in enumerate(calls)]
                 # Every tool message right after the call, then any images (OpenAI's order).
                 msgs = [*msgs, {"role": "assistant", "content": text, "tool_calls": echo},
@@ -269,7 +272,7 @@ class Reasoner:
         return False
 
     def _zoom(self, call, crop: Crop, frame: Frame, zooms: list, thinking: str = "",
-              allowed: bool = True) -> list[dict]:
+              refuse_why: str | None = None) -> list[dict]:
         """The zoom tool's answer to one call: the region cut from the full-resolution frame at the
         crop's pixel budget, or an error text the model can act on. Every call is kept as a
         ZoomRound; the ones that could not be served are counted."""
@@ -286,17 +289,17 @@ class Reasoner:
         try:
             args = json.loads(call.arguments)
             label = str(args.get("label", ""))[:200] if isinstance(args, dict) else ""
-        except ValueError:
+        except (ValueError, RecursionError):
             args = None
         if call.name != p.zoom_tool and not call.id.startswith("zoom_"):
             return refuse(f"there is no tool {call.name!r}; use {p.zoom_tool}")
-        if not allowed:
-            return refuse("no zoom is left for this question: answer now with the JSON object")
+        if refuse_why is not None:
+            return refuse(refuse_why)
         try:
-            asked = tuple(float(v) for v in args[p.zoom_box_arg])
+            asked = tuple(float(v) for v in args[p.zoom_box_arg][:5])
             if len(asked) != 4 or not all(math.isfinite(v) for v in asked):
                 raise ValueError
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             asked = ()
             return refuse(f"{p.zoom_box_arg} must be four numbers [x1, y1, x2, y2]")
         mw, mh = p.model_size(w, h)
@@ -339,9 +342,16 @@ def _zoom_request(body: str) -> list | None:
     """The box of a grammar-route zoom request ({"zoom": [x1, y1, x2, y2]}), else None."""
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return obj["zoom"] if isinstance(obj, dict) and set(obj) == {"zoom"} else None
+
+
+def _why_not(offered: bool, i: int) -> str | None:
+    """Why the i-th zoom call of a reply is not served (None: it is)."""
+    if not offered:
+        return "no zoom is left for this question: answer now with the JSON object"
+    return None if i < ZOOMS_PER_REPLY else f"at most {ZOOMS_PER_REPLY} regions at a time"
 
 
 def _as_parts(messages: list[dict]) -> list[dict]:

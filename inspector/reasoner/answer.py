@@ -79,6 +79,10 @@ def parse_json(text: str) -> dict:
         doc = json.loads(text, strict=False)
     except json.JSONDecodeError as e:
         raise AnswerError(f"not valid JSON: {e.msg} (character {e.pos})") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise AnswerError(f"not usable JSON: {str(e).splitlines()[0][:120]}") from None
+    except RecursionError:
+        raise AnswerError("not usable JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise AnswerError(f"expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -139,10 +143,17 @@ def _finding(item, profile, taxonomy, crop_w, crop_h, to_frame, crop_index, mode
     return Finding(kind, severity, float(conf), to_frame(px), reason, crop_index, model_id)
 
 
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _model_box(raw, profile: Profile, crop_w: int, crop_h: int) -> Box:
     if (not isinstance(raw, list) or len(raw) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
-            or not all(math.isfinite(v) for v in raw)):
+            or not all(_finite(v) for v in raw)):
         raise ValueError(f"box must be 4 finite numbers, got {raw!r:.80}")
     mw, mh = profile.model_size(crop_w, crop_h)
     limits = (mw, mh, mw, mh)

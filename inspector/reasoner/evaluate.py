@@ -83,7 +83,7 @@ def evaluate(reasoner, cs: list[Case], product, what: str = "eval vlm") -> dict:
         rep = reasoner.analyze(c.crop, product, Frame("eval", 1, c.frame))
         progress(i, len(cs), what)
         lat.append(rep.latency_ms)
-        zooms.append(sum(len(lk.zooms) for lk in rep.looks))
+        zooms.append(sum(len(lk.zoomed) for lk in rep.looks))  # regions shown; refused calls are not zooms
         n = sum(lk.tokens for lk in rep.looks)
         if n:  # only answers whose server counted tokens (a down VLM counts none)
             tokens += n

@@ -52,7 +52,11 @@ class OpenAIReasoner(Reasoner):
         if cfg.model:
             body["model"] = cfg.model
         if tools:
+            # While the zoom is offered the answer is not constrained: a JSON-schema grammar would
+            # forbid the tool call itself (FastDeploy and vLLM enforce response_format by guided
+            # decoding). The answer is validated as always, with its repair.
             body["tools"] = tools
+            return body
         if cfg.dialect == "gbnf":
             body["grammar"] = gbnf
         elif cfg.dialect == "json_object_schema":

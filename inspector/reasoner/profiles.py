@@ -71,7 +71,7 @@ class Profile:
             try:
                 obj = json.loads(m.group(1))
                 name, args = obj["name"], obj.get("arguments", {})
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 name, args = "", m.group(1)  # unreadable: answered with an error, like a bad box
             calls.append((str(name), args if isinstance(args, str) else json.dumps(args)))
         return calls, _TEXT_CALL.sub("", text).strip()
