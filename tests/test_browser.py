@@ -202,6 +202,55 @@ def test_operator_sees_the_vlm_go_down_and_come_back(tmp_path, artifacts):
             proc.wait(15)
 
 
+def test_the_detail_page_shows_what_the_model_zoomed_into(tmp_path, artifacts):
+    """ERNIE-style zoom through a FastDeploy-shaped server: on the detail page the region is boxed
+    on the frame, and the round's panel shows the region itself (a view of the stored frame) with
+    the model's thinking, within the CSP."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.scripted_vlm import ScriptedVLM, answer, completion
+    from inspector.reasoner.scripted_server import tool_call
+
+    found = {"type": "scratch", "severity": "major", "confidence": 0.9, "box": [300, 300, 700, 700],
+             "reason": "a line across the glaze"}
+
+    def script(body):
+        if body.get("tools"):
+            return 200, tool_call([250, 250, 750, 750], reasoning="the edge looks rough; closer"), 0
+        return 200, completion(answer("defect", [found])), 0
+
+    with ScriptedVLM(script) as vlm:
+        base, proc = start_line(tmp_path, reasoner={
+            "type": "openai", "base_url": vlm.base_url, "server": "fastdeploy", "profile": "ernie-4.5-vl",
+            "max_zoom_rounds": 1})
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 860})
+                violations = []
+                page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text
+                        else None)
+                log_in(page, base)
+                page.wait_for_selector("#feed-body tr.v-fail", timeout=30000)
+                page.locator("#feed-body tr.v-fail a.pill").first.click()
+                page.wait_for_selector(".frame svg rect.box-zoom")
+                frame = page.locator(".frame img").bounding_box()
+                zoom = page.locator(".frame svg rect.box-zoom").first.bounding_box()
+                assert frame["x"] <= zoom["x"] and zoom["x"] + zoom["width"] <= frame["x"] + frame["width"] + 1
+                view = page.locator("svg.zoom-view").first
+                assert view.is_visible() and view.bounding_box()["width"] > 100
+                panel = page.locator("ol.zooms li").first.inner_text()
+                assert "Zoom 1" in panel and "asked [250, 250, 750, 750]" in panel
+                assert "the edge looks rough; closer" in panel
+                view.scroll_into_view_if_needed()
+                page.screenshot(path=str(artifacts / "detail-zoom.png"), full_page=True)
+                assert not violations, violations
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
 def test_the_separate_dashboard_shows_the_line_come_and_go_without_a_reload(tmp_path, artifacts):
     """inspector-web.service's dashboard in a browser: a red banner while its line is down, gone
     when the line starts (live, over the event stream), the live picture through the line's
