@@ -97,17 +97,32 @@ def test_frame_id_gaps_count_lost_frames_across_the_16_bit_wrap():
     from inspector.capture.sources.genicam import GenicamSource, Grab
 
     def lost(ids):
+        return delivered(ids)[1]
+
+    def delivered(ids):
+        """(ids read, frames counted lost); a negative id is that frame arriving incomplete."""
         src = GenicamSource.__new__(GenicamSource)
-        src.name, src.lost, src._prev_id = "cam", 0, None
+        src.name, src.lost, src._prev_id, src._gone = "cam", 0, None, set()
         src._drv = type("Driver", (), {"id_wrap": 65535})()
+        read = []
         for fid in ids:
-            src._count_lost(Grab(None, "", 0, 0, fid))
-        return src.lost
+            g = Grab(None if fid < 0 else np.zeros(1, np.uint8), "Mono8", 1, 1, abs(fid))
+            if src._count_lost(g):
+                if fid < 0:
+                    src.lost += 1  # as read() counts an incomplete frame
+                else:
+                    read.append(fid)
+        return read, src.lost
 
     assert lost([65533, 65534, 65535, 1, 2]) == 0  # through the wrap, nothing missing
     assert lost([65533, 65534, 65535, 1, 2, 5]) == 2  # 3 and 4 never came
     assert lost([65534, 2]) == 2  # 65535 and 1 lost across the wrap
     assert lost([900, 901, 17, 18]) == 0  # the camera started counting again
+    # Aravis closed a frame of a stray late packet after newer ones: not a new count, nothing lost
+    assert delivered([10, 11, 12, 13, -11, 14]) == ([10, 11, 12, 13, 14], 0)
+    # a frame counted lost that turns up whole later is read and no longer lost; a repeat is dropped
+    assert delivered([10, 11, 13, 12, 13, 14]) == ([10, 11, 13, 12, 14], 0)
+    assert delivered([10, -11, 12, -11]) == ([10, 12], 1)
 
 
 def test_yaml_booleans_become_the_off_and_on_entries_of_enumerations():

@@ -28,6 +28,8 @@ from inspector.capture.sources.pixel_formats import PixelFormatError, check, to_
 from inspector.errors import InspectorError
 
 log = logging.getLogger(__name__)
+# Ids this far behind the newest are late or repeated frames, not a new acquisition's count.
+LATE_WINDOW = 64
 
 TRIGGER_NODES = ("TriggerSelector", "TriggerMode", "TriggerSource", "TriggerActivation")
 
@@ -77,7 +79,9 @@ class Driver:
         """The driver knows the device is lost (heartbeat, removal)."""
         return False
 
-    def close(self) -> None: ...
+    def close(self, dead: bool = False) -> None:
+        """Stop and let go of the camera; `dead`: it stopped answering, so nothing is asked of it
+        that would wait out its timeouts on the caller's thread."""
 
 
 def _value_for(kind: str, value, name: str, camera: str):
@@ -108,6 +112,7 @@ class GenicamSource(LiveSource):
         self.last_timestamp: int | None = None
         self._drv: Driver | None = None
         self._prev_id: int | None = None
+        self._gone: set[int] = set()  # ids lately counted lost (a late frame may still come)
         self._connected_once = False
 
     # --- what a driver module supplies ---------------------------------------------------------
@@ -188,7 +193,7 @@ class GenicamSource(LiveSource):
                 check(drv.get_string("PixelFormat"))
             drv.start()
         except CameraUnavailable as e:
-            drv.close()
+            drv.close(dead=True)  # it stopped answering while being set up
             self._failed(str(e))
             return False
         except (PixelFormatError, SourceError) as e:
@@ -202,6 +207,7 @@ class GenicamSource(LiveSource):
             self._failed(f"{type(e).__name__}: {e}")
             return False
         self._drv, self._prev_id, self._connected_once = drv, None, True
+        self._gone = set()
         if self.state != "connected":
             log.info("camera %s: connected%s", self.name,
                      f" after {self.reconnects} reconnect(s)" if self.reconnects else "")
@@ -212,7 +218,7 @@ class GenicamSource(LiveSource):
         if self._drv is not None:
             drv, self._drv = self._drv, None
             try:
-                drv.close()
+                drv.close(dead=self.state == "reconnecting")
             except Exception as e:  # a dead camera's close may fail too; it is dropped either way
                 log.debug("camera %s: close: %s", self.name, e)
 
@@ -244,7 +250,8 @@ class GenicamSource(LiveSource):
                 self.errors += 1
                 log.warning("camera %s: frame dropped: %s", self.name, e)
                 continue
-            self._count_lost(g)
+            if not self._count_lost(g):
+                continue
             if g.data is None and g.bgr is None:  # it came incomplete: that frame is lost, the camera is fine
                 self.errors += 1
                 self.lost += 1
@@ -260,12 +267,23 @@ class GenicamSource(LiveSource):
             return img, f"{self.name}#{g.frame_id if g.frame_id is not None else self._n}"
         return None
 
-    def _count_lost(self, g: Grab) -> None:
+    def _count_lost(self, g: Grab) -> bool:
+        """Count the frames the ids say were lost before this one. False: a late or repeated frame
+        (an id just behind the newest seen), dropped without counting: Aravis can close a frame
+        made of a stray late packet after newer frames, which would otherwise look like a new
+        acquisition and count every frame since as lost. A frame counted lost that turns up whole
+        after all is read, and no longer counted lost."""
         self.lost += g.skipped
         fid, prev = g.frame_id, self._prev_id
+        if fid is not None and prev is not None and prev - LATE_WINDOW <= fid <= prev:
+            if (g.data is not None or g.bgr is not None) and fid in self._gone:
+                self._gone.discard(fid)
+                self.lost -= 1
+                return True
+            return False
         self._prev_id = fid
         if fid is None or prev is None:
-            return
+            return True
         wrap = self._drv.id_wrap if self._drv is not None else None
         if fid > prev:
             gap = fid - prev - 1
@@ -276,6 +294,10 @@ class GenicamSource(LiveSource):
         if gap:
             self.lost += gap
             log.debug("camera %s: %d frame(s) lost before frame %d", self.name, gap, fid)
+            if fid > prev:  # remembered a while, in case one arrives late
+                self._gone = {i for i in self._gone if i > fid - LATE_WINDOW}
+                self._gone.update(range(max(prev + 1, fid - LATE_WINDOW), fid))
+        return True
 
     def close(self) -> None:
         self.stop_event.set()

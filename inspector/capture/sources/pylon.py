@@ -151,7 +151,7 @@ class PylonDriver(Driver):
         except self.g.GenericException:
             return True
 
-    def close(self) -> None:
+    def close(self, dead: bool = False) -> None:
         try:
             if self.cam.IsGrabbing():
                 self.cam.StopGrabbing()
