@@ -152,3 +152,26 @@ def test_the_ground_truth_is_named_once_and_bad_inputs_are_one_line(tmp_path, de
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].endswith(
         "no reviewed inspection with a kept frame in inspector.db: review parts on the dashboard first (pass "
         "or fail), or use --labels or --dataset")
+
+
+def test_the_deadline_hit_rate_is_measured_against_the_products_deadline(tmp_path, demo_line):
+    """A server that takes half a second never makes a 50 ms deadline; one that answers at once
+    always makes a minute's. A product without a deadline has no rate."""
+    def with_deadline(name, url, delay_ms):
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump({
+            "data_dir": str(tmp_path / "data"),
+            "products": [{"name": "demo-tile", "decision_deadline_ms": delay_ms, "decision_guard_ms": 5}],
+            "reasoner": {"type": "openai", "base_url": url, "server": "vllm"}}))
+        return str(p)
+    with ScriptedVLM(lambda body: (200, completion(answer("ok")), 0.5)) as slow, \
+            ScriptedVLM(lambda body: (200, completion(answer("ok")), 0)) as fast:
+        args = ["eval", "vlm", "--images", str(demo_line.frames_dir), "--labels", str(demo_line.ground_truth),
+                "--json", "--config", with_deadline("slow", slow.base_url, 50),
+                "--config", with_deadline("fast", fast.base_url, 60_000),
+                "--config", str(config(tmp_path, "none", {"type": "openai", "base_url": fast.base_url,
+                                                            "server": "vllm"}))]
+        p = run_cli(*args, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rates = [r["deadline_hit_rate"] for r in json.loads(p.stdout.strip().splitlines()[-1])["configs"]]
+    assert rates == [0.0, 1.0, None]
