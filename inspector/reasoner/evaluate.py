@@ -22,6 +22,7 @@ import numpy as np
 
 from inspector.messages import Candidate, Crop, CropAnswer, Frame
 from inspector.prefilter.evaluate import progress
+from inspector.prefilter.metrics import iou
 
 
 @dataclass
@@ -63,14 +64,6 @@ def cases(items, cropper, max_pixels: int) -> tuple[list[Case], list[str]]:
                                min_side=cropper.min_side_px, out_side=cropper.max_side_px, upscale=False)
             out.append(Case(f"{it.path.name}#{i}", img, crop, b if it.boxes else None, k))
     return out, skipped
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def evaluate(reasoner, cs: list[Case], product, what: str = "eval vlm") -> dict:
