@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
+
 from inspector.errors import InspectorError
 from inspector.util.registry import Registry
 from inspector.config import ProductConfig
@@ -192,6 +194,7 @@ class Reasoner:
             offer = tools if zoom_on and may_zoom else None
             grammar = gbnf_zoom if grammar_zoom and may_zoom else gbnf
             try:
+                # tools only when offered: a backend without tools keeps its three-argument _call
                 reply = self._call(msgs, schema, grammar, offer) if offer else self._call(msgs, schema, grammar)
             except ReasonerUnavailable as e:
                 self._count(t0, failed=True)
@@ -210,17 +213,18 @@ class Reasoner:
             if zoom_on and not calls:
                 found, text = self.profile.text_tool_calls(reply.text)
                 calls = [ToolCall(f"call_{len(zooms) + i}", n, a) for i, (n, a) in enumerate(found)]
+            thinking, body = self.profile.split_thinking(text)
+            said = "\n".join(t for t in (reply.thinking, thinking) if t)
+            thoughts.append(said)
             if calls and zoom_on:
                 # The model asks to look closer: answer every call (the zoomed region, or why not),
                 # then ask again. A call made when no zoom was offered (the rounds are spent, or
                 # the deadline is near) is told so and costs an attempt, so a model that keeps
                 # calling cannot keep the loop going.
-                thinking, _ = self.profile.split_thinking(reply.text)
-                said = "\n".join(t for t in (reply.thinking, thinking) if t)
-                thoughts.append(said)
                 echo = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                         for c in calls]
-                answers = [self._zoom(c, crop, frame, zooms, said if i == 0 else "", _why_not(offer is not None, i))
+                answers = [self._zoom_call(c, crop, frame, zooms, said if i == 0 else "",
+                                           _why_not(offer is not None, i))
                            for i, c in enumerate(calls)]
                 # Every tool message right after the call, then any images (OpenAI's order).
                 msgs = [*msgs, {"role": "assistant", "content": text, "tool_calls": echo},
@@ -233,14 +237,11 @@ class Reasoner:
                     rounds += 1
                 continue
             raws.append(reply.text)
-            thinking, body = self.profile.split_thinking(reply.text)
-            thoughts += [reply.thinking, thinking]
             box = _zoom_request(body) if grammar_zoom else None
             if box is not None and rounds < self.cfg.max_zoom_rounds:
-                call = ToolCall(f"zoom_{rounds}", self.profile.zoom_tool, json.dumps({self.profile.zoom_box_arg: box}))
-                served = self._zoom(call, crop, frame, zooms, "\n".join(t for t in (reply.thinking, thinking) if t))
-                msgs = [*msgs, {"role": "assistant", "content": reply.text},
-                        {"role": "user", "content": _as_parts(served)}]
+                # the grammar route has no tool role: the zoomed region is the next user turn
+                image, told = self._cut_zoom(box, crop, frame, zooms, said)
+                msgs = [*msgs, {"role": "assistant", "content": reply.text}, prompt.zoom_turn(image, told)]
                 rounds += 1
                 continue
             try:
@@ -271,49 +272,54 @@ class Reasoner:
         self.zooms_past_deadline += 1
         return False
 
-    def _zoom(self, call, crop: Crop, frame: Frame, zooms: list, thinking: str = "",
-              refuse_why: str | None = None) -> list[dict]:
-        """The zoom tool's answer to one call: the region cut from the full-resolution frame at the
-        crop's pixel budget, or an error text the model can act on. Every call is kept as a
+    def _zoom_call(self, call: ToolCall, crop: Crop, frame: Frame, zooms: list, thinking: str = "",
+                   refuse_why: str | None = None) -> list[dict]:
+        """The zoom tool's answer to one call, as the family's tool style carries it."""
+        p = self.profile
+        try:
+            args = json.loads(call.arguments)
+        except (ValueError, RecursionError):
+            args = None
+        args = args if isinstance(args, dict) else {}
+        label = str(args.get("label", ""))[:200]
+        if call.name != p.zoom_tool:
+            refuse_why = f"there is no tool {call.name!r}; use {p.zoom_tool}"
+        if refuse_why is not None:
+            image, told = self._refuse_zoom(zooms, (), thinking, refuse_why, label)
+        else:
+            image, told = self._cut_zoom(args.get(p.zoom_box_arg), crop, frame, zooms, thinking, label)
+        return prompt.zoom_reply(call.id, image, told, p)
+
+    def _cut_zoom(self, box, crop: Crop, frame: Frame, zooms: list, thinking: str,
+                  label: str = "") -> tuple[np.ndarray | None, str]:
+        """(the region cut from the full-resolution frame at the crop's pixel budget, what to tell
+        the model), or (None, an error text the model can act on). Every request is kept as a
         ZoomRound; the ones that could not be served are counted."""
         h, w = crop.image.shape[:2]
         p = self.profile
-        asked: tuple = ()
-        label = ""
-
-        def refuse(why: str) -> list[dict]:
-            self.zoom_errors += 1
-            zooms.append(ZoomRound(asked, None, thinking, why, label))
-            return prompt.zoom_reply(call.id, None, f"error: {why}", p)
-
         try:
-            args = json.loads(call.arguments)
-            label = str(args.get("label", ""))[:200] if isinstance(args, dict) else ""
-        except (ValueError, RecursionError):
-            args = None
-        if call.name != p.zoom_tool and not call.id.startswith("zoom_"):
-            return refuse(f"there is no tool {call.name!r}; use {p.zoom_tool}")
-        if refuse_why is not None:
-            return refuse(refuse_why)
-        try:
-            asked = tuple(float(v) for v in args[p.zoom_box_arg][:5])
+            asked = tuple(float(v) for v in box[:5])
             if len(asked) != 4 or not all(math.isfinite(v) for v in asked):
                 raise ValueError
         except (ValueError, TypeError, KeyError, OverflowError):
-            asked = ()
-            return refuse(f"{p.zoom_box_arg} must be four numbers [x1, y1, x2, y2]")
+            return self._refuse_zoom(zooms, (), thinking, f"{p.zoom_box_arg} must be four numbers [x1, y1, x2, y2]",
+                                     label)
         mw, mh = p.model_size(w, h)
         if not (0 <= asked[0] < asked[2] <= mw and 0 <= asked[1] < asked[3] <= mh):
-            return refuse(f"{p.format_box(asked)} is not a region of the image (x from 0 to {mw:g}, "
-                          f"y from 0 to {mh:g}, x1 < x2, y1 < y2)")
+            return self._refuse_zoom(zooms, asked, thinking, f"{p.format_box(asked)} is not a region of the image "
+                                     f"(x from 0 to {mw:g}, y from 0 to {mh:g}, x1 < x2, y1 < y2)", label)
         frame_box = crop.transform.to_frame(p.to_pixels(asked, w, h))
         sl = self.cfg.second_look
         zoom = crop_around(frame.image, Candidate(frame_box, 1.0, "zoom", crop.candidate.model_id), crop.index,
                            padding=0.0, min_side=sl.min_side_px, out_side=max(h, w), upscale=True)
         zooms.append(ZoomRound(asked, region_of(zoom), thinking, "", label))
         self.zoom_rounds += 1
-        return prompt.zoom_reply(call.id, zoom.image, f"the region {p.format_box(asked)}, now "
-                                                      f"{zoom.image.shape[1]}x{zoom.image.shape[0]} pixels", p)
+        return zoom.image, f"the region {p.format_box(asked)}, now {zoom.image.shape[1]}x{zoom.image.shape[0]} pixels"
+
+    def _refuse_zoom(self, zooms: list, asked: tuple, thinking: str, why: str, label: str) -> tuple[None, str]:
+        self.zoom_errors += 1
+        zooms.append(ZoomRound(asked, None, thinking, why, label))
+        return None, f"error: {why}"
 
     def _count(self, t0: float, failed: bool = False) -> None:
         # Plain += from several worker threads can lose an update now and then; these are
@@ -352,15 +358,6 @@ def _why_not(offered: bool, i: int) -> str | None:
     if not offered:
         return "no zoom is left for this question: answer now with the JSON object"
     return None if i < ZOOMS_PER_REPLY else f"at most {ZOOMS_PER_REPLY} regions at a time"
-
-
-def _as_parts(messages: list[dict]) -> list[dict]:
-    """A tool answer as one user turn's parts, the image first (the grammar route has no tool role)."""
-    parts = [c for m in messages if isinstance(m["content"], list) for c in m["content"]]
-    images = [c for c in parts if c["type"] == "image_url"]
-    text = messages[0]["content"]
-    text = text if isinstance(text, str) else next(c["text"] for c in text if c["type"] == "text")
-    return [*images, {"type": "text", "text": text.removesuffix(" (the image follows)")}]
 
 
 def _swap(findings: list[Finding], old: Finding, new) -> list[Finding]:

@@ -109,6 +109,12 @@ def zoom_reply(call_id: str, zoom: np.ndarray | None, text: str, profile: Profil
             {"role": "user", "content": [image, {"type": "text", "text": f"The zoomed region for call {call_id}."}]}]
 
 
+def zoom_turn(zoom: np.ndarray | None, text: str) -> dict:
+    """The zoomed region as the next user turn, for backends that take no tool role."""
+    image = [{"type": "image_url", "image_url": {"url": image_data_url(zoom)}}] if zoom is not None else []
+    return {"role": "user", "content": [*image, {"type": "text", "text": text}]}
+
+
 def repair_message(error: str) -> dict:
     return {"role": "user", "content": (
         f"Your previous answer could not be used: {error}. Answer again with only a JSON object "
