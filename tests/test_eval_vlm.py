@@ -121,6 +121,16 @@ def test_a_false_alarm_is_asked_about_where_the_machine_raised_it(tmp_path):
     cs, skipped = cases(items, CropperConfig(), 10**8)
     (neg,) = [c for c in cs if c.box is None]
     assert neg.crop.candidate.box == (10, 20, 50, 60) and not skipped
+    # frames are read again when asked about, not held: one gone by then is named, not a crash
+    import pytest
+
+    from inspector.config import ProductConfig
+    from inspector.reasoner.evaluate import evaluate
+    from inspector.util.image_file import ImageError
+
+    neg.path.unlink()
+    with pytest.raises(ImageError, match=neg.path.name):
+        evaluate(None, [neg], ProductConfig(), 10**8)
 
 
 def test_the_ground_truth_is_named_once_and_bad_inputs_are_one_line(tmp_path, demo_line):

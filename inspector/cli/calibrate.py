@@ -370,6 +370,7 @@ def _eval_vlm(args, configs) -> int:
 
     from inspector.reasoner import build_reasoner
     from inspector.reasoner import evaluate as ev
+    from inspector.util.image_file import ImageError
 
     results = []
     crops = None
@@ -383,7 +384,8 @@ def _eval_vlm(args, configs) -> int:
         product = cfg.product(args.product) if args.product else cfg.products[0]
         if crops is None:  # the same crops for every config (the reviews of the first config's store)
             items = _labelled(args, cfg)
-            crops, unreadable = ev.cases(items, cfg.cropper, cfg.limits.max_image_pixels)
+            max_pixels = cfg.limits.max_image_pixels  # the same images, read the same way, for every config
+            crops, unreadable = ev.cases(items, cfg.cropper, max_pixels)
             for why in unreadable:
                 print(f"inspector: {why} (skipped)", file=sys.stderr)
             if not crops:
@@ -393,7 +395,9 @@ def _eval_vlm(args, configs) -> int:
                   file=sys.stderr)
         reasoner = build_reasoner(cfg.reasoner, cfg.data_dir)
         try:
-            results.append(ev.evaluate(reasoner, crops, product, str(path or "default")))
+            results.append(ev.evaluate(reasoner, crops, product, max_pixels, str(path or "default")))
+        except ImageError as e:
+            _fail(f"{e} (it changed while being measured)")
         finally:
             reasoner.close()
     names = ev.short_names(configs)

@@ -28,7 +28,7 @@ from inspector.prefilter.metrics import iou
 @dataclass
 class Case:
     name: str
-    frame: np.ndarray
+    path: Path  # the frame, read again when asked about: a plant's reviews are too many frames to hold
     crop: Crop
     box: tuple | None  # the labelled defect in frame pixels; None: a defect-free part
     kind: str | None
@@ -62,18 +62,24 @@ def cases(items, cropper, max_pixels: int) -> tuple[list[Case], list[str]]:
                 continue
             crop = crop_around(img, Candidate(b, 1.0, "label", "eval"), i, padding=cropper.padding,
                                min_side=cropper.min_side_px, out_side=cropper.max_side_px, upscale=False)
-            out.append(Case(f"{it.path.name}#{i}", img, crop, b if it.boxes else None, k))
+            out.append(Case(f"{it.path.name}#{i}", it.path, crop, b if it.boxes else None, k))
     return out, skipped
 
 
-def evaluate(reasoner, cs: list[Case], product, what: str = "eval vlm") -> dict:
+def evaluate(reasoner, cs: list[Case], product, max_pixels: int, what: str = "eval vlm") -> dict:
+    """One config's numbers; an image that can no longer be read raises ImageError."""
+    from inspector.util.image_file import read_image
+
     tp = fp = fn = tn = unavailable = invalid = refused = 0
     typed = typed_right = 0
     ious, lat, zooms, on_time = [], [], [], []
     tokens = counted_s = 0.0
     deadline = product.decision_deadline_ms
+    frame_of = (None, None)  # the crops of one image come one after another: it is read once
     for i, c in enumerate(cs, 1):
-        rep = reasoner.analyze(c.crop, product, Frame("eval", 1, c.frame))
+        if frame_of[0] != c.path:
+            frame_of = (c.path, read_image(c.path, max_pixels))
+        rep = reasoner.analyze(c.crop, product, Frame("eval", 1, frame_of[1]))
         progress(i, len(cs), what)
         lat.append(rep.latency_ms)
         zooms.append(sum(len(lk.zoomed) for lk in rep.looks))  # regions shown; refused calls are not zooms
